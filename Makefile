@@ -1,0 +1,31 @@
+# Set-up and entry points. `make demo` is the main job, `make test` the test suite (what CI runs).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup data demo test test-slow clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# Real Fashion-MNIST (Debian's dataset-fashion-mnist) for the demo and the benchmarks.
+data:
+	bash scripts/install_fashion_mnist.sh
+
+demo: setup data
+	$(PY) -m study.single --dataset fashion_mnist --noise symmetric --rate 0.4 --epochs 5
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup data
+	$(PY) -m pytest -q -m slow
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,0 +1,66 @@
+"""A CSV manifest: one row per image with its path and label, optionally patient id and split.
+
+Covers the six histopathology sets of Dedieu et al. 2024 and any user data. Column names are options.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from study.data.base import SPLITS, DataError, Record
+from study.data.sources import FileDataset
+
+
+class ManifestDataset(FileDataset):
+    """Options: ``manifest`` (CSV file; required), ``root`` (base for relative paths; default: the CSV's
+    folder), ``path_column`` (default ``path``), ``label_column`` (``label``), ``patient_column``
+    (``patient_id``, optional), ``split_column`` (``split``, optional; values train/val/test)."""
+
+    name = "manifest"
+
+    def __init__(self, manifest: str | Path | None = None, path_column: str = "path", label_column: str = "label",
+                 patient_column: str = "patient_id", split_column: str = "split", **kw) -> None:
+        if manifest is None:
+            raise DataError("manifest: the option manifest (path to a CSV with path,label columns) is required")
+        self.manifest = Path(manifest).expanduser()
+        kw.setdefault("root", self.manifest.parent)
+        super().__init__(**kw)
+        self.columns = {"path": path_column, "label": label_column, "patient": patient_column, "split": split_column}
+
+    def records(self) -> list[Record]:
+        if not self.manifest.is_file():
+            raise DataError(f"manifest: {self.manifest} does not exist (a CSV with path,label columns)")
+        try:
+            df = pd.read_csv(self.manifest, dtype=str, keep_default_na=False)
+        except Exception as e:  # pandas raises several types for malformed CSV
+            raise DataError(f"{self.manifest}: cannot read CSV ({e})") from None
+        cols = list(df.columns)
+        for key in ("path", "label"):
+            if self.columns[key] not in cols:
+                raise DataError(
+                    f"{self.manifest}: no column {self.columns[key]!r} (columns: {', '.join(cols)}); "
+                    f"set {key}_column to the column holding the image {key}"
+                )
+        has_patient = self.columns["patient"] in cols
+        has_split = self.columns["split"] in cols
+        out = []
+        for i, row in enumerate(df.itertuples(index=False), start=2):
+            row = row._asdict() if hasattr(row, "_asdict") else dict(zip(cols, row))
+            rel = row[self.columns["path"]]
+            label = row[self.columns["label"]].strip()
+            if not rel or not label:
+                raise DataError(f"{self.manifest}:{i}: empty path or label")
+            p = Path(rel)
+            p = p if p.is_absolute() else self.root / p
+            if not p.is_file():
+                raise DataError(f"{self.manifest}:{i}: image {p} does not exist")
+            split = row[self.columns["split"]].strip().lower() if has_split else None
+            if split and split not in SPLITS:
+                raise DataError(f"{self.manifest}:{i}: split {split!r} is not one of {', '.join(SPLITS)}")
+            patient = row[self.columns["patient"]].strip() if has_patient else None
+            out.append(Record(path=p, label=label, patient_id=patient or None, split=split or None))
+        if not out:
+            raise DataError(f"{self.manifest}: no rows")
+        return out

@@ -1,0 +1,53 @@
+"""Classification metrics of DESIGN.md: macro-F1 (headline), accuracy, balanced accuracy, macro AUROC."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, roc_auc_score
+
+
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray, prefix: str = "", full: bool = False) -> dict:
+    """Metrics of predicted class probabilities ``probs`` (N x K) against ``y_true`` (N).
+
+    Always ``f1`` (macro) and ``acc``; with ``full`` also ``balanced_acc``, ``auroc`` (macro one-vs-rest,
+    NaN when a class is absent), ``per_class_f1`` and ``confusion`` (lists, for artifacts).
+    """
+    k = probs.shape[1]
+    pred = probs.argmax(axis=1)
+    out = {
+        f"{prefix}f1": float(f1_score(y_true, pred, average="macro", labels=np.arange(k), zero_division=0)),
+        f"{prefix}acc": float(np.mean(pred == y_true)),
+    }
+    if full:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out[f"{prefix}balanced_acc"] = float(balanced_accuracy_score(y_true, pred))
+            try:
+                if k == 2:
+                    out[f"{prefix}auroc"] = float(roc_auc_score(y_true, probs[:, 1]))
+                else:
+                    out[f"{prefix}auroc"] = float(roc_auc_score(y_true, probs, multi_class="ovr", average="macro",
+                                                                labels=np.arange(k)))
+            except ValueError:
+                out[f"{prefix}auroc"] = float("nan")
+        out[f"{prefix}per_class_f1"] = f1_score(y_true, pred, average=None, labels=np.arange(k),
+                                                zero_division=0).tolist()
+        out[f"{prefix}confusion"] = confusion_matrix(y_true, pred, labels=np.arange(k)).tolist()
+    return out
+
+
+def selection_quality(selected: np.ndarray, noisy: np.ndarray, clean: np.ndarray) -> dict:
+    """Precision and recall of a selected (believed clean) set against the known clean samples.
+
+    Computed outside the algorithms, which never see which labels are corrupted.
+    """
+    is_clean = noisy == clean
+    sel = np.zeros(len(noisy), dtype=bool)
+    sel[selected] = True
+    tp = int(np.sum(sel & is_clean))
+    return {
+        "selected_label_precision": tp / max(int(sel.sum()), 1),
+        "selected_label_recall": tp / max(int(is_clean.sum()), 1),
+    }

@@ -1,0 +1,128 @@
+"""The LNL training loop and its honest evaluation protocol.
+
+``fit`` sees the noisy training and validation sets only: it trains epoch by epoch, selects the epoch by
+macro-F1 on the noisy validation split, and keeps the state of that epoch and of the last five. The test
+split is not an argument of ``fit``; ``final_test`` evaluates the kept states on it once, after training
+(``test_f1`` at the best-validation epoch, ``test_f1_last5`` over the last five epochs).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from study.data.pipeline import TensorLoader
+from study.lnl.base import Algorithm
+from study.metrics import classification_metrics, selection_quality
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training stopped: the loss became NaN or infinite."""
+
+
+@dataclass
+class FitResult:
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = -1
+    best_val_f1: float = -math.inf
+    best_state: dict | None = None
+    last_states: list[dict] = field(default_factory=list)
+
+
+def _cpu_copy(state: dict) -> dict:
+    return copy.deepcopy(cpu_state(state))
+
+
+def cpu_state(state):
+    """Tensors of a nested state moved to the CPU (for keeping or saving)."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        return {k: cpu_state(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(cpu_state(v) for v in state)
+    return state
+
+
+@torch.no_grad()
+def predict_probs(algo: Algorithm, loader: TensorLoader) -> tuple[np.ndarray, np.ndarray]:
+    """Class probabilities (N x K) and labels (N) over a loader, in evaluation mode."""
+    algo.eval()
+    probs, labels = [], []
+    for x, y, _ in loader:
+        probs.append(torch.softmax(algo.predict_logits(x).float(), dim=1).cpu())
+        labels.append(y.cpu())
+    return torch.cat(probs).numpy(), torch.cat(labels).numpy()
+
+
+def train_one_epoch(algo: Algorithm, loader: TensorLoader, epoch: int) -> tuple[float, np.ndarray | None]:
+    """One pass over the noisy training set; the mean loss and the indices selected as clean (if any)."""
+    algo.start_epoch(epoch, loader)
+    algo.train()
+    total, count, selected = 0.0, 0, []
+    for step, (x, y, index) in enumerate(loader):
+        out = algo.train_step(x, y, index, epoch)
+        loss = float(out["loss"])
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite loss ({loss}) at epoch {epoch}, step {step}")
+        total += loss * x.shape[0]
+        count += x.shape[0]
+        if "selected" in out:
+            selected.append(out["selected"].detach().cpu().numpy())
+    sel = np.unique(np.concatenate(selected)) if selected else None
+    return total / max(count, 1), sel
+
+
+def fit(algo: Algorithm, train: TensorLoader, val: TensorLoader, epochs: int,
+        clean_train_labels: np.ndarray | None = None, noisy_train_labels: np.ndarray | None = None,
+        start_epoch: int = 0, result: FitResult | None = None,
+        on_epoch: Callable[[int, dict, FitResult], None] | None = None) -> FitResult:
+    """Train for ``epochs``, selecting by noisy-validation macro-F1.
+
+    ``clean_train_labels`` (indexed by dataset index, like ``noisy_train_labels``) serve only the
+    diagnostics of sample selection and never reach the algorithm. ``on_epoch(epoch, metrics, result)``
+    is called after each epoch (for logging, checkpoints, early stopping; it may raise to stop).
+    """
+    res = result or FitResult()
+    for epoch in range(start_epoch, epochs):
+        t0 = time.perf_counter()
+        loss, selected = train_one_epoch(algo, train, epoch)
+        probs, y = predict_probs(algo, val)
+        metrics = {"epoch": epoch, "train_loss": loss, **classification_metrics(y, probs, prefix="val_"),
+                   "epoch_time": time.perf_counter() - t0}
+        if selected is not None and clean_train_labels is not None and noisy_train_labels is not None:
+            metrics.update(selection_quality(selected, noisy_train_labels, clean_train_labels))
+        res.history.append(metrics)
+        state = _cpu_copy(algo.state_dict())
+        if metrics["val_f1"] > res.best_val_f1:
+            res.best_epoch, res.best_val_f1, res.best_state = epoch, metrics["val_f1"], state
+        res.last_states = (res.last_states + [state])[-5:]
+        if on_epoch is not None:
+            on_epoch(epoch, metrics, res)
+    return res
+
+
+def final_test(algo: Algorithm, result: FitResult, test: TensorLoader) -> dict:
+    """Clean-test metrics at the best-validation epoch, and ``test_f1_last5`` over the last five epochs.
+
+    Restores the best state into ``algo`` afterwards, so the caller can save it as the checkpoint.
+    """
+    if result.best_state is None:
+        raise ValueError("final_test needs a fit result with at least one epoch")
+    last5 = []
+    for state in result.last_states:
+        algo.load_state_dict(state)
+        probs, y = predict_probs(algo, test)
+        last5.append(classification_metrics(y, probs)["f1"])
+    algo.load_state_dict(result.best_state)
+    probs, y = predict_probs(algo, test)
+    out = classification_metrics(y, probs, prefix="test_", full=True)
+    out["test_f1_last5"] = float(np.mean(last5))
+    out["best_epoch"] = result.best_epoch
+    return out
