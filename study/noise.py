@@ -13,6 +13,7 @@ true class ``i`` is given label ``j``); a noisy label set is a draw from the row
 - ``transition``: any row-stochastic ``transition=T``, used as given (``rate`` is not used).
 
 With ``exact=True`` the number of changed labels of class c is exactly ``round((1 - T[c, c]) * n_c)``
+(rounded half up)
 (``round(rate * n_c)`` for symmetric, pairflip and grouped classes) and the changed samples are spread
 over their destination classes in proportion to ``T[c, j]`` by largest remainders; otherwise each sample
 is drawn independently from its row. Draws use NumPy's PCG64 generator, whose streams are the same on
@@ -161,7 +162,8 @@ def _draw_exact(y: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> np.nd
         n_c = idx.size
         off = t[c].copy()
         off[c] = 0.0
-        n_flip = int(round((1.0 - t[c, c]) * n_c))
+        # rounded half up; the epsilon absorbs float error in 1 - T[c, c] (0.23 * 250 is 57.5, not 57.4999)
+        n_flip = int(np.floor(off.sum() * n_c + 0.5 + 1e-9))
         if n_flip == 0 or off.sum() <= 0:
             continue
         quota = off / off.sum() * n_flip

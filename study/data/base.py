@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 
@@ -84,7 +84,7 @@ class Dataset:
     noise_groups: ClassVar[Sequence[Sequence[str]] | None] = None
     default_channels: ClassVar[int] = 3
 
-    def __init__(self, resolution: int | None = None, channels: int | None = None, **options: Any) -> None:
+    def __init__(self, resolution: int | None = None, channels: int | None = None) -> None:
         if resolution is not None and (not isinstance(resolution, int) or resolution < 8):
             raise DataError(f"{self.name}: resolution must be an integer >= 8, got {resolution!r}")
         ch = self.default_channels if channels is None else channels
@@ -92,7 +92,6 @@ class Dataset:
             raise DataError(f"{self.name}: channels must be 1 or 3, got {channels!r}")
         self.resolution = resolution
         self.channels = ch
-        self.options = options
 
     def load(self, cache_dir: str | Path | None = None) -> ImageData:
         raise NotImplementedError

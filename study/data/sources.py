@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 from study.data.base import Arrays, Dataset, ImageData, Record
 from study.data.cache import decode_records, file_fingerprint, load_or_build, resize_arrays
 
@@ -13,8 +11,8 @@ class FileDataset(Dataset):
     """A dataset of image files. Subclasses implement ``records()`` (and may set ``class_order``)."""
 
     def __init__(self, root: str | Path | None = None, resolution: int | None = None, channels: int | None = None,
-                 skip_corrupt: bool = False, **options: Any) -> None:
-        super().__init__(resolution=resolution, channels=channels, **options)
+                 skip_corrupt: bool = False) -> None:
+        super().__init__(resolution=resolution, channels=channels)
         self.root = Path(root).expanduser() if root is not None else None
         self.skip_corrupt = bool(skip_corrupt)
 
