@@ -21,7 +21,7 @@ data:
 demo: setup data
 	$(PY) -m study.single --dataset fashion_mnist --noise symmetric --rate 0.4 --epochs 5
 
-test: setup
+test: setup data
 	$(PY) -m pytest -q
 
 test-slow: setup data

@@ -54,6 +54,31 @@ class NoisyLabels:
         """The transition matrix realised on ``clean`` (rows of classes absent from ``clean`` are zero)."""
         return empirical_transition(clean, self.labels, self.transition.shape[0])
 
+    def summary(self, clean: np.ndarray) -> dict:
+        """A JSON-able record: kind, rate, seed, options, realized rate, intended and empirical matrices."""
+        return {
+            "kind": self.kind, "rate": self.rate, "seed": self.seed, "options": self.options,
+            "realized_rate": self.realized_rate,
+            "transition": self.transition.tolist(),
+            "empirical_transition": self.empirical_transition(clean).tolist(),
+        }
+
+    def save(self, folder, clean: np.ndarray, indices: np.ndarray | None = None) -> list:
+        """Write ``noisy_labels.csv`` (index, clean, noisy) and ``noise.json`` (``summary``) into ``folder``;
+        returns the two paths (the artifacts later stages log to MLflow)."""
+        import json
+        from pathlib import Path
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        idx = np.arange(len(self.labels)) if indices is None else np.asarray(indices)
+        table = np.stack([idx, np.asarray(clean), self.labels], axis=1)
+        csv = folder / "noisy_labels.csv"
+        np.savetxt(csv, table, fmt="%d", delimiter=",", header="index,clean,noisy", comments="")
+        js = folder / "noise.json"
+        js.write_text(json.dumps(self.summary(clean), indent=1))
+        return [csv, js]
+
 
 def empirical_transition(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> np.ndarray:
     """Row-normalised confusion of noisy against clean labels, K x K."""

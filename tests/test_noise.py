@@ -162,3 +162,16 @@ def test_invalid_inputs_rejected(kwargs, match):
 def test_invalid_labels_rejected(y, k, match):
     with pytest.raises(ValueError, match=match):
         inject_noise(y, k, "symmetric", 0.1, seed=0)
+
+
+def test_save_writes_labels_and_matrices(tmp_path, labels):
+    import json
+
+    out = inject_noise(labels[:100], K, "pairflip", 0.2, seed=0, exact=True)
+    csv, js = out.save(tmp_path, labels[:100], indices=np.arange(1000, 1100))
+    table = np.loadtxt(csv, delimiter=",", skiprows=1, dtype=int)
+    np.testing.assert_array_equal(table[:, 0], np.arange(1000, 1100))
+    np.testing.assert_array_equal(table[:, 2], out.labels)
+    meta = json.loads(js.read_text())
+    assert meta["kind"] == "pairflip" and meta["realized_rate"] == out.realized_rate
+    np.testing.assert_allclose(meta["empirical_transition"], empirical_transition(labels[:100], out.labels, K))

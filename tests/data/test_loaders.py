@@ -236,9 +236,8 @@ def test_fashion_mnist_bad_idx_names_file(tmp_path):
         get_dataset("fashion_mnist", root=tmp_path / "none").load(None)
 
 
-@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz").exists(),
-                    reason="Debian's dataset-fashion-mnist is not installed (make data)")
-def test_real_fashion_mnist_when_installed():
+def test_real_fashion_mnist():
+    """Debian's dataset-fashion-mnist, which `make test` installs (make data)."""
     data = get_dataset("fashion_mnist", limit=100, test_limit=50).load(None)
     assert data.images.shape == (150, 28, 28, 1) and data.labels.max() <= 9
 
