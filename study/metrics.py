@@ -51,3 +51,22 @@ def selection_quality(selected: np.ndarray, noisy: np.ndarray, clean: np.ndarray
         "selected_label_precision": tp / max(int(sel.sum()), 1),
         "selected_label_recall": tp / max(int(is_clean.sum()), 1),
     }
+
+
+def macro_f1_batched(y_true, y_pred, num_classes: int):
+    """Macro-F1 of H label sets at once: ``y_true``, ``y_pred`` H x N integer tensors -> H tensor.
+
+    Classes absent from both truth and prediction count as F1 0, as ``classification_metrics`` does
+    (scikit-learn's ``labels=range(K), zero_division=0``).
+    """
+    import torch
+
+    h = y_true.shape[0]
+    offset = torch.arange(h, device=y_true.device)[:, None] * num_classes
+    count = h * num_classes
+    tp = torch.bincount((offset + y_true)[y_true == y_pred], minlength=count).view(h, num_classes).float()
+    support = torch.bincount((offset + y_true).reshape(-1), minlength=count).view(h, num_classes).float()
+    predicted = torch.bincount((offset + y_pred).reshape(-1), minlength=count).view(h, num_classes).float()
+    denom = support + predicted
+    f1 = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.zeros_like(tp))
+    return f1.mean(dim=1)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from study.data.pipeline import TensorLoader
+from study.data.pipeline import AugmentConfig, TensorLoader, augment, to_float
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,32 @@ def lr_at(epoch: int, cfg: OptimConfig) -> float:
     if cfg.schedule == "cosine":
         return 0.5 * cfg.lr * (1 + np.cos(np.pi * epoch / max(cfg.epochs, 1)))
     return cfg.lr
+
+
+class TrainViews:
+    """Fresh augmented views of training samples, gathered by dataset index from a loader's raw images.
+
+    Algorithms that need more than the one view the loader yields (DivideMix's two views per sample) or
+    an evaluation pass over the whole training set (its per-sample losses) build one in ``start_epoch``.
+    """
+
+    def __init__(self, loader: TensorLoader, num_samples: int) -> None:
+        self.loader = loader
+        self.row_of = torch.full((num_samples,), -1, dtype=torch.long)
+        self.row_of[loader.indices] = torch.arange(len(loader.indices))
+        self.augment_cfg = loader.augment_cfg or AugmentConfig()
+
+    def views(self, index: torch.Tensor) -> torch.Tensor:
+        """One augmented view (B x C x H x W) of the samples with these dataset indices."""
+        rows = self.row_of[index.cpu()].to(self.loader.device)
+        return augment(to_float(self.loader.images[rows]), self.augment_cfg, self.loader.generator)
+
+    def plain_batches(self, batch_size: int = 512):
+        """``(x, y, index)`` over the whole training set in order, without augmentation (for evaluation)."""
+        n = self.loader.images.shape[0]
+        for i in range(0, n, batch_size):
+            sl = slice(i, i + batch_size)
+            yield to_float(self.loader.images[sl]), self.loader.labels[sl], self.loader.indices[sl]
 
 
 class Algorithm:
@@ -87,9 +113,15 @@ class Algorithm:
 
     # -- shared
     def backward(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
-        opt.zero_grad(set_to_none=True)
+        self.backward_many(loss, [opt])
+
+    def backward_many(self, loss: torch.Tensor, opts: list[torch.optim.Optimizer]) -> None:
+        """One backward pass of a summed loss, then a step of each optimiser (independent networks)."""
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        self.scaler.step(opt)
+        for opt in opts:
+            self.scaler.step(opt)
         self.scaler.update()
 
     def train(self) -> None:

@@ -1,0 +1,55 @@
+"""Co-teaching+ (Yu et al. 2019, "How does Disagreement Help Generalization against Label Corruption?",
+ICML).
+
+Like Co-teaching, two networks exchange their small-loss samples, but only within the *disagreement
+set*: the samples of the batch on which the two networks' predictions differ. Updating by disagreement
+keeps the networks from converging to one another, which plain Co-teaching does over time. As in the
+authors' code, the first ``init_epochs`` epochs run plain Co-teaching on the whole batch, and a batch
+without disagreement falls back to it too. The kept fraction of the disagreement set follows
+Co-teaching's schedule (target forget rate = the noise rate when known, ramped over ``tk`` epochs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from study.lnl.co_teaching import CoTeaching, small_loss_exchange
+
+
+def disagreement_exchange(logits1: torch.Tensor, logits2: torch.Tensor, loss1: torch.Tensor, loss2: torch.Tensor,
+                          forget: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Batch positions for each network: the peer's small-loss samples within the disagreement set.
+
+    Falls back to the whole batch (plain Co-teaching) when the networks agree on every sample.
+    """
+    disagree = torch.nonzero(logits1.argmax(1) != logits2.argmax(1)).squeeze(1)  # D
+    if disagree.numel() == 0:
+        return small_loss_exchange(loss1, loss2, forget)
+    for1, for2 = small_loss_exchange(loss1[disagree], loss2[disagree], forget)
+    return disagree[for1], disagree[for2]
+
+
+class CoTeachingPlus(CoTeaching):
+    name = "co_teaching_plus"
+
+    def __init__(self, *args: Any, init_epochs: int = 10, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.init_epochs = int(init_epochs)
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> dict:
+        net1, net2 = self.nets
+        with torch.autocast(self.device.type, enabled=self.amp):
+            logits1, logits2 = net1(x).float(), net2(x).float()
+        loss1 = F.cross_entropy(logits1, y, reduction="none")  # B
+        loss2 = F.cross_entropy(logits2, y, reduction="none")
+        forget = self.forget_at(epoch)
+        if epoch < self.init_epochs:
+            for1, for2 = small_loss_exchange(loss1, loss2, forget)
+        else:
+            for1, for2 = disagreement_exchange(logits1, logits2, loss1, loss2, forget)
+        loss = loss1[for1].mean() + loss2[for2].mean()
+        self.backward_many(loss, self.optimizers)
+        return {"loss": loss.detach() / 2, "selected": torch.cat([index[for1], index[for2]])}

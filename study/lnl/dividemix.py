@@ -1,0 +1,211 @@
+"""DivideMix (Li et al. 2020, "DivideMix: Learning with Noisy Labels as Semi-supervised Learning", ICLR).
+
+Two networks. After ``warmup_epochs`` of plain cross-entropy (plus a confidence penalty under
+asymmetric noise), each epoch starts with *co-divide*: every network's per-sample training losses are
+normalised and modelled by a two-component Gaussian mixture, and the posterior of the low-mean
+component is the sample's probability of being clean. Each network then trains on the division made by
+its peer: samples with clean probability above ``p_threshold`` are labelled, the rest unlabelled, and
+it runs MixMatch (Berthelot et al. 2019) on them with *label co-refinement* (labelled targets: the
+noisy label blended with the network's prediction by the clean probability, sharpened) and
+*co-guessing* (unlabelled targets: both networks' averaged predictions over two views, sharpened).
+
+Departure from the authors' loop, which runs a separate pass per network over labelled batches with
+unlabelled batches drawn beside them: here both networks train on each batch of the shared training
+loader, each splitting the batch into labelled and unlabelled parts by its peer's division. Every sample
+is used once per epoch in both roles the division gives it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.mixture import GaussianMixture
+
+from study.data.pipeline import TensorLoader
+from study.lnl.base import Algorithm, TrainViews
+
+
+def gmm_clean_probability(losses: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Per-sample clean probability: posterior of the low-mean component of a 2-component GMM on losses.
+
+    ``losses`` (N) are min-max normalised first, as in the paper.
+    """
+    x = np.asarray(losses, dtype=np.float64).reshape(-1, 1)
+    span = x.max() - x.min()
+    x = (x - x.min()) / (span if span > 0 else 1.0)
+    gmm = GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4, random_state=seed)
+    gmm.fit(x)
+    return gmm.predict_proba(x)[:, int(np.argmin(gmm.means_.ravel()))]
+
+
+def sharpen(p: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Temperature sharpening ``p^(1/T)`` renormalised over classes (B x K)."""
+    p = p.pow(1.0 / temperature)
+    return p / p.sum(dim=1, keepdim=True)
+
+
+def mixmatch_mix(inputs: torch.Tensor, targets: torch.Tensor, lam: float,
+                 perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """MixUp of a batch with a permutation of itself, ``lam`` weighting the original (lam >= 0.5)."""
+    return lam * inputs + (1 - lam) * inputs[perm], lam * targets + (1 - lam) * targets[perm]
+
+
+def mixmatch_losses(logits: torch.Tensor, mixed_targets: torch.Tensor, num_labelled: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labelled soft cross-entropy over the first ``num_labelled`` rows, unlabelled mean squared error over the rest."""
+    lx = logits[:num_labelled].float()
+    lu = logits[num_labelled:].float()
+    zero = logits.new_zeros(()).float()
+    loss_x = -(F.log_softmax(lx, dim=1) * mixed_targets[:num_labelled]).sum(1).mean() if num_labelled else zero
+    loss_u = ((torch.softmax(lu, dim=1) - mixed_targets[num_labelled:]) ** 2).mean() if lu.shape[0] else zero
+    return loss_x, loss_u
+
+
+def uniform_prior_penalty(logits: torch.Tensor) -> torch.Tensor:
+    """KL(uniform || mean prediction): keeps the mixed batch from collapsing onto few classes."""
+    k = logits.shape[1]
+    mean_p = torch.softmax(logits.float(), dim=1).mean(0)
+    prior = torch.full_like(mean_p, 1.0 / k)
+    return (prior * torch.log(prior / mean_p.clamp_min(1e-12))).sum()
+
+
+def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
+    """Mean ``sum p log p``: the confidence penalty used during warm-up under asymmetric noise."""
+    p = torch.softmax(logits.float(), dim=1)
+    return (p * torch.log(p.clamp_min(1e-12))).sum(1).mean()
+
+
+class DivideMix(Algorithm):
+    name = "dividemix"
+    selects_samples = True
+
+    def __init__(self, *args: Any, alpha: float = 4.0, temperature: float = 0.5, p_threshold: float = 0.5,
+                 lambda_u: float = 25.0, warmup_epochs: int = 10, rampup_epochs: int = 16,
+                 asymmetric: bool = False, seed: int = 0, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.alpha, self.temperature, self.p_threshold = alpha, temperature, p_threshold
+        self.lambda_u, self.warmup_epochs, self.rampup_epochs = lambda_u, int(warmup_epochs), int(rampup_epochs)
+        self.asymmetric = asymmetric
+        self.rng = np.random.default_rng(seed)
+        self.perm_gen = torch.Generator().manual_seed(seed)
+        self.clean_prob: list[torch.Tensor] = []  # per network: N (dataset index -> clean probability)
+        self.loss_history: list[list[np.ndarray]] = [[], []]
+        self.views: TrainViews | None = None
+        self.step, self.steps_per_epoch = 0, 1
+
+    def build_nets(self, make_model):
+        return [make_model().to(self.device), make_model().to(self.device)]
+
+    # -- co-divide
+    @torch.no_grad()
+    def per_sample_losses(self, net: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
+        """Cross-entropy of every training sample under ``net`` (eval mode, no augmentation), with indices."""
+        net.eval()
+        losses, indices = [], []
+        for x, y, index in self.views.plain_batches():
+            with torch.autocast(self.device.type, enabled=self.amp):
+                logits = net(x).float()
+            losses.append(F.cross_entropy(logits, y, reduction="none").cpu())
+            indices.append(index.cpu())
+        return torch.cat(losses).numpy(), torch.cat(indices).numpy()
+
+    def start_epoch(self, epoch: int, train: TensorLoader) -> None:
+        super().start_epoch(epoch, train)
+        if self.views is None or self.views.loader is not train:
+            self.views = TrainViews(train, self.num_samples)
+        self.step, self.steps_per_epoch = 0, max(len(train), 1)
+        if epoch < self.warmup_epochs:
+            return
+        self.clean_prob = []
+        for k, net in enumerate(self.nets):
+            losses, indices = self.per_sample_losses(net)
+            span = losses.max() - losses.min()
+            losses = (losses - losses.min()) / (span if span > 0 else 1.0)
+            if self.asymmetric:  # average the normalised losses over the last five epochs
+                self.loss_history[k] = (self.loss_history[k] + [losses])[-5:]
+                losses = np.mean(self.loss_history[k], axis=0)
+            prob = torch.zeros(self.num_samples)
+            prob[torch.from_numpy(indices)] = torch.from_numpy(gmm_clean_probability(losses)).float()
+            self.clean_prob.append(prob.to(self.device))
+
+    # -- training
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> dict:
+        if epoch < self.warmup_epochs:
+            return self.warmup_step(x, y)
+        x2 = self.views.views(index)  # a second augmented view of the batch
+        losses, selected = [], []
+        for k in (0, 1):
+            net, peer = self.nets[k], self.nets[1 - k]
+            w = self.clean_prob[1 - k][index]  # the peer divides: B clean probabilities
+            labelled = w > self.p_threshold
+            loss = self.mixmatch_step(net, peer, self.optimizers[k], x, x2, y, w, labelled, epoch)
+            losses.append(loss)
+            selected.append(index[labelled])
+        self.step += 1
+        return {"loss": (losses[0] + losses[1]) / 2, "selected": torch.cat(selected)}
+
+    def warmup_step(self, x: torch.Tensor, y: torch.Tensor) -> dict:
+        total = 0.0
+        with torch.autocast(self.device.type, enabled=self.amp):
+            logits = [net(x).float() for net in self.nets]
+        loss = sum(F.cross_entropy(lg, y) for lg in logits)
+        if self.asymmetric:
+            loss = loss + sum(negative_entropy(lg) for lg in logits)
+        self.backward_many(loss, self.optimizers)
+        total = loss.detach() / 2
+        self.step += 1
+        return {"loss": total}
+
+    def unlabelled_weight(self, epoch: int) -> float:
+        """``lambda_u`` ramped linearly from the end of warm-up over ``rampup_epochs`` (as the authors do)."""
+        current = epoch + self.step / self.steps_per_epoch
+        ramp = np.clip((current - self.warmup_epochs) / max(self.rampup_epochs, 1), 0.0, 1.0)
+        return float(self.lambda_u * ramp)
+
+    def mixmatch_step(self, net, peer, opt, x1, x2, y, w, labelled, epoch: int) -> torch.Tensor:
+        xl1, xl2, yl, wl = x1[labelled], x2[labelled], y[labelled], w[labelled]
+        xu1, xu2 = x1[~labelled], x2[~labelled]
+        nl, nu = xl1.shape[0], xu1.shape[0]
+        k = self.num_classes
+        with torch.no_grad():
+            # co-guessing: both networks, two views, on the unlabelled part
+            peer.eval()
+            with torch.autocast(self.device.type, enabled=self.amp):
+                pu = (torch.softmax(net(xu1).float(), 1) + torch.softmax(net(xu2).float(), 1)
+                      + torch.softmax(peer(xu1).float(), 1) + torch.softmax(peer(xu2).float(), 1)) / 4 \
+                    if nu else x1.new_zeros(0, k)
+                # label co-refinement: the noisy label blended with the net's own prediction by the peer's w
+                px = (torch.softmax(net(xl1).float(), 1) + torch.softmax(net(xl2).float(), 1)) / 2 \
+                    if nl else x1.new_zeros(0, k)
+            peer.train()
+            targets_u = sharpen(pu, self.temperature) if nu else pu
+            onehot = F.one_hot(yl, k).float()
+            targets_x = sharpen(wl[:, None] * onehot + (1 - wl[:, None]) * px, self.temperature) if nl else px
+
+        # MixMatch: mix labelled and unlabelled (both views) with one Beta(alpha, alpha) coefficient
+        lam = float(self.rng.beta(self.alpha, self.alpha))
+        lam = max(lam, 1 - lam)
+        inputs = torch.cat([xl1, xl2, xu1, xu2])  # (2 nl + 2 nu) x C x H x W
+        targets = torch.cat([targets_x, targets_x, targets_u, targets_u])
+        perm = torch.randperm(inputs.shape[0], generator=self.perm_gen).to(inputs.device)
+        mixed_x, mixed_t = mixmatch_mix(inputs, targets, lam, perm)
+        with torch.autocast(self.device.type, enabled=self.amp):
+            logits = net(mixed_x).float()
+        loss_x, loss_u = mixmatch_losses(logits, mixed_t, 2 * nl)
+        loss = loss_x + self.unlabelled_weight(epoch) * loss_u + uniform_prior_penalty(logits)
+        self.backward(loss, opt)
+        return loss.detach()
+
+    def extra_state(self) -> dict:
+        return {"clean_prob": [p.cpu() for p in self.clean_prob], "loss_history": self.loss_history,
+                "rng": self.rng.bit_generator.state, "perm_gen": self.perm_gen.get_state()}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.clean_prob = [p.to(self.device) for p in state.get("clean_prob", [])]
+        self.loss_history = state.get("loss_history", [[], []])
+        if "rng" in state:
+            self.rng.bit_generator.state = state["rng"]
+        if "perm_gen" in state:
+            self.perm_gen.set_state(state["perm_gen"])

@@ -1,0 +1,249 @@
+"""Heads on frozen embeddings (Dedieu et al. 2024, arXiv 2404.07605): the stage-1 encoder is frozen, its embeddings are computed
+once per (encoder, dataset) and cached, and a small MLP head (default 512-128-64) or a linear head is
+trained on noisy labels, optionally with Gaussian noise added to the features.
+
+Because the encoder is frozen, many heads (noise configurations x seeds) share one embedding matrix:
+``train_heads`` trains H heads at once with grouped weights (one H x D_in x D_out tensor per layer and
+batched matmuls), each head with its own labels, initialisation and mini-batch order. Weight decay,
+momentum and the loss are per element or summed over heads, so this is exactly H independent trainings.
+
+``LinearProbe`` is the same model behind the ``Algorithm`` interface (registered as ``linear_probe``):
+it embeds the training set once on its first epoch and trains the head on the cached rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from study.data.pipeline import TensorLoader, to_float
+from study.lnl.base import Algorithm, TrainViews
+from study.metrics import macro_f1_batched
+from study.models import Classifier, mlp_head
+
+DEFAULT_HIDDEN = (512, 128, 64)
+
+
+# -- embeddings and their cache
+@torch.no_grad()
+def embed(encoder: nn.Module, images: np.ndarray, batch_size: int = 512,
+          device: str | torch.device = "cpu") -> np.ndarray:
+    """Embeddings (N x D float32) of uint8 images (N x H x W x C) under ``encoder`` in eval mode."""
+    encoder.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        x = to_float(torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).to(device))
+        out.append(encoder(x).float().cpu())
+    return torch.cat(out).numpy().astype(np.float32)
+
+
+def file_hash(path: str | Path) -> str:
+    """SHA-256 (first 24 hex digits) of a file's bytes: the identity of a stored encoder."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:24]
+
+
+def cached_embeddings(cache_dir: str | Path, encoder_hash: str, dataset_key: str,
+                      compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """Embeddings of a whole dataset, from ``<cache>/embeddings/<encoder_hash>-<dataset_key>.npy`` or computed.
+
+    ``compute()`` runs only on a miss; the file is written atomically (temporary name, then rename).
+    """
+    root = Path(cache_dir).expanduser() / "embeddings"
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / f"{encoder_hash}-{dataset_key}.npy"
+    if path.exists():
+        return np.load(path, mmap_mode="r")
+    emb = np.asarray(compute(), dtype=np.float32)
+    tmp = path.with_suffix(f".tmp{np.random.randint(1 << 30)}.npy")
+    np.save(tmp, emb)
+    tmp.replace(path)
+    return np.load(path, mmap_mode="r")
+
+
+# -- H heads trained together
+class HeadGroup(nn.Module):
+    """H independent MLP heads as grouped weights: layer l holds an H x D_l x D_{l+1} tensor."""
+
+    def __init__(self, num_heads: int, in_dim: int, num_classes: int, hidden: Sequence[int] = DEFAULT_HIDDEN,
+                 seeds: Sequence[int] | None = None) -> None:
+        super().__init__()
+        dims = [in_dim, *hidden, num_classes]
+        seeds = list(seeds) if seeds is not None else list(range(num_heads))
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        for a, b in zip(dims[:-1], dims[1:]):
+            w, bias = torch.empty(num_heads, a, b), torch.empty(num_heads, 1, b)
+            for h in range(num_heads):  # nn.Linear's default init, per head from its own seed
+                g = torch.Generator().manual_seed(int(seeds[h]) * 7919 + a * 31 + b)
+                bound = 1.0 / math.sqrt(a)
+                w[h].uniform_(-bound, bound, generator=g)
+                bias[h].uniform_(-bound, bound, generator=g)
+            self.weights.append(nn.Parameter(w))
+            self.biases.append(nn.Parameter(bias))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: H x B x D_in (or B x D_in, shared by all heads) -> H x B x K logits."""
+        if x.dim() == 2:
+            x = x.expand(self.weights[0].shape[0], *x.shape)
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(b, x, w)
+            if i < len(self.weights) - 1:
+                x = F.relu(x)
+        return x
+
+
+@dataclass
+class HeadsResult:
+    """Per head: the best epoch by noisy-validation macro-F1, its F1 and the head weights of that epoch."""
+
+    best_epoch: np.ndarray
+    best_val_f1: np.ndarray
+    state: dict
+    history: list[dict] = field(default_factory=list)
+    hidden: tuple[int, ...] = DEFAULT_HIDDEN
+
+    def model(self) -> HeadGroup:
+        w = self.state["weights.0"]
+        k = self.state[f"weights.{len(self.hidden)}"].shape[2]
+        g = HeadGroup(w.shape[0], w.shape[1], k, self.hidden)
+        g.load_state_dict(self.state)
+        return g
+
+
+@torch.no_grad()
+def predict_heads(heads: HeadGroup, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """Class probabilities H x N x K of every head on shared embeddings (N x D)."""
+    out = [torch.softmax(heads(embeddings[i:i + batch_size]), dim=2) for i in range(0, len(embeddings), batch_size)]
+    return torch.cat(out, dim=1)
+
+
+def train_heads(embeddings_train: np.ndarray | torch.Tensor, noisy_label_sets: np.ndarray | torch.Tensor,
+                embeddings_val: np.ndarray | torch.Tensor, val_label_sets: np.ndarray | torch.Tensor,
+                num_classes: int, hidden: Sequence[int] = DEFAULT_HIDDEN, epochs: int = 300, lr: float = 0.025,
+                momentum: float = 0.9, weight_decay: float = 0.0, batch_size: int = 512,
+                feature_noise: float | Sequence[float] = 0.0, patience: int | None = 20,
+                seeds: Sequence[int] | None = None, device: str | torch.device = "cpu") -> HeadsResult:
+    """Train H heads at once on one embedding matrix; select each head's epoch by its noisy-val macro-F1.
+
+    ``noisy_label_sets``: H x N (head h trains on labels ``[h]``); ``val_label_sets``: H x N_val.
+    ``feature_noise``: Gaussian sigma added to the training features (one value, or one per head).
+    ``patience``: stop when no head's validation F1 improved for this many epochs (None: never).
+    Defaults follow Dedieu et al.: SGD lr 0.025, batch 512, 300 epochs, patience 20.
+    """
+    dev = torch.device(device)
+    xt = torch.as_tensor(np.asarray(embeddings_train), dtype=torch.float32, device=dev)  # N x D
+    xv = torch.as_tensor(np.asarray(embeddings_val), dtype=torch.float32, device=dev)  # Nv x D
+    yt = torch.as_tensor(np.asarray(noisy_label_sets), dtype=torch.long, device=dev)  # H x N
+    yv = torch.as_tensor(np.asarray(val_label_sets), dtype=torch.long, device=dev)  # H x Nv
+    if yt.dim() != 2 or yt.shape[1] != xt.shape[0]:
+        raise ValueError(f"noisy_label_sets must be H x {xt.shape[0]}, got {tuple(yt.shape)}")
+    if yv.shape != (yt.shape[0], xv.shape[0]):
+        raise ValueError(f"val_label_sets must be {yt.shape[0]} x {xv.shape[0]}, got {tuple(yv.shape)}")
+    h, n = yt.shape
+    seeds = list(seeds) if seeds is not None else list(range(h))
+    sigma = torch.as_tensor(np.broadcast_to(np.asarray(feature_noise, dtype=np.float32), (h,)).copy(),
+                            device=dev)[:, None, None]  # H x 1 x 1
+    heads = HeadGroup(h, xt.shape[1], num_classes, tuple(hidden), seeds).to(dev)
+    opt = torch.optim.SGD(heads.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    noise_gen = torch.Generator(device=dev).manual_seed(int(seeds[0]) + 1)
+    best_f1 = torch.full((h,), -1.0)
+    best_epoch = np.full(h, -1)
+    best_state = {k: v.detach().clone() for k, v in heads.state_dict().items()}
+    history, stale = [], 0
+    steps = math.ceil(n / batch_size)
+    for epoch in range(epochs):
+        # each head its own order of the training rows: H x N
+        order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
+        total = 0.0
+        for s in range(steps):
+            rows = order[:, s * batch_size:(s + 1) * batch_size]  # H x B
+            x = xt[rows]  # H x B x D
+            if bool((sigma > 0).any()):
+                x = x + sigma * torch.randn(x.shape, generator=noise_gen, device=dev)
+            logits = heads(x)  # H x B x K
+            y = torch.gather(yt, 1, rows)  # H x B
+            # the sum of per-head mean losses: each head's gradient is its own
+            loss = F.cross_entropy(logits.reshape(-1, num_classes), y.reshape(-1), reduction="none")
+            loss = loss.view(h, -1).mean(1).sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) / h
+        if not math.isfinite(total):
+            raise FloatingPointError(f"train_heads: non-finite loss at epoch {epoch}")
+        probs = predict_heads(heads, xv)  # H x Nv x K
+        f1 = macro_f1_batched(yv, probs.argmax(2), num_classes).cpu()  # H
+        improved = f1 > best_f1
+        if bool(improved.any()):
+            for k, v in heads.state_dict().items():
+                best_state[k][improved.to(v.device)] = v.detach()[improved.to(v.device)]
+            best_f1 = torch.where(improved, f1, best_f1)
+            best_epoch[improved.numpy()] = epoch
+            stale = 0
+        else:
+            stale += 1
+        history.append({"epoch": epoch, "train_loss": total / steps, "val_f1": f1.numpy().tolist()})
+        if patience is not None and stale >= patience:
+            break
+    return HeadsResult(best_epoch=best_epoch, best_val_f1=best_f1.numpy(), state=best_state, history=history,
+                       hidden=tuple(hidden))
+
+
+# -- the Algorithm entry
+class LinearProbe(Algorithm):
+    """A frozen encoder and an MLP (``hidden``, default 512-128-64) or linear (``hidden=()``) head.
+
+    ``make_model`` must build a ``Classifier``; its encoder is frozen and its head replaced. Training
+    embeds the training set once (no augmentation, as on cached embeddings) and trains on those rows,
+    with Gaussian ``feature_noise`` added per step.
+    """
+
+    name = "linear_probe"
+
+    def __init__(self, *args: Any, hidden: Sequence[int] = DEFAULT_HIDDEN, feature_noise: float = 0.0,
+                 **kw: Any) -> None:
+        self.hidden, self.feature_noise = tuple(int(d) for d in hidden), float(feature_noise)
+        super().__init__(*args, **kw)
+        self.embeddings: torch.Tensor | None = None  # num_samples x D, rows by dataset index
+
+    def build_nets(self, make_model):
+        model = make_model()
+        if not isinstance(model, Classifier):
+            raise TypeError("linear_probe: make_model must return a study.models.Classifier")
+        model.head = mlp_head(model.encoder.feature_dim, self.num_classes, self.hidden)
+        model.frozen = True
+        for p in model.encoder.parameters():
+            p.requires_grad_(False)
+        return [model.to(self.device)]
+
+    def start_epoch(self, epoch: int, train: TensorLoader) -> None:
+        super().start_epoch(epoch, train)
+        if self.embeddings is None:
+            model = self.nets[0]
+            model.encoder.eval()
+            emb = torch.zeros(self.num_samples, model.encoder.feature_dim, device=self.device)
+            with torch.no_grad():
+                for x, _, index in TrainViews(train, self.num_samples).plain_batches():
+                    emb[index] = model.encoder(x).float()
+            self.embeddings = emb
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> dict:
+        feats = self.embeddings[index]  # B x D
+        if self.feature_noise > 0:
+            feats = feats + self.feature_noise * torch.randn_like(feats)
+        loss = F.cross_entropy(self.nets[0].head(feats).float(), y)
+        self.backward(loss, self.optimizers[0])
+        return {"loss": loss.detach()}

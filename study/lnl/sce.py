@@ -1,0 +1,40 @@
+"""Symmetric cross-entropy (Wang et al. 2019, "Symmetric Cross Entropy for Robust Learning with Noisy
+Labels", ICCV).
+
+``alpha * CE + beta * RCE``, where the reverse cross-entropy swaps prediction and label,
+``RCE = -sum_k p_k log q_k`` with ``log 0 := A``, so ``RCE = -A (1 - p_y)``. A = -4 as in the paper
+(the authors' code clips the one-hot label at 1e-4 instead, i.e. A = ln 1e-4 = -9.2; pass
+``log_zero`` to ``sce_loss`` for that). Defaults are the paper's CIFAR-10 values (alpha 0.1, beta 1.0).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from study.lnl.base import Algorithm
+
+
+def sce_loss(logits: torch.Tensor, y: torch.Tensor, alpha: float = 0.1, beta: float = 1.0,
+             log_zero: float = -4.0) -> torch.Tensor:
+    """Mean symmetric cross-entropy of logits (B x K) against integer labels (B)."""
+    logits = logits.float()
+    ce = F.cross_entropy(logits, y)
+    p = torch.softmax(logits, dim=1).clamp(1e-7, 1.0)
+    one_hot = F.one_hot(y, logits.shape[1]).float().clamp(min=math.exp(log_zero), max=1.0)
+    rce = -(p * torch.log(one_hot)).sum(dim=1).mean()
+    return alpha * ce + beta * rce
+
+
+class SymmetricCrossEntropy(Algorithm):
+    name = "sce"
+
+    def __init__(self, *args: Any, alpha: float = 0.1, beta: float = 1.0, **kw: Any) -> None:
+        self.alpha, self.beta = alpha, beta
+        super().__init__(*args, **kw)
+
+    def loss_fn(self, logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return sce_loss(logits, y, self.alpha, self.beta)
