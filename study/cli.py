@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 VERBS = {
@@ -37,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s = sub.add_parser("resume", help=VERBS["resume"])
     s.add_argument("study_dir")
+    s.add_argument("--address")
+    s.add_argument("--quiet", action="store_true")
     s = sub.add_parser("status", help=VERBS["status"])
     s.add_argument("study_dir")
     s.add_argument("--json", action="store_true")
@@ -49,16 +52,77 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _validate(args) -> int:
+    from study.tuning.plan import make_plan
+    from study.tuning.spec import load_spec
+
+    spec = load_spec(args.spec)
+    s = make_plan(spec).summary(spec)
+    print(f"{args.spec}: ok: study {spec.name!r}, {s['cells']} cells, {s['pretraining_jobs']} pretraining jobs, "
+          f"{s['lnl_trials']} LNL trials, {s['final_runs']} final runs")
+    return 0
+
+
+def _plan(args) -> int:
+    from study.tuning.plan import format_plan, make_plan
+    from study.tuning.spec import load_spec
+
+    spec = load_spec(args.spec)
+    plan = make_plan(spec)
+    if args.json:
+        out = plan.summary(spec)
+        out["cell_ids"] = [c.id for c in plan.cells]
+        out["pretraining_job_ids"] = [j.id for j in plan.pretrain_jobs]
+        print(json.dumps(out, indent=2))
+    else:
+        print(format_plan(spec, plan, args.spec))
+    return 0
+
+
+def _launch(args) -> int:
+    from study.tuning.launch import launch
+
+    return launch(args.spec, storage=args.storage, name=args.name, address=args.address,
+                  tracking_uri=args.tracking_uri, quiet=args.quiet)
+
+
+def _resume(args) -> int:
+    from study.tuning.launch import resume
+
+    return resume(args.study_dir, address=args.address, quiet=args.quiet)
+
+
+def _status(args) -> int:
+    from study.tuning.status import status
+
+    return status(args.study_dir, as_json=args.json)
+
+
+HANDLERS = {"validate": _validate, "plan": _plan, "launch": _launch, "resume": _resume, "status": _status}
+
+
 def main(argv: list[str] | None = None) -> int:
+    from study.tuning.errors import StudyInputError
+    from study.tuning.spec import SpecError
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verb is None:
         parser.print_help()
         return 2
-    # Verbs land with the orchestration, cluster and report issues; until then they say so.
-    print(f"study {args.verb}: not built yet (the study orchestration is still to come); "
-          "for a single run use: python -m study.single --help", file=sys.stderr)
-    return 2
+    handler = HANDLERS.get(args.verb)
+    if handler is None:
+        # report and ui land with the report issue; until then they say so.
+        print(f"study {args.verb}: not built yet (the report issue builds it)", file=sys.stderr)
+        return 2
+    try:
+        return handler(args)
+    except SpecError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except StudyInputError as e:
+        print(f"study {args.verb}: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
