@@ -1,0 +1,222 @@
+"""Stage 1: self-supervised pretraining of encoders, cached by content.
+
+``METHODS[name]`` is the class of an SSL method (one file each, a shared base in ``base.py``);
+``pretrain(PretrainRequest(...), cache_dir)`` reuses or trains the encoder and returns its checkpoint path;
+``load_encoder(path)`` rebuilds the backbone from it. A pretraining job is keyed by everything that changes
+its result; a second request for the same key reuses the stored encoder, and a file lock makes sure two
+concurrent requests never both train it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from filelock import FileLock
+from torch import nn
+
+from study.data import get_dataset, make_splits
+from study.data.cache import hash_key
+from study.models import BACKBONES, build_backbone
+from study.registry import Registry
+from study.ssl.barlow_twins import BarlowTwins
+from study.ssl.base import NonFiniteLossError, SSLMethod, knn_eval, train_ssl
+from study.ssl.bigbigan import BigBiGAN
+from study.ssl.init import ImageNetInit, RandomInit, find_imagenet_weights, load_imagenet_weights
+from study.ssl.jigmag import JigMag
+from study.ssl.jigsaw import Jigsaw
+from study.ssl.micle import MICLe
+from study.ssl.moco_v2 import MoCoV2
+from study.ssl.rotation import Rotation
+from study.ssl.simclr import SimCLR
+from study.ssl.vae import VAE
+
+#: bump when a change to the methods makes old cached encoders stale
+SSL_VERSION = 1
+CHECKPOINT = "encoder.pt"
+INITS = ("random", "imagenet")
+
+METHODS: Registry[type[SSLMethod]] = Registry("ssl method")
+for _cls in (RandomInit, ImageNetInit, SimCLR, MoCoV2, BarlowTwins, Rotation, Jigsaw, JigMag, VAE, BigBiGAN,
+             MICLe):
+    METHODS.register(_cls.name, _cls)
+
+
+@dataclass(frozen=True, eq=False)
+class PretrainRequest:
+    """One pretraining job. ``init`` is the starting point of an SSL method ('imagenet' + an SSL method is
+    the papers' "ImageNet + SSL"); the ``random`` and ``imagenet`` methods train nothing, so their keys
+    ignore epochs, batch size and init. ``val_fraction``/``test_fraction`` are the split's (as
+    ``make_splits``): SSL trains on the training split only, and reports kNN accuracy on the validation split."""
+
+    dataset: str
+    dataset_options: dict
+    split_seed: int
+    method: str
+    hparams: dict
+    backbone: str
+    resolution: int | None
+    epochs: int
+    init: str
+    seed: int
+    batch_size: int = 256
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        cls = METHODS[self.method]  # unknown names fail with the choices
+        BACKBONES[self.backbone]
+        if self.init not in INITS:
+            raise ValueError(f"ssl init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.method == "random" and self.init == "imagenet":
+            raise ValueError("ssl method 'random' with init 'imagenet' is the 'imagenet' method; ask for that")
+        if self.method == "imagenet" and self.backbone != "resnet18" or (
+                self.init == "imagenet" and self.backbone != "resnet18"):
+            raise ValueError(f"ImageNet weights exist for backbone 'resnet18' only, got {self.backbone!r}")
+        if cls.trains and self.epochs < 1:
+            raise ValueError(f"ssl method {self.method!r}: epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2, got {self.batch_size}")
+        cls.resolve_hparams(self.hparams)  # unknown hyperparameters fail here, with the valid names
+
+    @property
+    def effective_init(self) -> str:
+        return "imagenet" if self.method == "imagenet" else self.init
+
+    def resolved(self) -> dict[str, Any]:
+        """Everything that changes the result, with the method's defaults filled in."""
+        cls = METHODS[self.method]
+        out = asdict(self)
+        out["hparams"] = cls.resolve_hparams(self.hparams)
+        out["init"] = self.effective_init
+        if not cls.trains:  # nothing is trained: these do not change the encoder
+            out.update(epochs=0, batch_size=0, hparams={})
+        return out
+
+    def key(self) -> str:
+        return hash_key({"ssl_version": SSL_VERSION, **self.resolved()})
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PretrainRequest) and self.key() == other.key()
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pretrain(request: PretrainRequest, cache_dir: str | Path, device: str | torch.device | None = None,
+             on_epoch: Callable[[int, dict], None] | None = None, data_cache_dir: str | Path | None = None,
+             imagenet_weights: str | Path | None = None, knn_bank_size: int = 10000) -> Path:
+    """The encoder checkpoint for ``request``: reused from ``cache_dir`` when its key is there, else trained
+    and stored (under a file lock: a concurrent request for the same key waits and then reuses it).
+
+    The entry is ``<cache_dir>/ssl/<key>/`` with ``encoder.pt`` (backbone weights and metadata),
+    ``meta.json`` and ``history.json`` (per-epoch ``ssl_loss``, ``knn_acc``, ``epoch_seconds``); its key
+    combines ``request.key()`` with the decoded dataset's content key, so changed source files retrain.
+    ``on_epoch(epoch, metrics)`` is called after each trained epoch (not on reuse).
+    """
+    device = torch.device(device) if device is not None else default_device()
+    opts = dict(request.dataset_options)
+    if request.resolution is not None:
+        opts["resolution"] = request.resolution
+    data = get_dataset(request.dataset, **opts).load(data_cache_dir if data_cache_dir is not None else cache_dir)
+    key = hash_key({"request": request.key(), "data": data.cache_key})
+    root = Path(cache_dir).expanduser() / "ssl"
+    root.mkdir(parents=True, exist_ok=True)
+    entry = root / key
+    with FileLock(str(root / f"{key}.lock")):
+        if (entry / CHECKPOINT).is_file():
+            return entry / CHECKPOINT
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+        try:
+            _train_entry(request, data, tmp, device, on_epoch, imagenet_weights, knn_bank_size, key)
+            if entry.exists():  # an incomplete entry left by a crash
+                shutil.rmtree(entry)
+            os.replace(tmp, entry)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return entry / CHECKPOINT
+
+
+def _train_entry(request: PretrainRequest, data, folder: Path, device: torch.device,
+                 on_epoch: Callable[[int, dict], None] | None, imagenet_weights: str | Path | None,
+                 knn_bank_size: int, key: str) -> None:
+    cls = METHODS[request.method]
+    hp = cls.resolve_hparams(request.hparams)
+    init = request.effective_init
+    splits = make_splits(data, request.val_fraction, request.test_fraction, seed=request.split_seed)
+    train_idx = splits.train
+    train_images = np.ascontiguousarray(data.images[train_idx])
+    patients = None if data.patient_ids is None else np.asarray(data.patient_ids)[train_idx]
+    # the kNN monitor: a seeded subset of the training split (clean labels) as the bank, validation as queries
+    rng = np.random.default_rng(request.seed)
+    bank = np.sort(rng.permutation(len(train_idx))[:knn_bank_size])
+    knn = (train_images[bank], data.labels[train_idx][bank], np.ascontiguousarray(data.images[splits.val]),
+           data.labels[splits.val]) if len(splits.val) else None
+
+    # the backbone: seeded initialisation, then ImageNet weights where asked (ImageNet stem at any size)
+    image_size, channels = data.resolution, data.channels
+    build_size = max(image_size, 96) if init == "imagenet" else image_size
+    torch.manual_seed(request.seed)
+    backbone = build_backbone(request.backbone, channels, build_size)
+    weights_file = None
+    if init == "imagenet":
+        weights_file = find_imagenet_weights(imagenet_weights)
+        load_imagenet_weights(backbone, weights_file)
+
+    history: list[dict] = []
+    if cls.trains:
+        method = cls(backbone, channels, image_size, **hp)
+        history = train_ssl(method, train_images, request.epochs, request.batch_size, device, request.seed,
+                            knn=knn, patient_ids=patients, on_epoch=on_epoch)
+        backbone = method.backbone
+    final_knn = history[-1]["knn_acc"] if history and "knn_acc" in history[-1] else (
+        knn_eval(backbone.to(device), knn, device) if knn is not None else float("nan"))
+    meta = {
+        "key": key, "request_key": request.key(), "request": request.resolved(), "data_key": data.cache_key,
+        "backbone": request.backbone, "in_channels": channels, "image_size": image_size,
+        "build_size": build_size, "feature_dim": int(backbone.feature_dim), "method": request.method,
+        "init": init, "imagenet_weights": None if weights_file is None else str(weights_file),
+        "epochs_trained": len(history), "knn_acc": float(final_knn), "ssl_version": SSL_VERSION,
+    }
+    state = {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()}
+    torch.save({"state_dict": state, "meta": json.loads(json.dumps(meta, default=str))}, folder / CHECKPOINT)
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
+    (folder / "history.json").write_text(json.dumps(history, indent=1))
+
+
+def read_meta(path: str | Path) -> dict:
+    """The metadata stored in an encoder checkpoint."""
+    return torch.load(Path(path), map_location="cpu", weights_only=True)["meta"]
+
+
+def read_history(path: str | Path) -> list[dict]:
+    """Per-epoch metrics of the job that trained the encoder at ``path`` (empty for untrained inits)."""
+    return json.loads((Path(path).parent / "history.json").read_text())
+
+
+def load_encoder(path: str | Path, device: str | torch.device | None = None) -> nn.Module:
+    """The backbone stored at ``path`` (``torch.load(weights_only=True)``), rebuilt from its metadata, in
+    evaluation mode, on ``device`` (CPU by default). Its metadata is attached as ``ssl_meta``."""
+    ckpt = torch.load(Path(path), map_location="cpu", weights_only=True)
+    meta = ckpt["meta"]
+    backbone = build_backbone(meta["backbone"], meta["in_channels"], meta["build_size"])
+    backbone.load_state_dict(ckpt["state_dict"])
+    backbone.ssl_meta = meta
+    return backbone.to(torch.device(device) if device is not None else "cpu").eval()
+
+
+__all__ = ["METHODS", "NonFiniteLossError", "PretrainRequest", "SSLMethod", "load_encoder", "pretrain",
+           "read_history", "read_meta"]

@@ -1,0 +1,272 @@
+"""The shared work of every SSL method: hyperparameters, optimiser and schedule, the training loop and
+the kNN monitor. A method subclasses ``SSLMethod``, builds its heads in ``build`` and returns a dict with
+a required ``loss`` from ``training_step`` (the solo-learn layout); methods that update several networks
+in turn (BigBiGAN) override ``step`` instead.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from study.data.pipeline import AugmentConfig, TensorLoader, to_float
+from study.ssl.transforms import view
+
+
+class NonFiniteLossError(RuntimeError):
+    """SSL training stopped: the loss became NaN or infinite."""
+
+
+class SSLMethod(nn.Module):
+    """Base of a registered SSL method. ``backbone`` is the encoder that stage 2 uses.
+
+    Hyperparameters are keyword arguments; ``defaults`` (merged along the class hierarchy) holds the
+    papers' values, and an unknown name fails with the list of valid ones.
+    """
+
+    name: ClassVar[str] = ""
+    #: False for initialisations (random, imagenet) that return the encoder untrained
+    trains: ClassVar[bool] = True
+    defaults: ClassVar[dict[str, Any]] = dict(
+        optimizer="adam", lr=1e-3, weight_decay=1e-6, momentum=0.9, warmup_epochs=0,
+    )
+
+    # ------------------------------------------------------------------------------ hyperparameters
+
+    @classmethod
+    def hparam_defaults(cls) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for klass in reversed(cls.__mro__):
+            out.update(getattr(klass, "defaults", None) or {})
+        return out
+
+    @classmethod
+    def resolve_hparams(cls, hparams: dict[str, Any] | None) -> dict[str, Any]:
+        """``hparams`` over the defaults; an unknown name raises ValueError naming the valid ones."""
+        defaults = cls.hparam_defaults()
+        unknown = sorted(set(hparams or {}) - set(defaults))
+        if unknown:
+            raise ValueError(f"ssl method {cls.name!r}: unknown hyperparameter(s) {', '.join(unknown)} "
+                             f"(allowed: {', '.join(sorted(defaults))})")
+        out = dict(defaults)
+        for k, v in (hparams or {}).items():
+            d = defaults[k]
+            if isinstance(d, float) and isinstance(v, int) and not isinstance(v, bool):
+                v = float(v)
+            if isinstance(d, (list, tuple)) and isinstance(v, (list, tuple)):
+                v = type(d)(v)
+            out[k] = v
+        return out
+
+    # ------------------------------------------------------------------------------ construction
+
+    def __init__(self, backbone: nn.Module, in_channels: int, image_size: int, **hparams: Any) -> None:
+        super().__init__()
+        self.hp = self.resolve_hparams(hparams)
+        self.backbone = backbone
+        self.feature_dim = int(backbone.feature_dim)
+        self.in_channels = int(in_channels)
+        self.image_size = int(image_size)
+        self.generator = torch.Generator().manual_seed(0)  # views; reseeded by the loop
+        self.build()
+
+    def build(self) -> None:
+        """Create the method's heads and losses (self.hp is set)."""
+
+    def bind(self, images: torch.Tensor, patient_ids: np.ndarray | None) -> None:
+        """Called once before training with the training images (N x H x W x C uint8, on the device) and
+        their patient ids; methods that draw extra images (MICLe) keep them."""
+
+    # ------------------------------------------------------------------------------ views
+
+    def augment_config(self) -> AugmentConfig:
+        """The method's geometric and brightness/contrast augmentation (override per method)."""
+        return AugmentConfig(scale=(0.6, 1.0), flip=True)
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        return view(x, self.augment_config(), self.generator, saturation=self.hp.get("saturation", 0.0),
+                    grayscale_p=self.hp.get("grayscale_p", 0.0))
+
+    # ------------------------------------------------------------------------------ optimisation
+
+    def parameter_groups(self) -> list[dict]:
+        """Trainable parameters; weight decay only on weights (not on biases and norm parameters)."""
+        decay, no_decay = [], []
+        for p in self.parameters():
+            if p.requires_grad:
+                (decay if p.ndim > 1 else no_decay).append(p)
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        return [make_optimizer(self.parameter_groups(), self.hp)]
+
+    def training_step(self, x: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        """One batch of un-augmented images B x C x H x W -> {'loss': scalar, ...}."""
+        raise NotImplementedError
+
+    def step(self, x: torch.Tensor, index: torch.Tensor, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
+        """One optimisation step; returns floats with a required ``loss``."""
+        out = self.training_step(x, index)
+        loss = out["loss"]
+        check_finite(loss)
+        opt = optimizers[0]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        self.after_step()
+        return {k: float(v.detach()) for k, v in out.items()}
+
+    def after_step(self) -> None:
+        """Called after each optimiser step (MoCo's momentum update)."""
+
+
+def check_finite(loss: torch.Tensor) -> None:
+    if not torch.isfinite(loss.detach()).all():
+        raise NonFiniteLossError(f"SSL loss became non-finite ({float(loss.detach())})")
+
+
+def make_optimizer(groups: list[dict], hp: dict[str, Any]) -> torch.optim.Optimizer:
+    """Adam, AdamW, SGD (momentum) or LARS (You et al. 2017, as lightly implements it), by ``hp['optimizer']``."""
+    name, lr, wd = hp["optimizer"], hp["lr"], hp["weight_decay"]
+    for g in groups:
+        g.setdefault("weight_decay", wd)
+    if name == "adam":
+        return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
+    if name == "adamw":
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
+    if name == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=hp["momentum"], weight_decay=wd)
+    if name == "lars":
+        from lightly.utils.lars import LARS
+
+        return LARS(groups, lr=lr, momentum=hp["momentum"], weight_decay=wd)
+    raise ValueError(f"unknown optimizer {name!r} (allowed: adam, adamw, lars, sgd)")
+
+
+def lr_schedule(epochs: int, steps_per_epoch: int, warmup_epochs: float) -> np.ndarray:
+    """Per-step learning-rate factor: linear warm-up, then cosine to zero (DINO's precomputed schedule).
+
+    Warm-up lasts ``warmup_epochs`` but at most a tenth of a short run, so a 3-epoch run is not all warm-up.
+    """
+    total = max(1, epochs * steps_per_epoch)
+    warm = int(min(warmup_epochs, epochs / 10) * steps_per_epoch)
+    steps = np.arange(total)
+    cos = 0.5 * (1 + np.cos(np.pi * (steps - warm) / max(1, total - warm)))
+    warmup = (steps + 1) / max(1, warm)
+    return np.where(steps < warm, warmup, cos)
+
+
+# ---------------------------------------------------------------------------------------- kNN monitor
+
+
+@torch.no_grad()
+def embed(encoder: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device,
+          batch_size: int = 512) -> torch.Tensor:
+    """L2-normalised embeddings (N x D, on the device) of uint8 images N x H x W x C, in evaluation mode."""
+    was_training = encoder.training
+    encoder.eval()
+    imgs = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
+    out = []
+    for i in range(0, imgs.shape[0], batch_size):
+        x = to_float(imgs[i:i + batch_size].to(device))
+        out.append(nn.functional.normalize(encoder(x).float(), dim=1))
+    encoder.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 1, device=device)
+
+
+@torch.no_grad()
+def knn_accuracy(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
+                 test_labels: torch.Tensor, k: int = 20, temperature: float = 0.07, chunk: int = 1024) -> float:
+    """Weighted kNN accuracy on L2-normalised features (Wu et al. 2018, the usual SSL monitor): each test
+    sample's k nearest training samples by cosine similarity vote with weight exp(sim / temperature)."""
+    if test_feats.shape[0] == 0:
+        return float("nan")
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    k = min(k, train_feats.shape[0])
+    correct = 0
+    for i in range(0, test_feats.shape[0], chunk):
+        sim = test_feats[i:i + chunk] @ train_feats.T  # b x N
+        top_sim, top_idx = sim.topk(k, dim=1)
+        votes = torch.zeros(sim.shape[0], num_classes, device=sim.device)
+        votes.scatter_add_(1, train_labels[top_idx], (top_sim / temperature).exp())
+        correct += int((votes.argmax(1) == test_labels[i:i + chunk]).sum())
+    return correct / test_feats.shape[0]
+
+
+# ---------------------------------------------------------------------------------------- training loop
+
+
+def train_ssl(method: SSLMethod, train_images: np.ndarray, epochs: int, batch_size: int,
+              device: torch.device, seed: int, knn: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+              patient_ids: np.ndarray | None = None,
+              on_epoch: Callable[[int, dict], None] | None = None) -> list[dict]:
+    """Train ``method`` for ``epochs`` over ``train_images`` (N x H x W x C uint8); returns per-epoch metrics.
+
+    ``knn`` = (bank images, bank labels, query images, query labels): each epoch reports the kNN accuracy of
+    the backbone's embeddings of the queries (the clean validation split) against the bank (training images
+    with their clean labels; a diagnostic only, nothing is selected by it).
+    """
+    torch.manual_seed(seed)
+    method.generator.manual_seed(seed + 1)
+    method.to(device)
+    n = train_images.shape[0]
+    bs = min(batch_size, n)
+    loader = TensorLoader(train_images, None, bs, shuffle=True, device=device, seed=seed, drop_last=True)
+    method.bind(loader.images, patient_ids)
+    optimizers = method.configure_optimizers()
+    base_lrs = [[g["lr"] for g in opt.param_groups] for opt in optimizers]
+    schedule = lr_schedule(epochs, len(loader), method.hp.get("warmup_epochs", 0))
+    history: list[dict] = []
+    it = 0
+    for epoch in range(epochs):
+        method.train()
+        t0 = time.perf_counter()
+        sums: dict[str, float] = {}
+        for x, _, index in loader:
+            # learning rate of this step
+            for opt, lrs in zip(optimizers, base_lrs):
+                for g, lr in zip(opt.param_groups, lrs):
+                    g["lr"] = lr * float(schedule[min(it, len(schedule) - 1)])
+            # forward, backward, update
+            out = method.step(x, index, optimizers)
+            for k_, v in out.items():
+                sums[k_] = sums.get(k_, 0.0) + v
+            it += 1
+        metrics = {("ssl_loss" if k_ == "loss" else f"ssl_{k_}"): v / max(1, len(loader)) for k_, v in sums.items()}
+        metrics["epoch_seconds"] = time.perf_counter() - t0
+        if knn is not None:
+            metrics["knn_acc"] = knn_eval(method.backbone, knn, device)
+        history.append(metrics)
+        if on_epoch is not None:
+            on_epoch(epoch, dict(metrics))
+    return history
+
+
+def knn_eval(encoder: nn.Module, knn: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+             device: torch.device) -> float:
+    bank_x, bank_y, query_x, query_y = knn
+    bank = embed(encoder, bank_x, device)
+    query = embed(encoder, query_x, device)
+    return knn_accuracy(bank, torch.as_tensor(bank_y, device=device), query, torch.as_tensor(query_y, device=device))
+
+
+
+
+def mlp(dims: list[int], batch_norm: bool = True, last_bias: bool = True) -> nn.Sequential:
+    """Linear layers with (BatchNorm and) ReLU between them."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        last = i == len(dims) - 2
+        layers.append(nn.Linear(a, b, bias=last_bias or not last))
+        if not last:
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(b))
+            layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+

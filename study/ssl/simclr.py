@@ -1,0 +1,49 @@
+"""SimCLR (Chen et al. 2020, A Simple Framework for Contrastive Learning of Visual Representations)."""
+
+from __future__ import annotations
+
+import torch
+from lightly.loss import NTXentLoss
+from lightly.models.modules.heads import SimCLRProjectionHead
+
+from study.data.pipeline import AugmentConfig
+from study.ssl.base import SSLMethod
+
+
+class SimCLR(SSLMethod):
+    """Two augmented views of each image, an MLP projection head, and the NT-Xent loss with the other
+    2(B-1) views of the batch as negatives (lightly's head and loss).
+
+    Defaults follow Khanal et al. 2024's public SimCLR settings (Adam, lr 1e-3, temperature 0.07, 10
+    warm-up epochs then cosine); the projection is 128-d as in Azizi et al. 2021. Views: crop (area
+    0.08-1, SimCLR's), flip, rotation up to 45 degrees and colour jitter 0.5, no blur (Azizi et al. 2021).
+    """
+
+    name = "simclr"
+    defaults = dict(
+        optimizer="adam", lr=1e-3, weight_decay=1e-6, warmup_epochs=10, temperature=0.07,
+        proj_hidden_dim=0, proj_dim=128,  # proj_hidden_dim 0: the backbone's feature width
+        crop_min=0.08, rotation=45.0, jitter=0.5, saturation=0.5, grayscale_p=0.2,
+    )
+
+    def build(self) -> None:
+        hidden = self.hp["proj_hidden_dim"] or self.feature_dim
+        self.projection_head = SimCLRProjectionHead(self.feature_dim, hidden, self.hp["proj_dim"])
+        self.criterion = NTXentLoss(temperature=self.hp["temperature"])
+
+    def augment_config(self) -> AugmentConfig:
+        return AugmentConfig(scale=(self.hp["crop_min"], 1.0), flip=True, rotation=self.hp["rotation"],
+                             jitter=self.hp["jitter"])
+
+    def project(self, x: torch.Tensor) -> torch.Tensor:
+        return self.projection_head(self.backbone(x))  # B x proj_dim
+
+    def pair(self, x: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The positive pair's two views: two crops of the same image."""
+        return self.view(x), self.view(x)
+
+    def training_step(self, x: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
+        v0, v1 = self.pair(x, index)
+        z = self.project(torch.cat([v0, v1]))  # one pass: 2B x proj_dim, BatchNorm sees both views
+        z0, z1 = z.chunk(2)
+        return {"loss": self.criterion(z0, z1)}

@@ -1,0 +1,50 @@
+"""MICLe's positive pairs come from two different images of the same patient where the patient has several,
+and from one image otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from study.ssl.micle import micle_partners, patient_groups
+
+
+def test_partners_share_the_patient_and_differ_from_the_anchor():
+    pids = np.array(["a", "b", "a", "c", "b", "a", "d", "b", "b"])
+    groups = patient_groups(pids, len(pids))
+    g = torch.Generator().manual_seed(0)
+    seen: dict[int, set[int]] = {}
+    for _ in range(200):
+        index = torch.arange(len(pids))
+        partners = micle_partners(index, groups, g).numpy()
+        assert (pids[partners] == pids).all()
+        multi = np.array([(pids == p).sum() > 1 for p in pids])
+        assert (partners[multi] != np.arange(len(pids))[multi]).all()
+        assert (partners[~multi] == np.arange(len(pids))[~multi]).all()  # single image: two crops of it
+        for i, p in enumerate(partners):
+            seen.setdefault(i, set()).add(int(p))
+    assert seen[0] == {2, 5} and seen[1] == {4, 7, 8}  # every other image of the patient gets drawn
+
+
+def test_without_patient_ids_it_is_simclr():
+    groups = patient_groups(None, 5)
+    index = torch.tensor([4, 0, 2])
+    assert micle_partners(index, groups, torch.Generator()).tolist() == [4, 0, 2]
+
+
+def test_micle_views_pair_patients(tiny_data):
+    from study.models import build_backbone
+    from study.ssl.micle import MICLe
+
+    imgs = torch.from_numpy(np.ascontiguousarray(tiny_data.images))
+    m = MICLe(build_backbone("small_cnn", 3, 16), 3, 16)
+    m.bind(imgs, tiny_data.patient_ids)
+    drawn = []
+    m.view = lambda x: (drawn.append(x), x)[1]  # record the images each view is made from
+    from study.data.pipeline import to_float
+    index = torch.arange(8)
+    m.pair(to_float(imgs[:8]), index)
+    partner_imgs = drawn[1]
+    for i in range(8):
+        matches = [j for j in range(len(imgs)) if torch.equal(to_float(imgs[j:j + 1])[0], partner_imgs[i])]
+        assert matches and all(tiny_data.patient_ids[j] == tiny_data.patient_ids[i] and j != i for j in matches)
