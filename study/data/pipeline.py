@@ -29,6 +29,7 @@ class AugmentConfig:
     rotation: float = 0.0
     jitter: float = 0.0
     translate: float = 0.0
+    size: int | None = None  # output side (e.g. 224 crops of 256 px images); None keeps the input size
 
 
 def to_float(x_uint8: torch.Tensor, mean: float = 0.5, std: float = 0.25) -> torch.Tensor:
@@ -61,7 +62,8 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | No
         torch.stack([sx * cos, -sy * sin, tx], dim=1),
         torch.stack([sx * sin, sy * cos, ty], dim=1),
     ], dim=1)  # B x 2 x 3
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    out_hw = [cfg.size, cfg.size] if cfg.size else list(x.shape[2:])
+    grid = F.affine_grid(theta.to(x.dtype), [b, x.shape[1], *out_hw], align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     if cfg.jitter > 0:
         brightness = (rand(b, 1, 1, 1) * 2 - 1) * cfg.jitter
@@ -81,7 +83,7 @@ class TensorLoader:
     def __init__(self, images: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle: bool = False,
                  augment_cfg: AugmentConfig | None = None, device: str | torch.device = "cpu", seed: int = 0,
                  drop_last: bool = False, indices: np.ndarray | None = None,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, center_crop: int | None = None) -> None:
         self.device = torch.device(device)
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
         n = self.images.shape[0]
@@ -92,6 +94,7 @@ class TensorLoader:
         self.augment_cfg = augment_cfg
         self.drop_last = drop_last
         self.channels_last = channels_last
+        self.center_crop = center_crop
         self.generator = torch.Generator().manual_seed(int(seed))
 
     def __len__(self) -> int:
@@ -107,6 +110,10 @@ class TensorLoader:
             x = to_float(self.images[rows_d])
             if self.augment_cfg is not None:
                 x = augment(x, self.augment_cfg, self.generator)
+            elif self.center_crop is not None and self.center_crop < x.shape[-1]:
+                top = (x.shape[-2] - self.center_crop) // 2
+                left = (x.shape[-1] - self.center_crop) // 2
+                x = x[:, :, top:top + self.center_crop, left:left + self.center_crop]
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = None if self.labels is None else self.labels[rows_d]

@@ -38,3 +38,12 @@ def test_augment_shapes_and_identity_limit():
     same = augment(x, AugmentConfig(scale=(1.0, 1.0), flip=False))
     # a full-area crop with aspect ratio near 1 stays close to the input
     assert (same - x).abs().mean() < (out - x).abs().mean()
+
+
+def test_crop_size_and_center_crop():
+    images = np.random.default_rng(0).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
+    x, _, _ = next(iter(TensorLoader(images, None, 5, augment_cfg=AugmentConfig(size=24))))
+    assert x.shape == (5, 3, 24, 24)
+    x, _, _ = next(iter(TensorLoader(images, None, 5, center_crop=24)))
+    full = to_float(torch.from_numpy(images))
+    assert torch.equal(x, full[:, :, 4:28, 4:28])
