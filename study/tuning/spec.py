@@ -222,8 +222,8 @@ class SSLSpec(Strict):
     #: pretraining epochs, one number or per dataset id (key `default` for the others)
     epochs: int | dict[str, int] = 100
     batch_size: int = Field(256, gt=0)
-    #: what the encoder starts from: random, imagenet, or the id of another SSL entry
-    init: str = "random"
+    #: what the encoder starts from (Azizi et al.: imagenet, then in-domain SSL)
+    init: Literal["random", "imagenet"] = "random"
 
     _m = field_validator("method")(classmethod(lambda cls, v: _name_in(v, SSL_NAMES, "SSL method")))
 
@@ -406,11 +406,9 @@ class Spec(Strict):
             dup = sorted({str(k) for k in keys if keys.count(k) > 1})
             if dup:
                 raise ValueError(f"{field}: duplicate entries {dup}; give them distinct ids")
-        ids = [s.key for s in self.ssl]
         for i, s in enumerate(self.ssl):
-            if s.init not in INIT_ONLY and (s.init not in ids or s.init == s.key):
-                raise ValueError(f"ssl[{i}].init: {s.init!r} is not an initialisation "
-                                 f"{_allowed([*INIT_ONLY, *(k for k in ids if k != s.key)])}")
+            if s.method == "random" and s.init == "imagenet":
+                raise ValueError(f"ssl[{i}].init: method 'random' with init 'imagenet' is method 'imagenet'")
         if "class_dependent" in self.noise.kinds and "groups" not in self.noise.options:
             from study.data import DATASETS
             for i, d in enumerate(self.datasets):
@@ -493,8 +491,8 @@ def _message(err: dict) -> str:
     if t == "missing":
         return "required field is missing"
     if t == "literal_error":
-        exp = err.get("ctx", {}).get("expected", "")
-        return f"{msg} (allowed: {exp.replace(' or ', ', ')})"
+        exp = err.get("ctx", {}).get("expected", "").replace(" or ", ", ").replace("'", "")
+        return f"{err.get('input')!r} is not allowed (allowed: {exp})"
     if t == "union_tag_invalid":
         return f"unknown parameter type {err.get('input', {}).get('type')!r} (allowed: float, int, categorical)"
     if t == "union_tag_not_found":

@@ -1,0 +1,100 @@
+"""A Ray Tune callback that records every trial in MLflow from the driver.
+
+Unlike Ray's stock ``MLflowLoggerCallback``, which opens a new run whenever a trial starts (so a
+restored trial gets a second run), this one looks the trial's run up by its tag ``study.trial_id`` and
+continues it. Per-epoch metrics are logged with ``step=epoch``; the final report adds the test metrics
+and the artifacts the trial wrote to its artifact folder.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ray.tune import Callback
+
+from study.tracking.store import AXIS_TAGS, EPOCH_METRICS, FINAL_METRICS, Tracker
+
+
+def _error_text(trial) -> str:
+    path = getattr(trial, "error_file", None) or getattr(getattr(trial, "run_metadata", None), "error_filename", None)
+    try:
+        if path and Path(path).is_file():
+            lines = [ln for ln in Path(path).read_text().strip().splitlines() if ln.strip()]
+            return lines[-1][:2000] if lines else "unknown error"
+    except OSError:
+        pass
+    msg = getattr(trial, "error_msg", None) or getattr(getattr(trial, "run_metadata", None), "error_message", None)
+    return str(msg or "unknown error").strip().splitlines()[-1][:2000]
+
+
+class TrackingCallback(Callback):
+    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None,
+                 artifacts_root: str) -> None:
+        self.tracking_uri, self.experiment = tracking_uri, experiment
+        self.artifact_location, self.artifacts_root = artifact_location, artifacts_root
+        self._tracker: Tracker | None = None
+
+    def __getstate__(self) -> dict:  # pickled into Ray's experiment state; the client is not
+        d = dict(self.__dict__)
+        d["_tracker"] = None
+        return d
+
+    @property
+    def tracker(self) -> Tracker:
+        if self._tracker is None:
+            self._tracker = Tracker(self.tracking_uri, self.experiment, self.artifact_location)
+        return self._tracker
+
+    def _run(self, trial) -> str:
+        cfg = trial.config.get("run", trial.config.get("job", trial.config))
+        stage = cfg["stage"]
+        point = cfg.get("point", {})
+        tags = {a: point[a] for a in AXIS_TAGS if a in point}
+        parent = None
+        if stage in ("lnl", "final"):
+            tags["study.cell"] = cfg["cell"]
+            parent = self.tracker.cell_run(cfg["cell"], point)
+        name = f"{stage}:{cfg.get('cell', cfg.get('id', trial.trial_id))}:{trial.trial_id}"
+        run_id, _ = self.tracker.trial_run(trial.trial_id, stage, name, tags, cfg, parent)
+        return run_id
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._run(trial)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        run_id = self._run(trial)
+        epoch = int(result.get("epoch", result.get("training_iteration", 1) - 1))
+        self.tracker.log_metrics(run_id, {k: result[k] for k in (*EPOCH_METRICS, "ssl_loss", "knn_acc")
+                                          if k in result}, step=epoch)
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        run_id = self._run(trial)
+        result = trial.last_result or {}
+        if result.get("error"):
+            self.tracker.set_tags(run_id, {"study.state": "failed", "study.error": result["error"]})
+            self.tracker.finish(run_id, "FAILED")
+            return
+        if result.get("trial_finished"):
+            self.tracker.log_metrics(run_id, {k: result[k] for k in FINAL_METRICS if k in result},
+                                     step=int(result.get("epoch", 0)))
+            if result.get("artifact_dir"):
+                self.tracker.log_artifacts(run_id, Path(result["artifact_dir"]))
+            if result.get("per_class_f1"):
+                self.tracker.set_tags(run_id, {"study.per_class_f1": json.dumps(result["per_class_f1"])})
+            self.tracker.set_tags(run_id, {"study.state": "complete"})
+            self.tracker.finish(run_id, "FINISHED")
+        else:  # stopped early by ASHA
+            self.tracker.set_tags(run_id, {"study.state": "pruned",
+                                           "study.pruned_at_epoch": result.get("epoch", -1)})
+            self.tracker.finish(run_id, "KILLED")
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        run_id = self._run(trial)
+        self.tracker.set_tags(run_id, {"study.retries": trial.num_failures, "study.last_error": _error_text(trial)})
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        run_id = self._run(trial)
+        self.tracker.set_tags(run_id, {"study.state": "failed", "study.error": _error_text(trial),
+                                       "study.retries": trial.num_failures})
+        self.tracker.finish(run_id, "FAILED")

@@ -1,0 +1,121 @@
+"""The study's MLflow store (DESIGN.md, MLflow conventions).
+
+One experiment per study; a parent run per cell (tag ``study.kind=cell``); a child run per trial
+(``mlflow.parentRunId``) found by its tag ``study.trial_id``, which is Ray's trial id and survives a
+restore, so a resumed trial logs into the run it already has instead of opening a second one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+#: tag values of the run conventions
+AXIS_TAGS = ("dataset", "noise_kind", "noise_rate", "ssl", "lnl", "seed")
+EPOCH_METRICS = ("train_loss", "val_f1", "val_acc", "selected_label_precision", "selected_label_recall")
+FINAL_METRICS = ("test_f1", "test_acc", "test_balanced_acc", "test_auroc", "test_f1_last5", "best_epoch",
+                 "best_val_f1", "shifted_test_f1", "shifted_test_acc", "shifted_test_balanced_acc",
+                 "shifted_test_auroc")
+
+
+def default_tracking_uri(study_dir: Path) -> str:
+    return f"sqlite:///{Path(study_dir).resolve() / 'mlflow.db'}"
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v) if isinstance(v, (list, dict)) else str(v)
+    return out
+
+
+class Tracker:
+    """Find-or-create runs in the study's experiment. Use from the driver process only."""
+
+    def __init__(self, uri: str, experiment: str, artifact_location: str | None = None) -> None:
+        self.uri = uri
+        self.client = MlflowClient(tracking_uri=uri)
+        exp = self.client.get_experiment_by_name(experiment)
+        if exp is None:
+            self.experiment_id = self.client.create_experiment(experiment, artifact_location=artifact_location)
+        else:
+            self.experiment_id = exp.experiment_id
+        self._cache: dict[str, str] = {}
+
+    def _find(self, key: str, value: str) -> str | None:
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{key}` = '{value}'",
+                                       max_results=2)
+        return runs[0].info.run_id if runs else None
+
+    def cell_run(self, cell_id: str, point: dict) -> str:
+        """The parent run of a cell (created once)."""
+        key = f"cell:{cell_id}"
+        if key in self._cache:
+            return self._cache[key]
+        run_id = self._find("study.cell_parent", cell_id)
+        if run_id is None:
+            tags = {"study.kind": "cell", "study.cell_parent": cell_id, "study.cell": cell_id,
+                    **{a: str(point[a]) for a in AXIS_TAGS if a in point and a != "seed"}}
+            run = self.client.create_run(self.experiment_id, tags=tags, run_name=cell_id)
+            run_id = run.info.run_id
+        self._cache[key] = run_id
+        return run_id
+
+    def trial_run(self, trial_id: str, stage: str, name: str, tags: dict, params: dict,
+                  parent: str | None = None) -> tuple[str, bool]:
+        """The run of a Ray trial: (run id, created now)."""
+        if trial_id in self._cache:
+            return self._cache[trial_id], False
+        run_id = self._find("study.trial_id", trial_id)
+        created = run_id is None
+        if created:
+            all_tags = {"study.trial_id": trial_id, "study.stage": stage, "study.kind": "trial", **tags}
+            if parent:
+                all_tags["mlflow.parentRunId"] = parent
+            run = self.client.create_run(self.experiment_id, tags={k: str(v) for k, v in all_tags.items()},
+                                         run_name=name)
+            run_id = run.info.run_id
+            flat = flatten(params)
+            items = [Param(k[:250], v[:6000]) for k, v in flat.items()]
+            for i in range(0, len(items), 100):
+                self.client.log_batch(run_id, params=items[i:i + 100])
+        else:
+            self.client.update_run(run_id, status="RUNNING")
+        self._cache[trial_id] = run_id
+        return run_id, created
+
+    def log_metrics(self, run_id: str, metrics: dict, step: int) -> None:
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))]
+        if items:
+            self.client.log_batch(run_id, metrics=items)
+
+    def set_tags(self, run_id: str, tags: dict) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)[:5000]) for k, v in tags.items()])
+
+    def log_artifacts(self, run_id: str, folder: Path) -> None:
+        if folder.is_dir() and any(folder.iterdir()):
+            self.client.log_artifacts(run_id, str(folder))
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    def runs(self) -> list:
+        """Every run of the experiment (for status and tests)."""
+        out, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], max_results=1000, page_token=token)
+            out += list(page)
+            token = page.token
+            if not token:
+                return out

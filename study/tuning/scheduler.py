@@ -1,0 +1,47 @@
+"""Early stopping that only ever compares trials of the same cell: one ASHA per cell.
+
+Ray Tune takes one scheduler per Tuner; this one routes each trial to its cell's
+``AsyncHyperBandScheduler`` (Li et al. 2020, "A System for Massively Parallel Hyperparameter Tuning"),
+created on the cell's first trial. Trials run first-in first-out.
+"""
+
+from __future__ import annotations
+
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+
+
+class PerCellASHA(FIFOScheduler):
+    def __init__(self, metric: str, mode: str, max_t: int, grace_period: int = 1, reduction_factor: float = 2.0,
+                 time_attr: str = "training_iteration") -> None:
+        super().__init__()
+        self._cfg = dict(metric=metric, mode=mode, max_t=max_t, grace_period=min(grace_period, max_t),
+                         reduction_factor=reduction_factor, time_attr=time_attr)
+        self._metric, self._mode = metric, mode
+        self.cells: dict[str, AsyncHyperBandScheduler] = {}
+
+    def set_search_properties(self, metric, mode, **spec) -> bool:
+        return True
+
+    def _asha(self, trial) -> AsyncHyperBandScheduler:
+        cell = trial.config.get("cell", "")
+        if cell not in self.cells:
+            self.cells[cell] = AsyncHyperBandScheduler(**self._cfg)
+        return self.cells[cell]
+
+    def on_trial_add(self, tune_controller, trial) -> None:
+        self._asha(trial).on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        return self._asha(trial).on_trial_result(tune_controller, trial, result)
+
+    def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
+        self._asha(trial).on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller, trial) -> None:
+        self._asha(trial).on_trial_remove(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller, trial) -> None:
+        self._asha(trial).on_trial_error(tune_controller, trial)
+
+    def debug_string(self) -> str:
+        return f"PerCellASHA: {len(self.cells)} cells"

@@ -1,0 +1,141 @@
+"""One Ray Tune searcher over many cells, each with its own Optuna study (define-by-run).
+
+Ray Tune takes one searcher per Tuner, so this searcher asks the cells' studies in turn (round robin,
+``samples_per_cell`` each): trials of all cells run concurrently and a cluster never idles while one
+cell finishes. Each cell's study lives in ``optuna.db`` under the cell's id. A trial stopped early by its
+cell's ASHA reaches Optuna as PRUNED; a trial that failed (after its retries) as FAIL with its reason.
+
+On restore, a trial that Optuna holds RUNNING but Ray never recorded (the driver was killed between the
+two) is told FAIL (user attr ``orphaned``) and its sample is asked again, so no trial stays RUNNING.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import pickle
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search import Searcher
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def sample(trial: optuna.Trial, space: dict[str, dict]) -> dict[str, Any]:
+    """Define-by-run sampling of a spec search space; a ``when`` parameter only where its condition holds."""
+    out: dict[str, Any] = {}
+    for name, p in space.items():
+        cond = p.get("when") or {}
+        if any(out.get(k) not in (v if isinstance(v, list) else [v]) for k, v in cond.items()):
+            continue
+        if p["type"] == "float":
+            out[name] = trial.suggest_float(name, p["low"], p["high"], log=p.get("log", False), step=p.get("step"))
+        elif p["type"] == "int":
+            out[name] = trial.suggest_int(name, p["low"], p["high"], log=p.get("log", False), step=p.get("step", 1))
+        else:
+            out[name] = trial.suggest_categorical(name, p["choices"])
+    return out
+
+
+def open_study(storage: str, cell_id: str, mode: str, sampler: str = "tpe", seed: int = 0) -> optuna.Study:
+    smp = optuna.samplers.RandomSampler(seed=seed) if sampler == "random" else optuna.samplers.TPESampler(seed=seed)
+    return optuna.create_study(storage=storage, study_name=cell_id, sampler=smp, load_if_exists=True,
+                               direction="maximize" if mode == "max" else "minimize")
+
+
+class CellSearcher(Searcher):
+    """``cells``: [{"id", "point", "lnl"}]; ``spaces``/``fixed``: per LNL entry key."""
+
+    def __init__(self, cells: list[dict], spaces: dict[str, dict], fixed: dict[str, dict], samples_per_cell: int,
+                 storage: str, metric: str, mode: str, sampler: str = "tpe", sampler_seed: int = 0) -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.cells, self.spaces, self.fixed = cells, spaces, fixed
+        self.samples, self.storage = samples_per_cell, storage
+        self.sampler, self.sampler_seed = sampler, sampler_seed
+        self.assigned: dict[str, tuple[str, int, int]] = {}  # ray trial id -> (cell, number, optuna trial id)
+        self.counts = {c["id"]: 0 for c in cells}
+        self.turn = 0
+        self._studies: dict[str, optuna.Study] = {}
+
+    def __getstate__(self) -> dict:
+        d = dict(self.__dict__)
+        d["_studies"] = {}
+        return d
+
+    def study(self, cell_id: str) -> optuna.Study:
+        if cell_id not in self._studies:
+            seed = self.sampler_seed + sum(map(ord, cell_id))  # distinct, reproducible per cell
+            self._studies[cell_id] = open_study(self.storage, cell_id, self.mode, self.sampler, seed)
+        return self._studies[cell_id]
+
+    def set_search_properties(self, metric, mode, config, **spec) -> bool:
+        return True  # the metric and mode come from the spec
+
+    def suggest(self, trial_id: str):
+        open_cells = [c for c in self.cells if self.counts[c["id"]] < self.samples]
+        if not open_cells:
+            return Searcher.FINISHED
+        cell = open_cells[self.turn % len(open_cells)]
+        self.turn += 1
+        study = self.study(cell["id"])
+        trial = study.ask()
+        hp = sample(trial, self.spaces.get(cell["lnl"], {}))
+        hparams = {**self.fixed.get(cell["lnl"], {}), **hp}
+        trial.set_user_attr("ray_trial_id", trial_id)
+        trial.set_user_attr("config", json.dumps(hparams))
+        self.assigned[trial_id] = (cell["id"], trial.number, trial._trial_id)
+        self.counts[cell["id"]] += 1
+        return {"stage": "lnl", "cell": cell["id"], "point": cell["point"], "hparams": hparams,
+                "optuna_trial": trial.number}
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id not in self.assigned or self.metric not in result:
+            return
+        cell, _, tid = self.assigned[trial_id]
+        value = float(result[self.metric])
+        if math.isfinite(value):
+            try:
+                optuna.Trial(self.study(cell), tid).report(value, int(result.get("epoch", 0)))
+            except (RuntimeError, ValueError):
+                pass  # already reported at this step (a resumed epoch) or finished
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id not in self.assigned:
+            return
+        cell, number, tid = self.assigned[trial_id]
+        study = self.study(cell)
+        result = result or {}
+        storage = study._storage
+        if error or result.get("error"):
+            storage.set_trial_user_attr(tid, "error", str(result.get("error") or "the trial raised; see study status"))
+            study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+        elif result.get("trial_finished") and math.isfinite(float(result.get("objective", math.nan))):
+            study.tell(number, float(result["objective"]), skip_if_finished=True)
+        else:
+            study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
+
+    # -- persistence: Ray saves this with its experiment state and restores it on Tuner.restore
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump({"assigned": self.assigned, "counts": self.counts, "turn": self.turn}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            state = pickle.load(f)
+        self.assigned, self.counts, self.turn = state["assigned"], state["counts"], state["turn"]
+        self.fail_orphans()
+
+    def fail_orphans(self, known: set[tuple[str, int]] | None = None) -> int:
+        """Tell FAIL to every RUNNING Optuna trial that no Ray trial will finish; returns how many."""
+        known = known if known is not None else {(c, n) for c, n, _ in self.assigned.values()}
+        n_failed = 0
+        for c in self.cells:
+            study = self.study(c["id"])
+            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+                if (c["id"], t.number) not in known:
+                    study._storage.set_trial_user_attr(t._trial_id, "orphaned", True)
+                    study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+                    n_failed += 1
+        return n_failed
