@@ -64,12 +64,16 @@ class TrackingCallback(Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         run_id = self._run(trial)
+        if run_id in self.tracker.terminal:
+            return
         epoch = int(result.get("epoch", result.get("training_iteration", 1) - 1))
         self.tracker.log_metrics(run_id, {k: result[k] for k in (*EPOCH_METRICS, "ssl_loss", "knn_acc")
                                           if k in result}, step=epoch)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         run_id = self._run(trial)
+        if run_id in self.tracker.terminal:
+            return  # finished before an interruption; Ray replayed its last report
         result = trial.last_result or {}
         if result.get("error"):
             self.tracker.set_tags(run_id, {"study.state": "failed", "study.error": result["error"]})

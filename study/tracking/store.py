@@ -50,6 +50,8 @@ class Tracker:
         else:
             self.experiment_id = exp.experiment_id
         self._cache: dict[str, str] = {}
+        #: runs that were already terminal when this driver found them (a resumed study): left as they are
+        self.terminal: set[str] = set()
 
     def _find(self, key: str, value: str) -> str | None:
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{key}` = '{value}'",
@@ -88,6 +90,8 @@ class Tracker:
             items = [Param(k[:250], v[:6000]) for k, v in flat.items()]
             for i in range(0, len(items), 100):
                 self.client.log_batch(run_id, params=items[i:i + 100])
+        elif self.client.get_run(run_id).info.status in ("FINISHED", "FAILED", "KILLED"):
+            self.terminal.add(run_id)
         else:
             self.client.update_run(run_id, status="RUNNING")
         self._cache[trial_id] = run_id
