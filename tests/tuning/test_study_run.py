@@ -1,0 +1,119 @@
+"""End-to-end: the smoke study completes, MLflow holds one run per trial, and a SIGKILLed driver resumes
+with no duplicate runs and no finished trial rerun."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from study.tuning.plan import make_plan
+from study.tuning.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[2]
+SMOKE = ROOT / "search_spaces" / "smoke.yaml"
+
+
+def study(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "study.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900, **kw)
+
+
+def trial_runs(study_dir: Path) -> list:
+    from study.tracking import Tracker
+    from study.tracking.store import default_tracking_uri
+
+    t = Tracker(default_tracking_uri(study_dir), study_dir.name)
+    return [r for r in t.runs() if r.data.tags.get("study.kind") == "trial"]
+
+
+def optuna_states(study_dir: Path, spec) -> list[str]:
+    from study.tuning.searcher import open_study
+
+    return [t.state.name for c in make_plan(spec).cells
+            for t in open_study(f"sqlite:///{study_dir / 'optuna.db'}", c.id, spec.tuning.mode).get_trials()]
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("studies")
+    t0 = time.perf_counter()
+    proc = study("launch", str(SMOKE), "--storage", str(root), "--name", "smoke", "--quiet")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    print(f"smoke study: {time.perf_counter() - t0:.0f}s")
+    assert proc.stdout.strip().splitlines()[-1] == str(root / "smoke")
+    return root / "smoke"
+
+
+def test_smoke_study_completes_with_one_run_per_trial(smoke_study):
+    spec = load_spec(SMOKE)
+    plan = make_plan(spec)
+    runs = trial_runs(smoke_study)
+    expected = len(plan.pretrain_jobs) + plan.tuning_trials + len(plan.final_runs)
+    assert len(runs) == expected
+    assert len({r.data.tags["study.trial_id"] for r in runs}) == expected
+    assert all(r.info.status in ("FINISHED", "KILLED") for r in runs)
+    finals = [r for r in runs if r.data.tags["study.stage"] == "final"]
+    assert len(finals) == len(plan.final_runs)
+    for r in finals:
+        assert {"test_f1", "test_acc", "test_balanced_acc", "test_auroc", "test_f1_last5"} <= set(r.data.metrics)
+        assert r.data.tags["mlflow.parentRunId"]
+        for tag in ("study.cell", "dataset", "noise_kind", "noise_rate", "ssl", "lnl", "seed"):
+            assert tag in r.data.tags
+    states = optuna_states(smoke_study, spec)
+    assert len(states) == plan.tuning_trials and "RUNNING" not in states
+
+
+def test_status_and_bad_inputs(smoke_study, tmp_path):
+    proc = study("status", str(smoke_study), "--json")
+    assert proc.returncode == 0
+    assert '"final": "done"' in proc.stdout
+    assert study("status", str(tmp_path)).returncode == 2
+    assert study("launch", str(SMOKE), "--storage", str(smoke_study.parent), "--name", "smoke").returncode == 2
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(SMOKE.read_text().replace("num_samples: 240", "num_samples: 1"))
+    proc = study("launch", str(bad), "--storage", str(tmp_path / "s"), "--name", "x")
+    assert proc.returncode == 2 and "datasets[0]" in proc.stderr
+    assert not (tmp_path / "s" / "x").exists()
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume(tmp_path):
+    spec = load_spec(SMOKE)
+    plan = make_plan(spec)
+    proc = subprocess.Popen([sys.executable, "-m", "study.cli", "launch", str(SMOKE), "--storage", str(tmp_path),
+                             "--name", "k", "--quiet"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    study_dir = tmp_path / "k"
+    deadline = time.time() + 600
+    finished_before: dict[str, int] = {}
+    while time.time() < deadline:  # kill mid-stage-2: some trial finished, some with a checkpoint running
+        time.sleep(2)
+        if not (study_dir / "mlflow.db").exists():
+            continue
+        try:
+            runs = trial_runs(study_dir)
+        except Exception:
+            continue
+        done = {r.data.tags["study.trial_id"]: r.info.end_time for r in runs if r.info.status != "RUNNING"}
+        if done and any(r.info.status == "RUNNING" for r in runs):
+            finished_before = done
+            break
+    assert finished_before, "the study never reached the middle of stage lnl"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    resumed = study("resume", str(study_dir), "--quiet")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    runs = trial_runs(study_dir)
+    ids = [r.data.tags["study.trial_id"] for r in runs]
+    assert len(ids) == len(set(ids)), "a trial has two MLflow runs"
+    assert len(runs) == plan.tuning_trials + len(plan.final_runs)
+    end = {r.data.tags["study.trial_id"]: r.info.end_time for r in runs}
+    for tid, t in finished_before.items():
+        assert end[tid] == t, f"finished trial {tid} was rerun"
+    assert "RUNNING" not in optuna_states(study_dir, spec)
