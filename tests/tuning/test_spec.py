@@ -44,7 +44,7 @@ def problems(data: dict) -> list[tuple[str, str]]:
     (lambda d: d["lnl"][0]["search_space"].__setitem__("forget_rate", {"type": "float", "low": 0, "high": 1}),
      "lnl[0]", ["'forget_rate' is not a hyperparameter of ce", "allowed:", "lr"]),
     (lambda d: d["tuning"].__setitem__("metric", "test_f1"), "tuning.metric", ["allowed:", "val_f1"]),
-    (lambda d: d["ssl"][0].__setitem__("init", "moco"), "ssl[0].init", ["allowed:", "imagenet"]),
+    (lambda d: d["ssl"][0].__setitem__("init", "moco"), "ssl[0].init", ["allowed: random, imagenet"]),
     (lambda d: d.pop("seeds"), "seeds", ["required"]),
     (lambda d: d["resources"]["trial"].__setitem__("gpus", -1), "resources.trial.gpus", ["greater than or equal"]),
 ])
