@@ -1,0 +1,328 @@
+"""One renderer per panel kind of a dashboard definition: numbers from ``analysis``, figures with
+matplotlib (Agg), and an HTML fragment for the dashboard page. ``RENDERERS`` maps kind to renderer."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from study.reports import analysis  # noqa: E402
+from study.reports.definitions import (CurvesPanel, DropHeatmapPanel, PretrainPanel,  # noqa: E402
+                                       RankingPanel, SelectionPanel, TablePanel)
+from study.reports.store import INIT_ONLY, Study, metric_histories  # noqa: E402
+
+
+@dataclass
+class Context:
+    """What every renderer reads: the study, its runs, and per-seed results of the dashboard's stage."""
+
+    study: Study
+    runs: pd.DataFrame
+    #: {metric: seed results as stored (rate 0 under the kind that ran it)}
+    results: dict[str, pd.DataFrame]
+    #: {metric: seed results with rate 0 copied into every noise kind}
+    curves: dict[str, pd.DataFrame]
+    stage: str = "final"
+
+
+@dataclass
+class Rendered:
+    id: str
+    title: str
+    description: str
+    body: str = ""  # HTML fragment
+    pngs: dict[str, bytes] = field(default_factory=dict)
+    csvs: dict[str, pd.DataFrame] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def img_tag(name: str, data: bytes) -> str:
+    b64 = base64.b64encode(data).decode("ascii")
+    return (f'<figure><img class="figure" alt="{html.escape(name)}" data-name="{html.escape(name)}" '
+            f'src="data:image/png;base64,{b64}"><figcaption>{html.escape(name)}</figcaption></figure>')
+
+
+def _facet_label(keys: list[str], values) -> str:
+    values = values if isinstance(values, tuple) else (values,)
+    return " | ".join(f"{v}" for k, v in zip(keys, values))
+
+
+def _grid(n: int, ncols: int = 4, w: float = 3.6, h: float = 2.9):
+    ncols = max(1, min(ncols, n))
+    nrows = math.ceil(n / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, h * nrows + 0.6), squeeze=False, layout="constrained")
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, list(axes.flat)
+
+
+def _empty(r: Rendered, why: str) -> Rendered:
+    r.body = f'<p class="missing">Nothing to show: {html.escape(why)}</p>'
+    r.missing.append(f"{r.title}: {why}")
+    return r
+
+
+def df_html(df: pd.DataFrame, float_digits: int = 3, classes: str = "data") -> str:
+    return df.to_html(index=False, classes=classes, border=0, na_rep="—",
+                      float_format=lambda x: f"{x:.{float_digits}f}", escape=True)
+
+
+def _metric_missing(ctx: Context, metric: str) -> str | None:
+    res = ctx.results.get(metric)
+    if res is None or res.empty:
+        return f"no finished '{ctx.stage}' runs with metric {metric!r} yet"
+    return None
+
+
+# ---------------------------------------------------------------- renderers
+
+def render_table(ctx: Context, p: TablePanel) -> Rendered:
+    r = Rendered(p.id, p.title, p.description)
+    if why := _metric_missing(ctx, p.metric):
+        return _empty(r, why)
+    long = analysis.summary_table(ctx.results[p.metric], p.metric, p.rows, p.columns, p.best)
+    wide = analysis.wide_table(long, p.rows, p.columns, mark="*")
+    r.csvs[f"{p.id}.csv"] = long
+    flat = wide.copy()
+    flat.columns = [" / ".join(str(x) for x in (c if isinstance(c, tuple) else (c,))) for c in flat.columns]
+    r.csvs[f"{p.id}_wide.csv"] = flat.reset_index()
+    # HTML: the best of each column in bold instead of the "*"
+    body = wide.map(lambda s: f"<b>{html.escape(s[:-1])}</b>" if s.endswith("*") else html.escape(s))
+    r.body = (body.to_html(escape=False, classes="data paper", border=0)
+              + f'<p class="note">n seeds per cell: {int(long["n_seeds"].min())}–{int(long["n_seeds"].max())}. '
+              f'Bold: best {p.best} mean in its column. CSV: {p.id}.csv (numbers), {p.id}_wide.csv.</p>')
+    return r
+
+
+def render_curves(ctx: Context, p: CurvesPanel) -> Rendered:
+    r = Rendered(p.id, p.title, p.description)
+    if why := _metric_missing(ctx, p.metric):
+        return _empty(r, why)
+    st = analysis.curve_stats(ctx.curves[p.metric], p.metric, p.line, p.facets)
+    r.csvs[f"{p.id}.csv"] = st
+    groups = list(st.groupby(p.facets, dropna=False))
+    lines = sorted(st[p.line].dropna().unique())
+    colors = {v: plt.cm.tab10(i % 10) for i, v in enumerate(lines)}
+    fig, axes = _grid(len(groups))
+    for ax, (key, g) in zip(axes, groups):
+        for lv, s in g.groupby(p.line):
+            s = s.sort_values("noise_rate")
+            ax.plot(s["noise_rate"], s["mean"], marker="o", ms=3, color=colors[lv], label=str(lv))
+            lo, hi = ((s["mean"] - s["std"].fillna(0), s["mean"] + s["std"].fillna(0)) if p.spread == "std"
+                      else (s["min"], s["max"]))
+            ax.fill_between(s["noise_rate"], lo, hi, color=colors[lv], alpha=0.18, linewidth=0)
+        ax.set_title(_facet_label(p.facets, key), fontsize=8)
+        ax.set_xlabel("noise rate", fontsize=8)
+        ax.set_ylabel(p.metric, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], color=colors[v], marker="o", label=str(v)) for v in lines]
+    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(lines), 8), fontsize=8, title=p.line,
+               )
+    r.pngs[f"{p.id}.png"] = _png(fig)
+    r.body = img_tag(f"{p.id}.png", r.pngs[f"{p.id}.png"])
+    return r
+
+
+def render_drop_heatmap(ctx: Context, p: DropHeatmapPanel) -> Rendered:
+    r = Rendered(p.id, p.title, p.description)
+    if why := _metric_missing(ctx, p.metric):
+        return _empty(r, why)
+    res = ctx.curves[p.metric]
+    drop = analysis.drop_table(res, p.metric, p.rows, p.facets, p.baseline_rate)
+    have = res.groupby([*p.facets, *p.rows], dropna=False).size().index
+    with_base = drop.groupby([*p.facets, *p.rows], dropna=False).size().index
+    for k in have.difference(with_base):
+        r.missing.append(f"{p.title}: no rate-{p.baseline_rate:g} results for "
+                         + _facet_label([*p.facets, *p.rows], k))
+    if drop.empty:
+        return _empty(r, f"no results at the baseline rate {p.baseline_rate:g}")
+    r.csvs[f"{p.id}.csv"] = drop
+    groups = list(drop.groupby(p.facets, dropna=False))
+    vmax = max(float(np.nanmax(np.abs(drop["drop"].to_numpy()))), 1e-6)
+    nrows_max = max(g.groupby(p.rows).ngroups for _, g in groups)
+    fig, axes = _grid(len(groups), ncols=2, w=5.2, h=0.9 + 0.32 * nrows_max)
+    im = None
+    for ax, (key, g) in zip(axes, groups):
+        m = g.pivot_table(index=p.rows, columns="noise_rate", values="drop", aggfunc="first")
+        im = ax.imshow(m.to_numpy(dtype=float), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
+        ax.set_xticks(range(m.shape[1]), [f"{c:g}" for c in m.columns], fontsize=7)
+        ax.set_yticks(range(m.shape[0]), [" / ".join(map(str, i if isinstance(i, tuple) else (i,)))
+                                          for i in m.index], fontsize=7)
+        for (i, j), v in np.ndenumerate(m.to_numpy(dtype=float)):
+            if not np.isnan(v):
+                ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=6)
+        ax.set_xlabel("noise rate", fontsize=8)
+        ax.set_title(_facet_label(p.facets, key), fontsize=8)
+    if im is not None:
+        fig.colorbar(im, ax=axes[: len(groups)], shrink=0.8, label=f"{p.metric} lost")
+    r.pngs[f"{p.id}.png"] = _png(fig)
+    r.body = img_tag(f"{p.id}.png", r.pngs[f"{p.id}.png"])
+    return r
+
+
+def _auc(ctx: Context, metric: str, method: str, groups: list[str]) -> pd.DataFrame:
+    res = ctx.curves.get(metric)
+    if res is None or res.empty:
+        return pd.DataFrame()
+    return analysis.auc_per_seed(res, metric, method, groups)
+
+
+def render_ranking(ctx: Context, p: RankingPanel) -> Rendered:
+    r = Rendered(p.id, p.title, p.description)
+    if why := _metric_missing(ctx, p.metric):
+        return _empty(r, why)
+    auc = _auc(ctx, p.metric, p.method, p.groups)
+    if auc.empty:
+        return _empty(r, "no group has results at two or more common noise rates")
+    rank = analysis.ranking(auc, p.method, p.groups)
+    tests = analysis.paired_tests(auc, p.method, p.groups, p.test, p.correction, p.alpha)
+    r.csvs[f"{p.id}_auc_per_seed.csv"] = auc
+    r.csvs[f"{p.id}.csv"] = rank
+    r.csvs[f"{p.id}_tests.csv"] = tests
+    # overall: mean rank over groups
+    overall = (rank.groupby(p.method)["rank"].agg(mean_rank="mean", groups="count").reset_index()
+               .sort_values("mean_rank"))
+    overall_norm = auc.groupby(p.method)["auc_norm"].mean().rename("mean_auc_norm")
+    overall = overall.merge(overall_norm, on=p.method)
+    r.csvs[f"{p.id}_overall.csv"] = overall
+    fig, ax = plt.subplots(figsize=(5.5, 0.8 + 0.35 * len(overall)), layout="constrained")
+    order = overall.sort_values("mean_rank", ascending=False)
+    ax.barh(order[p.method].astype(str), order["mean_rank"], color="#4c72b0")
+    ax.set_xlabel(f"mean rank over {int(overall['groups'].max())} groups (1 = most robust)", fontsize=8)
+    ax.tick_params(labelsize=8)
+    r.pngs[f"{p.id}.png"] = _png(fig)
+    n_sig = int(tests["significant"].sum())
+    n_nes = int((tests["note"] == "not enough seeds").sum())
+    tested = tests[tests["note"] != "not enough seeds"]
+    sig = tests[tests["significant"]]
+    r.body = (img_tag(f"{p.id}.png", r.pngs[f"{p.id}.png"])
+              + "<h4>Overall</h4>" + df_html(overall)
+              + "<h4>Per group</h4>" + df_html(rank)
+              + f"<h4>Paired tests ({'paired t-test' if p.test == 'paired_t' else 'Wilcoxon signed-rank'}, "
+              f"{p.correction} correction per group, alpha {p.alpha:g})</h4>"
+              + f'<p class="note">{len(tested)} pairs tested, {n_sig} significant; {n_nes} pairs: '
+              f"not enough seeds (fewer than 2 paired seeds).</p>"
+              + ("<h5>Significant differences</h5>" + df_html(sig, 4) if n_sig else "")
+              + "<details><summary>All pairs</summary>" + df_html(tests, 4) + "</details>")
+    return r
+
+
+def render_pretrain(ctx: Context, p: PretrainPanel) -> Rendered:
+    r = Rendered(p.id, p.title, p.description)
+    auc = _auc(ctx, p.metric, "ssl", ["dataset", "noise_kind", "lnl"])
+    pts = analysis.pretrain_vs_robustness(ctx.runs, auc, p.quality_metric, "ssl")
+    if pts.empty:
+        return _empty(r, f"no pretraining runs with {p.quality_metric!r} and no robustness results yet")
+    r.csvs[f"{p.id}.csv"] = pts
+    for _, row in pts.iterrows():
+        if pd.isna(row["quality"]) and row["ssl"] not in INIT_ONLY:
+            r.missing.append(f"{p.title}: no finished pretraining run with {p.quality_metric} for "
+                             f"{row['dataset']} / {row['ssl']}")
+        if pd.isna(row["robustness"]):
+            r.missing.append(f"{p.title}: no robustness (complete F1-vs-rate curve) for "
+                             f"{row['dataset']} / {row['ssl']}")
+    both = pts.dropna(subset=["quality", "robustness"])
+    if both.empty:
+        r.body = df_html(pts) + '<p class="missing">No encoder has both a pretraining score and a robustness score yet.</p>'
+        return r
+    fig, ax = plt.subplots(figsize=(5.5, 4.2), layout="constrained")
+    markers = "osD^v<>P*X"
+    for i, (ds, g) in enumerate(both.groupby("dataset")):
+        ax.scatter(g["quality"], g["robustness"], marker=markers[i % len(markers)], s=40, label=str(ds))
+        for _, row in g.iterrows():
+            ax.annotate(str(row["ssl"]), (row["quality"], row["robustness"]), fontsize=7,
+                        xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(f"{p.quality_metric} (pretraining)", fontsize=9)
+    ax.set_ylabel(f"robustness: mean normalised AUC of {p.metric}", fontsize=9)
+    ax.legend(fontsize=8, title="dataset")
+    ax.grid(alpha=0.3)
+    r.pngs[f"{p.id}.png"] = _png(fig)
+    r.body = img_tag(f"{p.id}.png", r.pngs[f"{p.id}.png"]) + df_html(pts)
+    return r
+
+
+def render_selection(ctx: Context, p: SelectionPanel) -> Rendered:
+    r = Rendered(p.id, p.title, p.description)
+    runs = ctx.runs
+    present = [m for m in p.metrics if m in runs.columns]
+    if runs.empty or not present:
+        return _empty(r, f"no run logged {', '.join(p.metrics)} (no sample-selecting algorithm has run)")
+    sel = runs[(runs["stage"] == p.stage) & (runs["status"] == "FINISHED") & ~runs["is_parent"]]
+    sel = sel[sel[present].notna().any(axis=1)]
+    if sel.empty:
+        return _empty(r, f"no finished '{p.stage}' run logged {', '.join(p.metrics)}")
+    hist = metric_histories(ctx.study, sel["run_id"].tolist(), present)
+    hist = hist.merge(sel[["run_id", "dataset", "noise_kind", "noise_rate", "ssl", "lnl", "seed"]], on="run_id")
+    st = (hist.groupby([*p.facets, p.line, "key", "step"], dropna=False)["value"]
+          .agg(mean="mean", std="std", n_runs="count").reset_index())
+    r.csvs[f"{p.id}.csv"] = st
+    groups = list(st.groupby(p.facets, dropna=False))
+    fig, axes = _grid(len(groups) * len(present), ncols=4)
+    lines = sorted(st[p.line].dropna().unique())
+    colors = {v: plt.cm.viridis(i / max(1, len(lines) - 1)) for i, v in enumerate(lines)}
+    i = 0
+    for key, g in groups:
+        for m in present:
+            ax = axes[i]
+            i += 1
+            for lv, s in g[g["key"] == m].groupby(p.line):
+                s = s.sort_values("step")
+                ax.plot(s["step"], s["mean"], marker=".", color=colors[lv], label=f"{lv:g}"
+                        if isinstance(lv, float) else str(lv))
+                ax.fill_between(s["step"], s["mean"] - s["std"].fillna(0), s["mean"] + s["std"].fillna(0),
+                                color=colors[lv], alpha=0.15, linewidth=0)
+            ax.set_title(f"{_facet_label(p.facets, key)}\n{m.replace('selected_label_', 'label ')}", fontsize=8)
+            ax.set_xlabel("epoch", fontsize=8)
+            ax.set_ylim(-0.02, 1.02)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], color=colors[v], marker=".", label=f"{v:g}" if isinstance(v, float) else str(v))
+               for v in lines]
+    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(lines), 8), fontsize=8, title=p.line,
+               )
+    r.pngs[f"{p.id}.png"] = _png(fig)
+    r.body = img_tag(f"{p.id}.png", r.pngs[f"{p.id}.png"])
+    return r
+
+
+RENDERERS = {
+    "table": render_table,
+    "curves": render_curves,
+    "drop_heatmap": render_drop_heatmap,
+    "ranking": render_ranking,
+    "pretrain_vs_robustness": render_pretrain,
+    "selection": render_selection,
+}
+
+
+def write(r: Rendered, out: Path) -> list[Path]:
+    """Write a panel's PNGs and CSVs under ``out``; return their paths."""
+    paths = []
+    for name, data in r.pngs.items():
+        (out / name).write_bytes(data)
+        paths.append(out / name)
+    for name, df in r.csvs.items():
+        df.to_csv(out / name, index=False)
+        paths.append(out / name)
+    return paths

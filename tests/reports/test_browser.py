@@ -1,0 +1,92 @@
+"""Browser acceptance test: headless Chromium (Debian package, installed here if missing) opens the
+HTML dashboard of a finished study and the MLflow UI served by ``study ui``, takes screenshots, and
+checks that the figures and the expected runs are on the page. Screenshots are kept under pytest's
+temporary directory (printed on failure)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.reports.browser import chromium, ensure_chromium
+from tests.reports.fabricate import build_fabricated_study
+
+pytestmark = pytest.mark.slow
+
+
+def finished_study(root):
+    """The finished study the browser test looks at (swap in a launched smoke study here)."""
+    return build_fabricated_study(root / "fabricated")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        return ensure_chromium()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_dashboard_and_mlflow_ui_in_a_browser(browser, tmp_path):
+    from study.reports.cli import report_main
+
+    study = finished_study(tmp_path)
+    assert report_main(argparse.Namespace(study_dir=str(study), out=None)) == 0
+    page = study / "report" / "dashboard.html"
+
+    # the dashboard: every figure decoded and laid out, every panel present
+    shot = tmp_path / "dashboard.png"
+    chromium(browser, page.as_uri(), tmp_path / "p1", screenshot=shot)
+    assert shot.stat().st_size > 20_000
+    dom = chromium(browser, page.as_uri(), tmp_path / "p2", dump_dom=True)
+    assert len(re.findall(r'<img class="figure"', dom)) == 5
+    for panel in ("f1_table", "robustness_curves", "f1_drop", "ssl_ranking", "pretrain_quality", "selection",
+                  "missing"):
+        assert f'data-panel="{panel}"' in dom
+    assert "Complete: all 180 expected final runs are finished." in dom
+    assert "<b>" in dom  # best-per-column marks in the table
+
+    # the MLflow UI served by `study ui`
+    port = _free_port()
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
+    log = tmp_path / "ui.log"  # a file, not a pipe: the server's access log must never block on a full pipe
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "study.reports.cli", "ui", str(study), "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT, env=env)
+    try:
+        url = None
+        deadline = time.monotonic() + 180
+        while url is None and time.monotonic() < deadline and proc.poll() is None:
+            m = re.search(r"MLflow UI for study .*?(http://127\.0\.0\.1:\d+/\S+)", log.read_text())
+            url = m.group(1) if m else None
+            time.sleep(0.5)
+        assert url, "study ui printed no URL"
+        assert url.startswith(f"http://127.0.0.1:{port}/#/experiments/")
+        ui_shot = tmp_path / "mlflow_ui.png"
+        chromium(browser, url, tmp_path / "p3", screenshot=ui_shot, budget_ms=15000)
+        assert ui_shot.stat().st_size > 20_000
+        dom = chromium(browser, url, tmp_path / "p4", dump_dom=True, budget_ms=15000)
+        assert "fabricated" in dom  # the experiment
+        assert ">report<" in dom  # the report run with the artifacts
+        assert "cell-dermnet-symmetric-0.2-simclr-ce" in dom or "cell-covid_qu_ex-symmetric-0.2-simclr-ce" in dom
+        assert len(set(re.findall(r"cell-[a-z_]+-[a-z_]+-[0-9.]+-[a-z_0-9]+-[a-z_]+", dom))) >= 20
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    print(f"screenshots: {shot} {ui_shot}")
