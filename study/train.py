@@ -34,6 +34,15 @@ class FitResult:
     best_state: dict | None = None
     last_states: list[dict] = field(default_factory=list)
 
+    def to_state(self) -> dict:
+        """Plain containers and tensors only, so a checkpoint loads with ``torch.load(weights_only=True)``."""
+        return {"history": self.history, "best_epoch": self.best_epoch, "best_val_f1": float(self.best_val_f1),
+                "best_state": self.best_state, "last_states": self.last_states}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "FitResult":
+        return cls(**state)
+
 
 def _cpu_copy(state: dict) -> dict:
     return copy.deepcopy(cpu_state(state))

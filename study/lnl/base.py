@@ -43,7 +43,7 @@ def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
 def lr_at(epoch: int, cfg: OptimConfig) -> float:
     """The learning rate of an epoch: cosine from ``lr`` to 0 over ``epochs``, or constant."""
     if cfg.schedule == "cosine":
-        return 0.5 * cfg.lr * (1 + np.cos(np.pi * epoch / max(cfg.epochs, 1)))
+        return float(0.5 * cfg.lr * (1 + np.cos(np.pi * epoch / max(cfg.epochs, 1))))
     return cfg.lr
 
 

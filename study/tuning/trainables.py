@@ -174,9 +174,9 @@ def lnl_trainable(config: dict, spec_data: dict, cache_dir: str, data_cache: str
     ckpt = tune.get_checkpoint()
     if ckpt is not None:
         with ckpt.as_directory() as d:
-            state = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=False)
+            state = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=True)
         algo.load_state_dict(state["algo"])
-        result, start = state["result"], state["epoch"] + 1
+        result, start = FitResult.from_state(state["result"]), state["epoch"] + 1
         train.generator.set_state(state["generator"])
 
     def objective(res: FitResult) -> float:
@@ -185,7 +185,7 @@ def lnl_trainable(config: dict, spec_data: dict, cache_dir: str, data_cache: str
 
     def report(epoch: int, metrics: dict, res: FitResult, extra: dict | None = None) -> None:
         with tempfile.TemporaryDirectory() as d:
-            torch.save({"algo": algo.state_dict(), "result": res, "epoch": epoch,
+            torch.save({"algo": algo.state_dict(), "result": res.to_state(), "epoch": epoch,
                         "generator": train.generator.get_state()}, Path(d) / "state.pt")
             clean = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
             tune.report({**clean, "epoch": epoch, "objective": objective(res), **(extra or {})},
