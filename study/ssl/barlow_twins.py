@@ -14,14 +14,16 @@ class BarlowTwins(SSLMethod):
     """Drives the cross-correlation matrix of the two views' (batch-standardised) projections towards the
     identity: invariance on the diagonal, redundancy reduction off it, weighted by ``lambda_param``.
 
-    Defaults are the paper's: projector 8192-8192-8192, lambda 0.005, LARS with lr 0.2 (as Khanal et al.
-    2024 also use), weight decay 1.5e-6, 10 warm-up epochs then cosine. The 8192-wide projector dominates
+    Defaults are the paper's: projector 8192-8192-8192, lambda 0.005, LARS with lr 0.2 for the weights (as
+    Khanal et al. 2024 also use) and 0.0048 for biases and BatchNorm parameters, which are excluded from the
+    LARS adaptation and from the weight decay of 1.5e-6; 10 warm-up epochs then cosine. The 8192-wide projector dominates
     the cost of a small backbone on a CPU; ``projector_dim`` sets all three widths.
     """
 
     name = "barlow_twins"
     defaults = dict(
-        optimizer="lars", lr=0.2, weight_decay=1.5e-6, momentum=0.9, warmup_epochs=10, lambda_param=0.005,
+        optimizer="lars", lr=0.2, lr_biases=0.0048, weight_decay=1.5e-6, momentum=0.9, warmup_epochs=10,
+        lambda_param=0.005,
         projector_dim=8192, crop_min=0.08, rotation=45.0, jitter=0.5, saturation=0.5, grayscale_p=0.2,
     )
 
@@ -29,6 +31,10 @@ class BarlowTwins(SSLMethod):
         d = self.hp["projector_dim"]
         self.projection_head = BarlowTwinsProjectionHead(self.feature_dim, d, d)
         self.criterion = BarlowTwinsLoss(lambda_param=self.hp["lambda_param"])
+
+    def parameter_groups(self) -> list[dict]:
+        weights, others = super().parameter_groups()
+        return [weights, {**others, "lr": self.hp["lr_biases"]}]  # weight decay 0: no LARS adaptation
 
     def augment_config(self) -> AugmentConfig:
         return AugmentConfig(scale=(self.hp["crop_min"], 1.0), flip=True, rotation=self.hp["rotation"],

@@ -47,7 +47,8 @@ class BigBiGAN(SSLMethod):
     D separates real pairs (x, E(x)) from generated pairs (G(z), z) on the unary scores s_x, s_z and the
     joint score s_xz; E and G minimise the sum of the three scores' real-minus-fake gaps. At the optimum
     E inverts G, so E's features encode what generates the image. The generator and discriminator are
-    small convolutional nets whose depth follows the image size (the paper's are BigGAN-sized).
+    small convolutional nets whose depth follows the image size and whose narrowest width is ``gan_width``
+    (the paper's are BigGAN-sized).
 
     Defaults: latent 120 (BigGAN's), Adam lr 2e-4 for E, G and D with betas (0.5, 0.999), one D step per
     E/G step. The per-epoch ``ssl_loss`` is the discriminator's hinge loss; ``ssl_eg`` the E/G loss.
@@ -56,7 +57,7 @@ class BigBiGAN(SSLMethod):
 
     name = "bigbigan"
     defaults = dict(optimizer="adam", lr=2e-4, weight_decay=0.0, beta1=0.5, beta2=0.999, latent_dim=120,
-                    gan_width=32, d_steps=1)
+                    gan_width=16, d_steps=1)
 
     def build(self) -> None:
         latent = self.hp["latent_dim"]
