@@ -44,6 +44,9 @@ def small_loss_exchange(loss1: torch.Tensor, loss2: torch.Tensor, forget: float)
 
 
 class CoTeaching(Algorithm):
+    """Two networks with small-loss exchange. A step's ``selected`` is the union of both networks' kept
+    samples (the diagnostics of selection precision/recall are computed from it outside)."""
+
     name = "co_teaching"
     selects_samples = True
 

@@ -73,6 +73,16 @@ def cached_embeddings(cache_dir: str | Path, encoder_hash: str, dataset_key: str
     return np.load(path, mmap_mode="r")
 
 
+def encoder_embeddings(encoder: nn.Module, encoder_path: str | Path, data, cache_dir: str | Path,
+                       device: str | torch.device = "cpu", batch_size: int = 512) -> np.ndarray:
+    """Embeddings (N x D) of every image of ``data`` (an ``ImageData``) under a stored stage-1 encoder,
+    cached by (hash of the encoder file, the dataset's cache key); index the rows with the splits."""
+    if not data.cache_key:
+        raise ValueError("encoder_embeddings: the dataset has no cache key (load it through the cache)")
+    return cached_embeddings(cache_dir, file_hash(encoder_path), data.cache_key,
+                             lambda: embed(encoder.to(device), data.images, batch_size, device))
+
+
 # -- H heads trained together
 class HeadGroup(nn.Module):
     """H independent MLP heads as grouped weights: layer l holds an H x D_l x D_{l+1} tensor."""

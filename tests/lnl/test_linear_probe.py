@@ -7,7 +7,9 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from study.lnl.linear_probe import HeadGroup, cached_embeddings, predict_heads, train_heads
+from study.data import get_dataset
+from study.lnl.linear_probe import HeadGroup, cached_embeddings, encoder_embeddings, predict_heads, train_heads
+from study.models import build_backbone
 from study.metrics import macro_f1_batched
 
 
@@ -39,11 +41,10 @@ def blobs(n, d=8, k=3, seed=0):
 
 def test_train_heads_learns_each_label_set():
     x, y = blobs(400)
-    xv, yv = blobs(100, seed=0)[0][:100], None
     xv, yv = x[:100], y[:100]
     shuffled = np.random.default_rng(1).permutation(y)  # head 2: labels unrelated to the features
     res = train_heads(x, np.stack([y, y, shuffled]), xv, np.stack([yv, yv, shuffled[:100]]), num_classes=3,
-                      hidden=(16,), epochs=15, lr=0.05, batch_size=64, seeds=[0, 1, 2], patience=None)
+                      hidden=(16,), epochs=8, lr=0.05, batch_size=64, seeds=[0, 1, 2], patience=None)
     assert res.best_val_f1[0] > 0.9 and res.best_val_f1[1] > 0.9
     probs = predict_heads(res.model(), torch.from_numpy(x))
     assert probs.shape == (3, 400, 3)
@@ -65,3 +66,16 @@ def test_embedding_cache_computes_once(tmp_path):
     assert len(calls) == 1 and np.array_equal(a, b) and a.dtype == np.float32
     cached_embeddings(tmp_path, "enc2", "data", compute)
     assert len(calls) == 2
+
+
+def test_encoder_embeddings_keyed_by_encoder_file_and_dataset(tmp_path):
+    data = get_dataset("synthetic", num_samples=12, image_size=16).load(None)
+    encoder = build_backbone("small_cnn", 3, 16)
+    path = tmp_path / "encoder.pt"
+    torch.save(encoder.state_dict(), path)
+    emb = encoder_embeddings(encoder, path, data, tmp_path / "cache")
+    assert emb.shape == (12, encoder.feature_dim)
+    files = list((tmp_path / "cache" / "embeddings").glob("*.npy"))
+    assert len(files) == 1 and data.cache_key in files[0].name
+    again = encoder_embeddings(build_backbone("small_cnn", 3, 16), path, data, tmp_path / "cache")
+    assert np.array_equal(emb, again)  # same file hash: read from the cache, not recomputed
