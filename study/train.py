@@ -23,7 +23,10 @@ from study.metrics import classification_metrics, selection_quality
 
 
 class NonFiniteLossError(RuntimeError):
-    """Training stopped: the loss became NaN or infinite."""
+    """Training stopped: the loss became NaN or infinite. ``result`` is the FitResult so far (its
+    ``error`` holds this message), so the caller can record the epochs that did finish."""
+
+    result: "FitResult | None" = None
 
 
 @dataclass
@@ -33,6 +36,7 @@ class FitResult:
     best_val_f1: float = -math.inf
     best_state: dict | None = None
     last_states: list[dict] = field(default_factory=list)
+    error: str | None = None  # why training stopped early (a non-finite loss), if it did
 
     def to_state(self) -> dict:
         """Plain containers and tensors only, so a checkpoint loads with ``torch.load(weights_only=True)``."""
@@ -101,7 +105,12 @@ def fit(algo: Algorithm, train: TensorLoader, val: TensorLoader, epochs: int,
     res = result or FitResult()
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
-        loss, selected = train_one_epoch(algo, train, epoch)
+        try:
+            loss, selected = train_one_epoch(algo, train, epoch)
+        except NonFiniteLossError as e:  # recorded on the result, which the exception carries
+            res.error = str(e)
+            e.result = res
+            raise
         probs, y = predict_probs(algo, val)
         metrics = {"epoch": epoch, "train_loss": loss, **classification_metrics(y, probs, prefix="val_"),
                    "epoch_time": time.perf_counter() - t0}

@@ -77,5 +77,6 @@ def test_non_finite_loss_stops_training(tiny):
     train, val, _ = loaders(data, splits, labels, noisy)
     algo = ALGORITHMS["ce"](make_model_for(data), data.num_classes, len(data), OptimConfig(), torch.device("cpu"))
     algo.loss_fn = lambda logits, y, index: logits.sum() * float("nan")
-    with pytest.raises(NonFiniteLossError, match="epoch 0, step 0"):
+    with pytest.raises(NonFiniteLossError, match="epoch 0, step 0") as info:
         fit(algo, train, val, 1)
+    assert info.value.result is not None and "non-finite" in info.value.result.error
