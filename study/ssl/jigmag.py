@@ -22,7 +22,8 @@ class JigMag(SSLMethod):
     others; here it is trained alone, as Khanal et al. 2024 do.
 
     ``zooms`` are the crop sides as fractions of the image side; the regions are nested and the finest
-    one's centre is random, so it can fall anywhere in the image. Adam, lr 1e-3. Views: flip and brightness/contrast jitter 0.2.
+    one's centre is random, so it can fall anywhere in the image. Adam, lr 1e-3. Views: flip and
+    brightness/contrast jitter 0.2.
     """
 
     name = "jigmag"

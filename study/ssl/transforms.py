@@ -10,8 +10,6 @@ match views by their colour histogram alone.
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -56,6 +54,3 @@ def standardise_per_sample(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     std = x.std(dim=dims, keepdim=True)
     return (x - mean) / (std + eps)
 
-
-def max_side(image_size: int, fraction: float) -> int:
-    return max(1, int(math.floor(image_size * fraction)))
