@@ -147,16 +147,14 @@ class DivideMix(Algorithm):
         return {"loss": (losses[0] + losses[1]) / 2, "selected": torch.cat(selected)}
 
     def warmup_step(self, x: torch.Tensor, y: torch.Tensor) -> dict:
-        total = 0.0
         with torch.autocast(self.device.type, enabled=self.amp):
             logits = [net(x).float() for net in self.nets]
         loss = sum(F.cross_entropy(lg, y) for lg in logits)
         if self.asymmetric:
             loss = loss + sum(negative_entropy(lg) for lg in logits)
         self.backward_many(loss, self.optimizers)
-        total = loss.detach() / 2
         self.step += 1
-        return {"loss": total}
+        return {"loss": loss.detach() / 2}
 
     def unlabelled_weight(self, epoch: int) -> float:
         """``lambda_u`` ramped linearly from the end of warm-up over ``rampup_epochs`` (as the authors do)."""
