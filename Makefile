@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 data:
 	bash scripts/install_fashion_mnist.sh
 
+# The main job: the demo study (Fashion-MNIST, two noise rates, CE vs Co-teaching, random vs SimCLR).
 demo: setup data
-	$(PY) -m study.single --dataset fashion_mnist --noise symmetric --rate 0.4 --epochs 5
+	$(VENV)/bin/study launch search_spaces/demo.yaml --storage studies --name demo
+	$(VENV)/bin/study report studies/demo
 
 test: setup data
 	$(PY) -m pytest -q

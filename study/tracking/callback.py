@@ -34,10 +34,12 @@ class TrackingCallback(Callback):
         self.tracking_uri, self.experiment = tracking_uri, experiment
         self.artifact_location, self.artifacts_root = artifact_location, artifacts_root
         self._tracker: Tracker | None = None
+        self._nodes: dict[str, set[str]] = {}
 
     def __getstate__(self) -> dict:  # pickled into Ray's experiment state; the client is not
         d = dict(self.__dict__)
         d["_tracker"] = None
+        d["_nodes"] = {}
         return d
 
     @property
@@ -66,6 +68,14 @@ class TrackingCallback(Callback):
         run_id = self._run(trial)
         if run_id in self.tracker.terminal:
             return
+        if result.get("node_id"):
+            if run_id not in self._nodes:  # after a driver restart, start from what the run already records
+                tag = self.tracker.client.get_run(run_id).data.tags.get("study.node_ids", "")
+                self._nodes[run_id] = set(filter(None, tag.split(",")))
+            nodes = self._nodes[run_id]
+            if result["node_id"] not in nodes:
+                nodes.add(result["node_id"])
+                self.tracker.set_tags(run_id, {"study.node_ids": ",".join(sorted(nodes))})
         epoch = int(result.get("epoch", result.get("training_iteration", 1) - 1))
         self.tracker.log_metrics(run_id, {k: result[k] for k in (*EPOCH_METRICS, "ssl_loss", "knn_acc")
                                           if k in result}, step=epoch)

@@ -277,6 +277,14 @@ def launch(spec_path: str, storage: str | None = None, name: str | None = None, 
         raise StudyInputError(f"--name {study_name!r}: a plain directory name, e.g. {spec.name}-1")
     study_dir = root / study_name
     if study_dir.exists():
+        # A relaunch with the same --name (a retried `ray job submit` or RayJob) continues that study
+        # when its frozen spec is this spec; anything else would mix two studies in one directory.
+        if name and (study_dir / "state.json").is_file() and (study_dir / "spec.yaml").is_file():
+            if (study_dir / "spec.yaml").read_text() == spec_to_yaml(spec):
+                if not quiet:
+                    print(f"study: {study_dir} exists with the same spec; resuming it", file=sys.stderr)
+                return resume(str(study_dir), address=address, quiet=quiet)
+            raise StudyInputError(f"{study_dir} holds a study with a different spec; pick another --name")
         raise StudyInputError(f"{study_dir} exists; continue it with `study resume {study_dir}` or pass --name")
     if root.exists() and not root.is_dir():
         raise StudyInputError(f"--storage {root}: not a directory")

@@ -30,6 +30,13 @@ def _device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def _node_id() -> str:
+    """The Ray node this trial runs on (recorded per trial, so a trial moved by a node loss shows both)."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id()
+
+
 def _threads() -> None:
     try:
         from ray import tune
@@ -188,7 +195,8 @@ def lnl_trainable(config: dict, spec_data: dict, cache_dir: str, data_cache: str
             torch.save({"algo": algo.state_dict(), "result": res.to_state(), "epoch": epoch,
                         "generator": train.generator.get_state()}, Path(d) / "state.pt")
             clean = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-            tune.report({**clean, "epoch": epoch, "objective": objective(res), **(extra or {})},
+            tune.report({**clean, "epoch": epoch, "objective": objective(res), "node_id": _node_id(),
+                         **(extra or {})},
                         checkpoint=tune.Checkpoint.from_directory(d))
 
     def on_epoch(epoch: int, metrics: dict, res: FitResult) -> None:

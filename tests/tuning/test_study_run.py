@@ -74,7 +74,15 @@ def test_status_and_bad_inputs(smoke_study, tmp_path):
     assert proc.returncode == 0
     assert '"final": "done"' in proc.stdout
     assert study("status", str(tmp_path)).returncode == 2
-    assert study("launch", str(SMOKE), "--storage", str(smoke_study.parent), "--name", "smoke").returncode == 2
+    # relaunching the same --name and spec (a retried cluster job) continues the study: nothing is rerun
+    before = sorted((r.data.tags["study.trial_id"], r.info.end_time) for r in trial_runs(smoke_study))
+    again = study("launch", str(SMOKE), "--storage", str(smoke_study.parent), "--name", "smoke", "--quiet")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert sorted((r.data.tags["study.trial_id"], r.info.end_time) for r in trial_runs(smoke_study)) == before
+    other = tmp_path / "other.yaml"
+    other.write_text(SMOKE.read_text().replace("rates: [0.2, 0.4]", "rates: [0.3]"))
+    proc = study("launch", str(other), "--storage", str(smoke_study.parent), "--name", "smoke")
+    assert proc.returncode == 2 and "different spec" in proc.stderr
     bad = tmp_path / "bad.yaml"
     bad.write_text(SMOKE.read_text().replace("num_samples: 240", "num_samples: 1"))
     proc = study("launch", str(bad), "--storage", str(tmp_path / "s"), "--name", "x")
