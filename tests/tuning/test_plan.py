@@ -29,7 +29,8 @@ def test_rate_zero_is_one_clean_setting_and_cells_exclude_seed():
     d = yaml.safe_load((SPECS / "smoke.yaml").read_text())
     d["noise"] = {"kinds": ["symmetric", "pairflip"], "rates": [0.0, 0.2]}
     plan = make_plan(parse_spec(d))
-    assert len(plan.cells) == 3  # (sym, 0), (sym, .2), (pairflip, .2)
+    methods = len(d["ssl"]) * len(d["lnl"])
+    assert len(plan.cells) == 3 * methods  # (sym, 0), (sym, .2), (pairflip, .2) per SSL x LNL
     assert all("seed" not in c.id for c in plan.cells)
     assert all(c.tune_point.seed == 0 for c in plan.cells)
 
@@ -38,4 +39,5 @@ def test_seed_as_cell_axis_tunes_per_seed():
     d = yaml.safe_load((SPECS / "smoke.yaml").read_text())
     d["tuning"]["cell_axes"] = ["dataset", "noise_kind", "noise_rate", "ssl", "lnl", "seed"]
     plan = make_plan(parse_spec(d))
-    assert len(plan.cells) == 4 and len(plan.final_runs) == 4
+    n = len(d["noise"]["rates"]) * len(d["seeds"]) * len(d["ssl"]) * len(d["lnl"])
+    assert len(plan.cells) == n and len(plan.final_runs) == n
