@@ -65,13 +65,18 @@ class CoTeaching(Algorithm):
     def forget_at(self, epoch: int) -> float:
         return forget_schedule(epoch, self.forget_rate, self.tk, self.c)
 
+    def select(self, logits1: torch.Tensor, logits2: torch.Tensor, loss1: torch.Tensor, loss2: torch.Tensor,
+               epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch positions each network trains on (chosen by its peer): the small-loss exchange."""
+        return small_loss_exchange(loss1, loss2, self.forget_at(epoch))
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> dict:
         net1, net2 = self.nets
         with torch.autocast(self.device.type, enabled=self.amp):
             logits1, logits2 = net1(x).float(), net2(x).float()
         loss1 = F.cross_entropy(logits1, y, reduction="none")  # B
         loss2 = F.cross_entropy(logits2, y, reduction="none")
-        for1, for2 = small_loss_exchange(loss1, loss2, self.forget_at(epoch))
+        for1, for2 = self.select(logits1, logits2, loss1, loss2, epoch)
         loss = loss1[for1].mean() + loss2[for2].mean()
         self.backward_many(loss, self.optimizers)
         return {"loss": loss.detach() / 2, "selected": torch.cat([index[for1], index[for2]])}

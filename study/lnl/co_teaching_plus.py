@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from study.lnl.co_teaching import CoTeaching, small_loss_exchange
 
@@ -39,17 +38,10 @@ class CoTeachingPlus(CoTeaching):
         super().__init__(*args, **kw)
         self.init_epochs = int(init_epochs)
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> dict:
-        net1, net2 = self.nets
-        with torch.autocast(self.device.type, enabled=self.amp):
-            logits1, logits2 = net1(x).float(), net2(x).float()
-        loss1 = F.cross_entropy(logits1, y, reduction="none")  # B
-        loss2 = F.cross_entropy(logits2, y, reduction="none")
+    def select(self, logits1: torch.Tensor, logits2: torch.Tensor, loss1: torch.Tensor, loss2: torch.Tensor,
+               epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Plain Co-teaching for ``init_epochs``, then the small-loss exchange within the disagreement set."""
         forget = self.forget_at(epoch)
         if epoch < self.init_epochs:
-            for1, for2 = small_loss_exchange(loss1, loss2, forget)
-        else:
-            for1, for2 = disagreement_exchange(logits1, logits2, loss1, loss2, forget)
-        loss = loss1[for1].mean() + loss2[for2].mean()
-        self.backward_many(loss, self.optimizers)
-        return {"loss": loss.detach() / 2, "selected": torch.cat([index[for1], index[for2]])}
+            return small_loss_exchange(loss1, loss2, forget)
+        return disagreement_exchange(logits1, logits2, loss1, loss2, forget)
