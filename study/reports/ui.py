@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,6 +37,10 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> bool
     return False
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def serve(study_dir: str | Path, port: int = 5000, out=sys.stdout) -> int:
     """Start the UI, print its URL once it answers, wait until interrupted. Exit code 1 if the server
     does not start (port taken, store unreadable)."""
@@ -47,6 +52,11 @@ def serve(study_dir: str | Path, port: int = 5000, out=sys.stdout) -> int:
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(server_command(study, port), env=env)
+    # SIGTERM (a service manager, `kill`) stops the MLflow server too, as Ctrl-C does
+    try:
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+    except ValueError:  # not the main thread: only Ctrl-C stops the server
+        previous = None
     try:
         if not wait_ready(base, proc):
             print(f"study ui: the MLflow server did not start on 127.0.0.1:{port} "
@@ -59,6 +69,8 @@ def serve(study_dir: str | Path, port: int = 5000, out=sys.stdout) -> int:
     except KeyboardInterrupt:
         return 0
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         if proc.poll() is None:
             proc.terminate()
             try:
