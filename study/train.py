@@ -8,7 +8,6 @@ split is not an argument of ``fit``; ``final_test`` evaluates the kept states on
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -48,12 +47,9 @@ class FitResult:
         return cls(**state)
 
 
-def _cpu_copy(state: dict) -> dict:
-    return copy.deepcopy(cpu_state(state))
-
-
 def cpu_state(state):
-    """Tensors of a nested state moved to the CPU (for keeping or saving)."""
+    """A copy of a nested state with its tensors copied to the CPU and its dicts, lists and tuples rebuilt
+    (for keeping or saving: later training steps do not change it)."""
     if isinstance(state, torch.Tensor):
         return state.detach().to("cpu", copy=True)
     if isinstance(state, dict):
@@ -117,7 +113,7 @@ def fit(algo: Algorithm, train: TensorLoader, val: TensorLoader, epochs: int,
         if selected is not None and clean_train_labels is not None and noisy_train_labels is not None:
             metrics.update(selection_quality(selected, noisy_train_labels, clean_train_labels))
         res.history.append(metrics)
-        state = _cpu_copy(algo.state_dict())
+        state = cpu_state(algo.state_dict())
         if metrics["val_f1"] > res.best_val_f1:
             res.best_epoch, res.best_val_f1, res.best_state = epoch, metrics["val_f1"], state
         res.last_states = (res.last_states + [state])[-5:]
