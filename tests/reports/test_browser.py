@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 
 from study.tuning.plan import make_plan
 from study.tuning.spec import load_spec
-from tests.conftest import SMOKE
+from tests.conftest import SMOKE, free_port
 from tests.reports.browser import chromium, ensure_chromium
 
 pytestmark = pytest.mark.slow
@@ -29,12 +28,6 @@ def browser():
         return ensure_chromium()
     except RuntimeError as e:
         pytest.fail(str(e))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_dashboard_and_mlflow_ui_in_a_browser(browser, smoke_study, tmp_path):
@@ -58,7 +51,7 @@ def test_dashboard_and_mlflow_ui_in_a_browser(browser, smoke_study, tmp_path):
     assert "<b>" in dom  # best-per-column marks in the table
 
     # the MLflow UI served by `study ui`
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
     log = tmp_path / "ui.log"  # a file, not a pipe: the server's access log must never block on a full pipe
     with open(log, "w") as out:

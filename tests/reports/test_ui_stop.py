@@ -4,25 +4,20 @@ from __future__ import annotations
 
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
 
 import psutil
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.conftest import free_port
 
 
 def test_sigterm_stops_the_mlflow_server(whole_study, tmp_path):
     log = tmp_path / "ui.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "study.cli", "ui", str(whole_study),
-                                 "--port", str(_free_port())], stdout=out, stderr=subprocess.STDOUT)
+                                 "--port", str(free_port())], stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 180
         while not re.search(r"http://127\.0\.0\.1:\d+/", log.read_text()) and time.monotonic() < deadline:
