@@ -4,6 +4,13 @@ Unlike Ray's stock ``MLflowLoggerCallback``, which opens a new run whenever a tr
 restored trial gets a second run), this one looks the trial's run up by its tag ``study.trial_id`` and
 continues it. Per-epoch metrics are logged with ``step=epoch``; the final report adds the test metrics
 and the artifacts the trial wrote to its artifact folder.
+
+Each epoch is logged once. Ray processes a result before it registers the checkpoint that came with it
+(the save is a second task on the trial's actor), and the driver's experiment state is written only
+every few seconds; so a trial restored after a node loss or a driver kill may restart from the
+checkpoint before the last epoch it reported and compute that epoch again. Its recomputed metrics are
+not logged a second time (the loader's shuffling state is restored with the checkpoint, so on CPU the
+values are the same), and the run's tag ``study.resumed_from_epoch`` says where it continued.
 """
 
 from __future__ import annotations
@@ -35,11 +42,15 @@ class TrackingCallback(Callback):
         self.artifact_location, self.artifacts_root = artifact_location, artifacts_root
         self._tracker: Tracker | None = None
         self._nodes: dict[str, set[str]] = {}
+        self._last_step: dict[str, int] = {}
+        self._resumed: dict[str, int] = {}
 
     def __getstate__(self) -> dict:  # pickled into Ray's experiment state; the client is not
         d = dict(self.__dict__)
         d["_tracker"] = None
         d["_nodes"] = {}
+        d["_last_step"] = {}
+        d["_resumed"] = {}
         return d
 
     @property
@@ -76,9 +87,24 @@ class TrackingCallback(Callback):
             if result["node_id"] not in nodes:
                 nodes.add(result["node_id"])
                 self.tracker.set_tags(run_id, {"study.node_ids": ",".join(sorted(nodes))})
+        start = int(result.get("start_epoch", 0) or 0)
+        if start > 0 and self._resumed.get(run_id) != start:
+            self._resumed[run_id] = start
+            self.tracker.set_tags(run_id, {"study.resumed_from_epoch": start})
         epoch = int(result.get("epoch", result.get("training_iteration", 1) - 1))
+        if epoch <= self._logged_until(run_id):
+            return  # an epoch recomputed after a restore from an earlier checkpoint: already recorded
+        self._last_step[run_id] = epoch
         self.tracker.log_metrics(run_id, {k: result[k] for k in (*EPOCH_METRICS, "ssl_loss", "knn_acc")
                                           if k in result}, step=epoch)
+
+    def _logged_until(self, run_id: str) -> int:
+        """The last epoch whose metrics the run records (read from MLflow once per driver)."""
+        if run_id not in self._last_step:
+            steps = [m.step for key in ("train_loss", "ssl_loss")
+                     for m in self.tracker.client.get_metric_history(run_id, key)]
+            self._last_step[run_id] = max(steps, default=-1)
+        return self._last_step[run_id]
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         run_id = self._run(trial)

@@ -196,7 +196,7 @@ def lnl_trainable(config: dict, spec_data: dict, cache_dir: str, data_cache: str
                         "generator": train.generator.get_state()}, Path(d) / "state.pt")
             clean = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
             tune.report({**clean, "epoch": epoch, "objective": objective(res), "node_id": _node_id(),
-                         **(extra or {})},
+                         "start_epoch": start, **(extra or {})},
                         checkpoint=tune.Checkpoint.from_directory(d))
 
     def on_epoch(epoch: int, metrics: dict, res: FitResult) -> None:
