@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -117,7 +118,8 @@ def default_device() -> torch.device:
 
 def pretrain(request: PretrainRequest, cache_dir: str | Path, device: str | torch.device | None = None,
              on_epoch: Callable[[int, dict], None] | None = None, data_cache_dir: str | Path | None = None,
-             imagenet_weights: str | Path | None = None, knn_bank_size: int = 10000) -> Path:
+             imagenet_weights: str | Path | None = None, knn_bank_size: int = 10000,
+             owner: str | None = None) -> Path:
     """The encoder checkpoint for ``request``: reused from ``cache_dir`` when its key is there, else trained
     and stored (under a file lock: a concurrent request for the same key waits and then reuses it).
 
@@ -125,29 +127,88 @@ def pretrain(request: PretrainRequest, cache_dir: str | Path, device: str | torc
     ``meta.json`` and ``history.json`` (per-epoch ``ssl_loss``, ``knn_acc``, ``epoch_seconds``); its key
     combines ``request.key()`` with the decoded dataset's content key, so changed source files retrain.
     ``on_epoch(epoch, metrics)`` is called after each trained epoch (not on reuse).
+
+    ``cache_dir`` may be an ``s3://``/``gs://`` URI (``study.storage``): the entry is then looked up in the
+    bucket and downloaded to this node's mirror of the cache (``storage.local_mirror``), and the returned
+    path is that local copy. Training on an object store is guarded by a claim object
+    ``<cache_dir>/ssl/<key>.claim`` (``storage.Claim``: other nodes wait for the encoder instead of
+    training it again; best effort) written by ``owner`` (a Ray trial id keeps its claim across retries),
+    and ``encoder.pt`` is uploaded last, so its presence means the entry is complete. Decoded datasets
+    stay node-local (``data_cache_dir``, default this node's cache): each node decodes its source files.
     """
+    from study import storage
+
     device = torch.device(device) if device is not None else default_device()
+    remote = str(cache_dir) if storage.is_uri(cache_dir) else None
+    local_cache = storage.local_mirror(remote) if remote else Path(cache_dir).expanduser()
+    if data_cache_dir is None:
+        data_cache_dir = storage.node_data_cache(None) if remote else local_cache
     opts = dict(request.dataset_options)
     if request.resolution is not None:
         opts["resolution"] = request.resolution
-    data = get_dataset(request.dataset, **opts).load(data_cache_dir if data_cache_dir is not None else cache_dir)
+    data = get_dataset(request.dataset, **opts).load(data_cache_dir)
     key = hash_key({"request": request.key(), "data": data.cache_key})
-    root = Path(cache_dir).expanduser() / "ssl"
+    root = local_cache / "ssl"
     root.mkdir(parents=True, exist_ok=True)
     entry = root / key
-    with FileLock(str(root / f"{key}.lock")):
+    with FileLock(str(root / f"{key}.lock")):  # one process per node (or per NFS cache) at a time
         if (entry / CHECKPOINT).is_file():
             return entry / CHECKPOINT
+        claim = None
+        if remote:
+            remote_entry = storage.join(remote, "ssl", key)
+            if _fetch_entry(remote_entry, entry):
+                return entry / CHECKPOINT
+            claim = storage.Claim(storage.join(remote, "ssl", f"{key}.claim"), owner)
+            poll = float(os.environ.get("STUDY_CLAIM_POLL_S", 5))
+            while not claim.acquire():  # another node trains it: wait for its encoder (or its claim to go stale)
+                time.sleep(poll)
+                if _fetch_entry(remote_entry, entry):
+                    return entry / CHECKPOINT
+            if _fetch_entry(remote_entry, entry):  # finished between our last look and the claim
+                claim.release()
+                return entry / CHECKPOINT
+            user_on_epoch = on_epoch
+
+            def on_epoch(epoch: int, metrics: dict) -> None:
+                claim.heartbeat()
+                if user_on_epoch is not None:
+                    user_on_epoch(epoch, metrics)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
         try:
             _train_entry(request, data, tmp, device, on_epoch, imagenet_weights, knn_bank_size, key)
+            if remote:
+                storage.upload_dir(tmp, remote_entry, last=CHECKPOINT)
             if entry.exists():  # an incomplete entry left by a crash
                 shutil.rmtree(entry)
             os.replace(tmp, entry)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+            if claim is not None:
+                claim.release()
     return entry / CHECKPOINT
+
+
+def _fetch_entry(remote_entry: str, entry: Path) -> bool:
+    """Download a complete cache entry (one whose ``encoder.pt`` is stored) from the object store."""
+    from study import storage
+
+    if not storage.is_file(storage.join(remote_entry, CHECKPOINT)):
+        return False
+    tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}-dl-", dir=entry.parent))
+    try:
+        for name in storage.list_files(remote_entry):
+            if name != CHECKPOINT:
+                storage.download_file(storage.join(remote_entry, name), tmp / name)
+        storage.download_file(storage.join(remote_entry, CHECKPOINT), tmp / CHECKPOINT)
+        if entry.exists():
+            shutil.rmtree(entry)
+        os.replace(tmp, entry)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return True
 
 
 def _train_entry(request: PretrainRequest, data, folder: Path, device: torch.device,

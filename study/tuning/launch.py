@@ -6,6 +6,15 @@ cell's tuning trials in one Tuner, a ``CellSearcher`` (one Optuna study per cell
 a Ray Tune experiment under ``STUDY_DIR/tune/<stage>``; ``state.json`` records which stages are done, so
 ``resume`` restores the unfinished one (finished trials are not rerun, running ones continue from their
 last epoch checkpoint) and runs the rest. MLflow is written from the driver only (``TrackingCallback``).
+
+Storage: ``--storage`` is a local/NFS directory or an ``s3://``/``gs://`` URI (``study.storage``). On a URI,
+the study directory lives in the bucket: Ray Tune writes its experiment state and the trial checkpoints
+there itself (``storage_path`` + ``storage_filesystem``), trials read and write encoders in the bucket's
+cache, MLflow's artifacts go to ``STUDY_URI/mlartifacts``, and the files that cannot live on an object
+store (``optuna.db``, the default ``mlflow.db``, ``state.json``, ``spec.yaml``) have a working copy on the
+driver (``storage.local_mirror``) that ``StorageSync`` uploads at every Ray experiment checkpoint, just
+before Ray uploads its own state, so the bucket's copies are never older than Ray's; ``resume`` (and a
+relaunch with the same ``--name``) downloads them first.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from study import storage as st
 from study.tuning.errors import StudyInputError
 from study.tuning.plan import Plan, make_plan
 from study.tuning.spec import Spec, SpecError, load_spec, parse_spec, spec_to_yaml
@@ -25,14 +35,47 @@ from study.tuning.spec import Spec, SpecError, load_spec, parse_spec, spec_to_ya
 STAGES = ("pretrain", "lnl", "final")
 
 
+#: the study's files that live in the driver's working copy and are uploaded to a URI study
+STATE_FILES = ("spec.yaml", "state.json")
+SQLITE_FILES = ("optuna.db", "mlflow.db")
+
+
 class StudyPaths:
-    def __init__(self, study_dir: Path, state: dict) -> None:
+    """A study directory. ``dir`` is where the driver reads and writes it: the directory itself, or for
+    a study under an ``s3://``/``gs://`` URI (``uri``) the driver's working copy, kept in the bucket by
+    ``save``/``push``."""
+
+    def __init__(self, study_dir: Path, state: dict, uri: str | None = None) -> None:
         self.dir = study_dir
         self.state = state
+        self.uri = uri
+        self._pushed: dict[str, tuple] = {}
+
+    def __getstate__(self) -> dict:
+        d = dict(self.__dict__)
+        d["_pushed"] = {}
+        return d
+
+    @property
+    def location(self) -> str:
+        """What the user names the study by (``study resume LOCATION``)."""
+        return self.uri or str(self.dir)
 
     @property
     def tune(self) -> Path:
         return self.dir / "tune"
+
+    def tune_storage(self) -> tuple[str, object | None]:
+        """(storage_path, storage_filesystem) of the study's Ray Tune experiments."""
+        if self.uri:
+            fs, path = st.open_fs(st.join(self.uri, "tune"))
+            return path, fs
+        return str(self.tune), None
+
+    @property
+    def artifacts_uri(self) -> str | None:
+        """Where trials put their MLflow artifacts for the driver (URI studies: trials may run elsewhere)."""
+        return st.join(self.uri, "trial_artifacts") if self.uri else None
 
     @property
     def optuna_url(self) -> str:
@@ -46,11 +89,59 @@ class StudyPaths:
         tmp = self.dir / "state.json.tmp"
         tmp.write_text(json.dumps(self.state, indent=2))
         os.replace(tmp, self.dir / "state.json")
+        self.push()
+
+    def push(self, force: bool = False) -> None:
+        """Upload the working copy's changed files (sqlite through a consistent snapshot) to the URI."""
+        if not self.uri:
+            return
+        for name in (*STATE_FILES, *SQLITE_FILES):
+            f = self.dir / name
+            if not f.is_file():
+                continue
+            stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in (f, f.with_name(name + "-wal"))
+                          if p.is_file())
+            if not force and self._pushed.get(name) == stamp:
+                continue
+            if name in SQLITE_FILES:
+                st.upload_sqlite(f, st.join(self.uri, name))
+            else:
+                st.upload_file(f, st.join(self.uri, name))
+            self._pushed[name] = stamp
+
+
+def _storage_sync(paths: StudyPaths):
+    """A Ray Tune callback that keeps a URI study's driver-side files in its bucket: Ray asks callbacks
+    for their state (``get_state``) each time it saves its experiment state, before it uploads that, so
+    the uploaded ``optuna.db``/``mlflow.db`` are never older than the uploaded Ray state. It also brings a
+    finished trial's artifacts from the bucket to the driver before ``TrackingCallback`` logs them."""
+    from ray.tune import Callback
+
+    class StorageSync(Callback):
+        def __init__(self, paths: StudyPaths) -> None:
+            self.paths = paths
+
+        def get_state(self):
+            self.paths.push()
+            return None
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            art = (trial.last_result or {}).get("artifact_dir")
+            if art and self.paths.artifacts_uri:
+                try:
+                    st.download_dir(st.join(self.paths.artifacts_uri, trial.trial_id), art)
+                except OSError as e:
+                    print(f"study: could not fetch the artifacts of trial {trial.trial_id}: {e}", file=sys.stderr)
+
+        def on_experiment_end(self, trials, **info):
+            self.paths.push()
+
+    return StorageSync(paths)
 
 
 # -- checks before anything is written ---------------------------------------------------------------
 
-def preflight(spec: Spec, source: str, cache: Path) -> dict:
+def preflight(spec: Spec, source: str, cache: Path | str, data_cache: str | Path | None = None) -> dict:
     """Check what the spec needs here (registries, datasets, noise) before the study directory exists.
     Returns facts about each dataset (decoded into the cache on the way)."""
     from study.data import DataError
@@ -76,7 +167,7 @@ def preflight(spec: Spec, source: str, cache: Path) -> dict:
     facts = {}
     for i, d in enumerate(spec.datasets):
         try:
-            data = load_data(spec, d.key, str(cache / "data"))
+            data = load_data(spec, d.key, str(data_cache if data_cache is not None else Path(cache) / "data"))
         except (DataError, TypeError, ValueError) as e:
             problems.append((f"datasets[{i}]", str(e)))
             continue
@@ -119,8 +210,9 @@ def _resources(res, has_gpu: bool) -> dict:
 def _run_config(paths: StudyPaths, stage: str, spec: Spec, callbacks: list):
     from ray import tune
 
+    storage_path, fs = paths.tune_storage()
     return tune.RunConfig(
-        name=stage, storage_path=str(paths.tune), verbose=0, callbacks=callbacks,
+        name=stage, storage_path=storage_path, storage_filesystem=fs, verbose=0, callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
     )
@@ -130,8 +222,11 @@ def _callbacks(paths: StudyPaths, spec: Spec, stage: str, total: int, quiet: boo
     from study.tracking import TrackingCallback
     from study.tuning.progress import ProgressCallback
 
-    st = paths.state
-    cbs = [TrackingCallback(st["tracking_uri"], st["experiment"], st.get("artifact_location"), str(paths.artifacts))]
+    state = paths.state
+    cbs = [TrackingCallback(state["tracking_uri"], state["experiment"], state.get("artifact_location"),
+                            str(paths.artifacts))]
+    if paths.uri:  # first: the artifacts must be on the driver before TrackingCallback logs them
+        cbs.insert(0, _storage_sync(paths))
     if not quiet:
         cbs.append(ProgressCallback(stage, total))
     return cbs
@@ -142,14 +237,15 @@ def _trainable(stage: str, spec: Spec, paths: StudyPaths, has_gpu: bool):
 
     from study.tuning.trainables import lnl_trainable, pretrain_trainable
 
-    st = paths.state
+    state = paths.state
     data = spec.model_dump(mode="json")
     if stage == "pretrain":
-        fn = tune.with_parameters(pretrain_trainable, spec_data=data, cache_dir=st["cache"],
-                                  data_cache=st["data_cache"])
+        fn = tune.with_parameters(pretrain_trainable, spec_data=data, cache_dir=state["cache"],
+                                  data_cache=state["data_cache"])
         return tune.with_resources(fn, _resources(spec.resources.pretrain, has_gpu))
-    fn = tune.with_parameters(lnl_trainable, spec_data=data, cache_dir=st["cache"], data_cache=st["data_cache"],
-                              artifacts_root=str(paths.artifacts))
+    fn = tune.with_parameters(lnl_trainable, spec_data=data, cache_dir=state["cache"],
+                              data_cache=state["data_cache"], artifacts_root=str(paths.artifacts),
+                              artifacts_uri=paths.artifacts_uri)
     return tune.with_resources(fn, _resources(spec.resources.trial, has_gpu))
 
 
@@ -160,10 +256,17 @@ def _tuner(stage: str, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu: bool,
     from study.tuning.searcher import CellSearcher
 
     trainable = _trainable(stage, spec, paths, has_gpu)
-    path = paths.tune / stage
-    if tune.Tuner.can_restore(str(path)):
-        return tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=False,
-                                  restart_errored=False)
+    storage_path, fs = paths.tune_storage()
+    path = f"{storage_path}/{stage}"
+    if tune.Tuner.can_restore(path, storage_filesystem=fs):
+        tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
+                                   restart_errored=False, storage_filesystem=fs)
+        # this driver's callbacks (the pickled ones name the previous driver's working copy)
+        run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
+        if run_config is not None:
+            total = {"pretrain": len(plan.pretrain_jobs), "lnl": plan.tuning_trials}.get(stage, len(plan.final_runs))
+            run_config.callbacks = _callbacks(paths, spec, stage, total, quiet)
+        return tuner
     limit = spec.resources.max_concurrent_trials or 0
     if stage == "pretrain":
         jobs = [{"stage": "pretrain", "id": j.id, "dataset": j.dataset, "ssl": j.ssl, "seed": j.seed,
@@ -235,6 +338,8 @@ def run_stages(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) 
     has_gpu = ray.cluster_resources().get("GPU", 0) > 0
     if not has_gpu and not quiet and (spec.resources.trial.gpus or spec.resources.pretrain.gpus):
         print("study: no GPU in this Ray cluster; trials run on CPU", file=sys.stderr)
+    if paths.uri:
+        st.mlflow_env(paths.uri)
     from study.tracking import Tracker
     Tracker(paths.state["tracking_uri"], paths.state["experiment"], paths.state.get("artifact_location"))
     t0 = time.time()
@@ -257,24 +362,29 @@ def run_stages(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) 
         paths.save()
         if stage == "pretrain" and errors:
             print(f"study: {errors} pretraining job(s) failed; their cells' trials will fail too "
-                  f"(see `study status {paths.dir}`)", file=sys.stderr)
+                  f"(see `study status {paths.location}`)", file=sys.stderr)
     paths.state["finished_at"] = datetime.now().isoformat(timespec="seconds")
     paths.state["driver_seconds"] = paths.state.get("driver_seconds", 0) + round(time.time() - t0, 1)
     paths.save()
+    paths.push(force=True)
     if not quiet:
         print(f"study: done. MLflow UI: mlflow ui --backend-store-uri {paths.state['tracking_uri']} "
-              f"--host 127.0.0.1 ; status: study status {paths.dir}")
-    print(paths.dir)
+              f"--host 127.0.0.1 ; status: study status {paths.location}")
+    print(paths.location)
     return 0
 
 
 def launch(spec_path: str, storage: str | None = None, name: str | None = None, address: str | None = None,
            tracking_uri: str | None = None, quiet: bool = False) -> int:
     spec = load_spec(spec_path)
-    root = Path(storage or spec.storage.root).expanduser().resolve()
     study_name = name or f"{spec.name}-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     if "/" in study_name or study_name.startswith("."):
         raise StudyInputError(f"--name {study_name!r}: a plain directory name, e.g. {spec.name}-1")
+    root_arg = storage or spec.storage.root
+    option = "--storage" if storage else "storage.root"
+    if st.is_uri(root_arg):
+        return _launch_uri(spec, spec_path, root_arg, option, study_name, name, address, tracking_uri, quiet)
+    root = Path(root_arg).expanduser().resolve()
     study_dir = root / study_name
     if study_dir.exists():
         # A relaunch with the same --name (a retried `ray job submit` or RayJob) continues that study
@@ -288,18 +398,16 @@ def launch(spec_path: str, storage: str | None = None, name: str | None = None, 
         raise StudyInputError(f"{study_dir} exists; continue it with `study resume {study_dir}` or pass --name")
     if root.exists() and not root.is_dir():
         raise StudyInputError(f"--storage {root}: not a directory")
-    cache = Path(spec.storage.cache).expanduser().resolve() if spec.storage.cache else root / "cache"
-    data_cache = Path(spec.storage.data_cache).expanduser().resolve() if spec.storage.data_cache else cache / "data"
-    facts = preflight(spec, spec_path, cache)
+    cache = _cache_location(spec, root)
+    data_cache = Path(spec.storage.data_cache).expanduser().resolve() if spec.storage.data_cache else Path(cache) / "data"
+    facts = preflight(spec, spec_path, cache, data_cache)
     uri = tracking_uri or spec.tracking.uri
     study_dir.mkdir(parents=True)
     try:
         from study.tracking import default_tracking_uri
-        state = {"name": study_name, "spec_source": str(spec_path), "created_at": datetime.now().isoformat(timespec="seconds"),
-                 "cache": str(cache), "data_cache": str(data_cache), "address": address,
-                 "tracking_uri": uri or default_tracking_uri(study_dir), "experiment": study_name,
-                 "artifact_location": None if uri else (study_dir / "mlartifacts").as_uri(),
-                 "datasets": facts, "stages": {s: "pending" for s in STAGES}}
+        state = _new_state(spec_path, study_name, str(cache), str(data_cache), address,
+                           uri or default_tracking_uri(study_dir),
+                           None if uri else (study_dir / "mlartifacts").as_uri(), facts)
         (study_dir / "spec.yaml").write_text(spec_to_yaml(spec))
         paths = StudyPaths(study_dir, state)
         paths.save()
@@ -311,16 +419,102 @@ def launch(spec_path: str, storage: str | None = None, name: str | None = None, 
     return run_stages(spec, paths, address, quiet)
 
 
-def open_study_dir(study_dir: str) -> tuple[Spec, StudyPaths]:
+def _cache_location(spec: Spec, root) -> str | Path:
+    """The content-addressed cache: ``storage.cache`` (a path or a URI), else ``<root>/cache``."""
+    if spec.storage.cache:
+        return spec.storage.cache if st.is_uri(spec.storage.cache) else Path(spec.storage.cache).expanduser().resolve()
+    return st.join(root, "cache") if isinstance(root, str) else root / "cache"
+
+
+def _new_state(spec_path, study_name: str, cache: str, data_cache: str, address, tracking_uri: str,
+               artifact_location: str | None, facts: dict, **extra) -> dict:
+    return {"name": study_name, "spec_source": str(spec_path), "created_at": datetime.now().isoformat(timespec="seconds"),
+            "cache": cache, "data_cache": data_cache, "address": address, "tracking_uri": tracking_uri,
+            "experiment": study_name, "artifact_location": artifact_location, "datasets": facts,
+            "stages": {s: "pending" for s in STAGES}, **extra}
+
+
+def _launch_uri(spec: Spec, spec_path: str, root: str, option: str, study_name: str, name: str | None,
+                address: str | None, tracking_uri: str | None, quiet: bool) -> int:
+    """``launch`` with the study directory under an ``s3://``/``gs://`` URI (see the module docstring)."""
+    root = root.rstrip("/")
+    st.check(root, option)
+    if spec.storage.cache and st.is_uri(spec.storage.cache):
+        st.check(spec.storage.cache, "storage.cache")
+    if spec.storage.data_cache and st.is_uri(spec.storage.data_cache):
+        raise StudyInputError(f"storage.data_cache {spec.storage.data_cache}: decoded datasets are read from a "
+                              "node's own disk; give a local or NFS directory, or leave it out (each node then "
+                              "decodes into its own cache)")
+    study_uri = st.join(root, study_name)
+    if st.is_file(st.join(study_uri, "state.json")) and st.is_file(st.join(study_uri, "spec.yaml")) and name:
+        if st.read_text(st.join(study_uri, "spec.yaml")) == spec_to_yaml(spec):
+            if not quiet:
+                print(f"study: {study_uri} exists with the same spec; resuming it", file=sys.stderr)
+            return resume(study_uri, address=address, quiet=quiet)
+        raise StudyInputError(f"{study_uri} holds a study with a different spec; pick another --name")
+    if st.has_children(study_uri):
+        raise StudyInputError(f"{study_uri} exists; continue it with `study resume {study_uri}` or pass --name")
+    cache = _cache_location(spec, root)
+    data_cache = str(Path(spec.storage.data_cache).expanduser().resolve()) if spec.storage.data_cache else ""
+    facts = preflight(spec, spec_path, cache, st.node_data_cache(data_cache))
+    uri = tracking_uri or spec.tracking.uri
+    local = st.local_mirror(study_uri)
+    if local.exists():  # a working copy left by an earlier study of this name whose bucket copy is gone
+        shutil.rmtree(local)
+    local.mkdir(parents=True)
+    try:
+        from study.tracking import default_tracking_uri
+        state = _new_state(spec_path, study_name, str(cache), data_cache, address,
+                           uri or default_tracking_uri(local), None if uri else st.join(study_uri, "mlartifacts"),
+                           facts, storage_uri=study_uri, tracking_local=not uri)
+        (local / "spec.yaml").write_text(spec_to_yaml(spec))
+        paths = StudyPaths(local, state, study_uri)
+        paths.save()
+    except BaseException:
+        shutil.rmtree(local, ignore_errors=True)
+        try:
+            st.delete(study_uri)
+        except OSError:
+            pass
+        raise
+    if not quiet:
+        print(f"study: {study_uri} (driver working copy {local})", file=sys.stderr)
+    return run_stages(spec, paths, address, quiet)
+
+
+def open_study_dir(study_dir: str, driver: bool = False) -> tuple[Spec, StudyPaths]:
+    """The spec and paths of a study directory (a path, or an ``s3://``/``gs://`` URI whose driver-side
+    files are downloaded first: into the driver's working copy when ``driver``, else into a separate
+    read-only view, so that ``study status`` never overwrites a running driver's databases)."""
+    import yaml
+
+    if st.is_uri(study_dir):
+        uri = str(study_dir).rstrip("/")
+        st.check(uri, "STUDY_DIR")
+        if not (st.is_file(st.join(uri, "state.json")) and st.is_file(st.join(uri, "spec.yaml"))):
+            raise StudyInputError(f"{uri}: not a study directory (no state.json/spec.yaml there); "
+                                  "study directories are what `study launch` prints")
+        local = st.local_mirror(uri) if driver else st.local_mirror(uri).with_name(Path(uri).name + ".view")
+        local.mkdir(parents=True, exist_ok=True)
+        for name in (*STATE_FILES, *SQLITE_FILES):
+            if st.is_file(st.join(uri, name)):
+                st.download_file(st.join(uri, name), local / name)
+            else:  # not uploaded yet: a local leftover would not match the bucket's Ray state
+                (local / name).unlink(missing_ok=True)
+        state = json.loads((local / "state.json").read_text())
+        if state.get("tracking_local"):
+            from study.tracking import default_tracking_uri
+            state["tracking_uri"] = default_tracking_uri(local)
+        spec = parse_spec(yaml.safe_load((local / "spec.yaml").read_text()), str(local / "spec.yaml"))
+        return spec, StudyPaths(local, state, uri)
     d = Path(study_dir).expanduser().resolve()
     if not (d / "state.json").is_file() or not (d / "spec.yaml").is_file():
         raise StudyInputError(f"{d}: not a study directory (no state.json/spec.yaml); "
                               "study directories are what `study launch` prints")
-    import yaml
     spec = parse_spec(yaml.safe_load((d / "spec.yaml").read_text()), str(d / "spec.yaml"))
     return spec, StudyPaths(d, json.loads((d / "state.json").read_text()))
 
 
 def resume(study_dir: str, address: str | None = None, quiet: bool = False) -> int:
-    spec, paths = open_study_dir(study_dir)
+    spec, paths = open_study_dir(study_dir, driver=True)
     return run_stages(spec, paths, address or paths.state.get("address"), quiet)

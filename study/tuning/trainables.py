@@ -9,6 +9,12 @@ best-validation epoch and ``trial_finished``. A non-finite loss is reported as `
 retried: it would recur); other exceptions propagate so Ray retries the trial.
 
 Trials use the GPU share Ray gives them (mixed precision, channels-last) and the CPU where there is none.
+
+Shared storage (``study.storage``): ``cache_dir`` may be an ``s3://``/``gs://`` URI, in which case the
+encoder is downloaded from it to this node's mirror (and a pretraining job uploads the one it trains);
+an empty ``data_cache`` means this node's own decoded-dataset cache; ``artifacts_uri``, when set, receives
+a copy of the trial's MLflow artifacts (``<artifacts_uri>/<trial id>/``), which the driver downloads to
+``artifacts_root`` before logging them, since the trial may run on a node whose disk the driver cannot read.
 """
 
 from __future__ import annotations
@@ -109,6 +115,14 @@ def ssl_available() -> bool:
         return False
 
 
+def _trial_id() -> str | None:
+    try:
+        from ray import tune
+        return tune.get_context().get_trial_id()
+    except Exception:
+        return None
+
+
 def build_encoder(spec: Spec, point: Point, data, cache_dir: str, data_cache: str, device):
     """The trial's encoder: a fresh backbone for ``random`` (without study.ssl), else the stage-1 encoder."""
     from study.models import build_backbone
@@ -120,7 +134,7 @@ def build_encoder(spec: Spec, point: Point, data, cache_dir: str, data_cache: st
     from study.ssl import load_encoder, pretrain
 
     path = pretrain(pretrain_request(spec, point.dataset, point.ssl, point.seed), cache_dir, device=device,
-                    data_cache_dir=data_cache)
+                    data_cache_dir=data_cache, owner=_trial_id())
     return load_encoder(path, device="cpu")
 
 
@@ -131,8 +145,11 @@ def split_hparams(hparams: dict) -> tuple[dict, int | None, dict]:
     return optim, batch, algo
 
 
-def lnl_trainable(config: dict, spec_data: dict, cache_dir: str, data_cache: str, artifacts_root: str) -> None:
+def lnl_trainable(config: dict, spec_data: dict, cache_dir: str, data_cache: str, artifacts_root: str,
+                  artifacts_uri: str | None = None) -> None:
     from ray import tune
+
+    from study import storage
 
     from study.data import make_splits
     from study.data.pipeline import AugmentConfig, TensorLoader
@@ -147,6 +164,7 @@ def lnl_trainable(config: dict, spec_data: dict, cache_dir: str, data_cache: str
     entry = spec.lnl_map[point.lnl]
     ds = spec.dataset_map[point.dataset]
     metric, mode = spec.tuning.metric, spec.tuning.mode
+    data_cache = storage.node_data_cache(data_cache)
     _threads()
     device = _device()
     on_gpu = device.type == "cuda"
@@ -237,6 +255,8 @@ def lnl_trainable(config: dict, spec_data: dict, cache_dir: str, data_cache: str
                                                 "transition": np.asarray(info.transition).tolist()}))
     (art / "confusion_matrix.json").write_text(json.dumps({"class_names": data.class_names,
                                                            "matrix": final.get("test_confusion")}))
+    if artifacts_uri:
+        storage.upload_dir(art, storage.join(artifacts_uri, trial_id))
     scalars = {k: v for k, v in final.items() if isinstance(v, (int, float))}
     report(entry.epochs - 1, result.history[-1], result,
            {**scalars, "best_val_f1": result.best_val_f1, "trial_finished": True, "artifact_dir": str(art),
@@ -247,9 +267,11 @@ def pretrain_trainable(config: dict, spec_data: dict, cache_dir: str, data_cache
     """One stage-1 job: ``study.ssl.pretrain`` reuses the cached encoder or trains it under a file lock."""
     from ray import tune
 
+    from study import storage
     from study.ssl import pretrain
 
     job = config.get("job", config)
+    data_cache = storage.node_data_cache(data_cache)
     spec = Spec.model_validate(spec_data)
     _threads()
     request = pretrain_request(spec, job["dataset"], job["ssl"], job["seed"])
@@ -257,7 +279,8 @@ def pretrain_trainable(config: dict, spec_data: dict, cache_dir: str, data_cache
     def on_epoch(epoch: int, metrics: dict) -> None:
         tune.report({**{k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, "epoch": epoch})
 
-    path = pretrain(request, cache_dir, device=_device(), on_epoch=on_epoch, data_cache_dir=data_cache)
+    path = pretrain(request, cache_dir, device=_device(), on_epoch=on_epoch, data_cache_dir=data_cache,
+                    owner=_trial_id())
     tune.report({"epoch": request.epochs, "trial_finished": True, "encoder_path": str(path)})
 
 
