@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
+import socket
 import sys
+import tempfile
+from pathlib import Path
+
+from study.tuning.errors import StudyInputError
 
 VERBS = {
     "validate": "check a spec; a one-line summary, or SPEC: path.to.field: problem",
@@ -81,16 +88,185 @@ def _plan(args) -> int:
 
 
 def _launch(args) -> int:
+    from study.tuning.spec import SpecError, load_spec
+
+    # Everything a launch needs from this machine is checked here, before the study directory exists
+    # (DESIGN.md: a bad input never leaves a half-written study directory behind).
+    spec = load_spec(args.spec)
+    storage_flag = "--storage" if args.storage else "storage.root"
+    root = Path(args.storage or spec.storage.root).expanduser()
+    check_writable(root, storage_flag)
+    cache = Path(spec.storage.cache).expanduser() if spec.storage.cache else root / "cache"
+    if spec.storage.cache:
+        check_writable(cache, "storage.cache")
+    if spec.storage.data_cache:
+        check_writable(Path(spec.storage.data_cache).expanduser(), "storage.data_cache")
+    if args.tracking_uri or spec.tracking.uri:
+        check_tracking_uri(args.tracking_uri or spec.tracking.uri,
+                           "--tracking-uri" if args.tracking_uri else "tracking.uri")
+    if args.address:
+        check_address(args.address)
+    # launch decodes the datasets into the cache before it creates the study directory; what a failed
+    # check created there (a new storage folder, lock files, a half-decoded dataset) goes again
+    created = _first_missing(cache.resolve() / "data")
+
     from study.tuning.launch import launch
 
-    return launch(args.spec, storage=args.storage, name=args.name, address=args.address,
-                  tracking_uri=args.tracking_uri, quiet=args.quiet)
+    try:
+        return launch(args.spec, storage=args.storage, name=args.name, address=args.address,
+                      tracking_uri=args.tracking_uri, quiet=args.quiet)
+    except SpecError as e:
+        _remove_created(created)
+        raise _refine(e) from None
+    except StudyInputError:
+        _remove_created(created)
+        raise
 
 
 def _resume(args) -> int:
+    if args.address:
+        check_address(args.address)
     from study.tuning.launch import resume
 
     return resume(args.study_dir, address=args.address, quiet=args.quiet)
+
+
+# -- checks of the machine-facing inputs (exit 2 before anything is written) --------------------------
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` that does not exist yet (what creating ``path`` would create)."""
+    path = path.absolute()
+    if path.exists():
+        return None
+    top = path
+    for parent in path.parents:
+        if parent.exists():
+            return top
+        top = parent
+    return top
+
+
+def _remove_created(created: Path | None) -> None:
+    if created is None or not created.is_dir():
+        return
+    if any(created.rglob("state.json")):  # a study: not ours to remove
+        return
+    shutil.rmtree(created, ignore_errors=True)
+
+
+def check_writable(folder: Path, flag: str) -> None:
+    """``folder`` exists as a writable directory, or can be created: else StudyInputError naming ``flag``.
+    Writes a probe file (``os.access`` says yes to root even on a 0o500 folder that refuses nothing else)."""
+    text = str(folder)
+    if "://" in text:
+        return  # a URI: checked by whatever opens it
+    folder = folder.absolute()
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StudyInputError(f"{flag} {text}: {existing} is a file, not a folder, so the study directory cannot be "
+                              "created there; pass a writable folder (e.g. --storage studies)")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".study-write-probe-", dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise StudyInputError(f"{flag} {text}: {existing} is not writable ({e.strerror or e}); pass a writable "
+                              f"folder or fix its permissions (chmod u+w {existing})") from None
+
+
+#: MLflow tracking URI schemes (a bare path is a local file store)
+TRACKING_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "mssql", "databricks")
+
+
+def _tcp_error(host: str, port: int, timeout: float = 3.0) -> str | None:
+    """None when something accepts a TCP connection at host:port, else why not."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except socket.gaierror as e:
+        return f"host {host!r} not found ({e.strerror or e})"
+    except TimeoutError:
+        return f"no answer within {timeout:.0f}s"
+    except OSError as e:
+        return e.strerror or str(e)
+
+
+def check_tracking_uri(uri: str, flag: str) -> None:
+    """A known MLflow scheme; a tracking server that answers; a sqlite file whose folder exists."""
+    from urllib.parse import urlsplit
+    from urllib.request import getproxies, proxy_bypass
+
+    parts = urlsplit(uri)
+    scheme = parts.scheme.lower().split("+")[0]
+    if not scheme or (len(scheme) == 1 and uri[1:2] == ":"):  # a bare path (or a Windows drive)
+        return
+    if scheme not in TRACKING_SCHEMES:
+        raise StudyInputError(f"{flag} {uri!r}: unknown scheme {parts.scheme!r} (allowed: "
+                              f"{', '.join(TRACKING_SCHEMES)}); e.g. http://127.0.0.1:5000 for an MLflow server, "
+                              "or leave it out to use the study's own sqlite store")
+    if scheme in ("http", "https"):
+        host = parts.hostname
+        if not host:
+            raise StudyInputError(f"{flag} {uri!r}: no host; e.g. http://127.0.0.1:5000")
+        try:
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError:
+            raise StudyInputError(f"{flag} {uri!r}: the port is not a number; e.g. http://127.0.0.1:5000") from None
+        if getproxies().get(scheme) and not proxy_bypass(host):
+            return  # reached through a proxy: the proxy answers for it
+        why = _tcp_error(host, port)
+        if why:
+            raise StudyInputError(
+                f"{flag} {uri}: the tracking server at {host}:{port} is unreachable ({why}); start it (e.g. "
+                f"`mlflow server --host 127.0.0.1 --port {port}`) or leave out {flag} to use the study's own "
+                "sqlite store")
+    elif scheme == "sqlite":
+        path = uri.split(":///", 1)[1] if ":///" in uri else ""
+        if path and path != ":memory:":
+            folder = Path(path).expanduser().absolute().parent
+            if not folder.is_dir():
+                raise StudyInputError(f"{flag} {uri}: the folder {folder} of the sqlite file does not exist; "
+                                      "create it, or leave the option out to use the study's own store")
+
+
+def check_address(address: str) -> None:
+    """``auto``, ``local``, ``HOST:PORT`` or ``ray://HOST:PORT`` of a Ray head that accepts connections."""
+    fix = "start one with `ray start --head --port {port}`, or leave out --address to run on this machine"
+    if address == "local":
+        return
+    if address == "auto":
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+            found = canonicalize_bootstrap_address("auto")
+        except (ImportError, AttributeError):
+            return  # Ray's own lookup moved: ray.init reports it
+        except Exception:
+            found = None
+        if not found:
+            raise StudyInputError("--address auto: no running Ray cluster found on this machine; "
+                                  + fix.format(port=6379))
+        address = found
+    rest = address[len("ray://"):] if address.startswith("ray://") else address
+    host, sep, port_text = rest.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536 \
+            or not all(ch.isalnum() or ch in "-._:" for ch in host):
+        raise StudyInputError(f"--address {address!r}: expected auto or HOST:PORT of a Ray head node "
+                              "(e.g. 127.0.0.1:6379, or ray://HOST:10001 for Ray Client)")
+    why = _tcp_error(host, int(port_text))
+    if why:
+        raise StudyInputError(f"--address {address}: no Ray cluster answers there ({why}); "
+                              + fix.format(port=port_text))
+
+
+def _refine(e):
+    """launch's noise check reports a rate the data cannot take under ``noise``; it belongs to noise.rates."""
+    from study.tuning.spec import SpecError
+
+    problems = [("noise.rates" if p == "noise" and "noise rate" in m else p, m) for p, m in e.problems]
+    return SpecError(e.source, problems) if problems != e.problems else e
 
 
 def _status(args) -> int:
@@ -116,7 +292,6 @@ HANDLERS = {"validate": _validate, "plan": _plan, "launch": _launch, "resume": _
 
 
 def main(argv: list[str] | None = None) -> int:
-    from study.tuning.errors import StudyInputError
     from study.tuning.spec import SpecError
 
     parser = build_parser()

@@ -55,7 +55,8 @@ class ManifestDataset(FileDataset):
             p = Path(rel)
             p = p if p.is_absolute() else self.root / p
             if not p.is_file():
-                raise DataError(f"{self.manifest}:{i}: image {p} does not exist")
+                raise DataError(f"{self.manifest}:{i}: image {p} does not exist; fix the {self.columns['path']!r} "
+                                f"of that row (relative paths start at root {self.root}) or remove the row")
             split = row[self.columns["split"]].strip().lower() if has_split else None
             if split and split not in SPLITS:
                 raise DataError(f"{self.manifest}:{i}: split {split!r} is not one of {', '.join(SPLITS)}")

@@ -17,6 +17,14 @@ from study.data.cache import file_fingerprint
 from study.data.sources import ArrayDataset
 
 
+_LAYOUT = ("a MedMNIST .npz holds train_images, train_labels, val_images, val_labels, test_images and "
+           "test_labels (the files of https://zenodo.org/records/10519652)")
+
+
+def _missing_arrays(files) -> list[str]:
+    return [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in files]
+
+
 class MedMnist(ArrayDataset):
     name = "medmnist"
 
@@ -32,10 +40,16 @@ class MedMnist(ArrayDataset):
         if not self.path.is_file():
             raise DataError(f"medmnist: {self.path} does not exist (a MedMNIST .npz file)")
         try:
-            with np.load(self.path, mmap_mode="r") as z:
+            with np.load(self.path) as z:
+                missing = _missing_arrays(z.files)
+                if missing:
+                    raise DataError(f"{self.path}: missing arrays {missing} (found: {', '.join(z.files) or 'none'});"
+                                    f" {_LAYOUT}")
                 shape = z["train_images"].shape
+        except DataError:
+            raise
         except Exception as e:
-            raise DataError(f"{self.path}: not a MedMNIST .npz file ({e})") from None
+            raise DataError(f"{self.path}: not a MedMNIST .npz file ({e}); {_LAYOUT}") from None
         return 3 if len(shape) == 4 and shape[-1] == 3 else 1
 
     def source_key(self) -> dict:
@@ -47,9 +61,9 @@ class MedMnist(ArrayDataset):
         except Exception as e:
             raise DataError(f"{self.path}: cannot read .npz ({e})") from None
         with z:
-            missing = [f"{s}_{k}" for s in SPLITS for k in ("images", "labels") if f"{s}_{k}" not in z.files]
+            missing = _missing_arrays(z.files)
             if missing:
-                raise DataError(f"{self.path}: missing arrays {missing} (found: {', '.join(z.files)})")
+                raise DataError(f"{self.path}: missing arrays {missing} (found: {', '.join(z.files)}); {_LAYOUT}")
             images, labels, split = [], [], []
             for s in SPLITS:
                 im, lab = z[f"{s}_images"], z[f"{s}_labels"]

@@ -409,6 +409,9 @@ class Spec(Strict):
         for i, s in enumerate(self.ssl):
             if s.method == "random" and s.init == "imagenet":
                 raise ValueError(f"ssl[{i}].init: method 'random' with init 'imagenet' is method 'imagenet'")
+        if "transition" in self.noise.options:
+            _check_transition_option(self.noise.options["transition"])
+        _check_dataset_options(self.datasets)
         if "class_dependent" in self.noise.kinds and "groups" not in self.noise.options:
             from study.data import DATASETS
             for i, d in enumerate(self.datasets):
@@ -430,6 +433,39 @@ class Spec(Strict):
     @property
     def lnl_map(self) -> dict[str, LNLSpec]:
         return {a.key: a for a in self.lnl}
+
+
+def _check_transition_option(t: Any) -> None:
+    """noise.options.transition is a square row-stochastic matrix (its size is checked against the data)."""
+    from study.noise import transition_matrix
+
+    where = "noise.options.transition"
+    if not (isinstance(t, list) and t and all(isinstance(r, list) and len(r) == len(t) for r in t)):
+        raise ValueError(f"{where}: a K x K matrix (a list of K rows of K numbers), one row per true class")
+    try:
+        transition_matrix(len(t), "transition", 0.0, transition=t)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}; each row gives the label probabilities of one true class and sums to 1"
+                         ) from None
+
+
+def _check_dataset_options(datasets: list[DatasetSpec]) -> None:
+    """Every dataset option is one the dataset's class takes (a typo fails here, not inside a trial)."""
+    try:
+        from study.data import dataset_option_names
+    except Exception:  # the data package is another module's; a broken import must not break validation
+        return
+    for i, d in enumerate(datasets):
+        entries = [(f"datasets[{i}].options", d.name, d.options)]
+        if d.shifted_test is not None:
+            entries.append((f"datasets[{i}].shifted_test.options", d.shifted_test.name, d.shifted_test.options))
+        for where, name, options in entries:
+            allowed = dataset_option_names(name)
+            if allowed is None:
+                continue
+            unknown = [k for k in options if k not in allowed]
+            if unknown:
+                raise ValueError(f"{where}: unknown option {unknown[0]!r} for dataset {name} {_allowed(allowed)}")
 
 
 # -- loading ----------------------------------------------------------------------------------------
@@ -490,6 +526,10 @@ def _message(err: dict) -> str:
         return f"unknown field {_allowed(model.model_fields) if model else ''}".rstrip()
     if t == "missing":
         return "required field is missing"
+    if t == "too_short" and isinstance(err.get("input"), list):
+        n = err.get("ctx", {}).get("min_length", 1)
+        return (f"must list at least {'one value' if n == 1 else f'{n} values'}, got an empty list"
+                if not err["input"] else f"must list at least {n} values, got {len(err['input'])}")
     if t == "literal_error":
         exp = err.get("ctx", {}).get("expected", "").replace(" or ", ", ").replace("'", "")
         return f"{err.get('input')!r} is not allowed (allowed: {exp})"
@@ -528,7 +568,11 @@ def load_spec(path: str | Path) -> Spec:
     try:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
-        raise SpecError(str(path), [("", f"not valid YAML ({e})")]) from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = " ".join(str(x) for x in (getattr(e, "problem", None), getattr(e, "context", None)) if x) or str(e)
+        raise SpecError(str(path), [("", f"not valid YAML{where}: {' '.join(what.split())}; fix the syntax there "
+                                         "(indentation, a missing ':' or closing bracket)")]) from None
     return parse_spec(data, str(path))
 
 
