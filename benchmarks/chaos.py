@@ -1,0 +1,130 @@
+"""chaos: SIGKILL the driver of the smoke study at three random moments, resume each time, compare with a clean run.
+
+1. An uninterrupted `study launch` of search_spaces/smoke.yaml (the reference).
+2. The same spec and seeds in another study: the driver (and the local Ray it started, its process group)
+   gets SIGKILL at a random moment of each session (seeded; uniform between 15 s and 60% of the clean
+   run's wall time), then `study resume` continues it; three kills, then a last resume to the end.
+3. Checks: the same set of trials (stage, cell or pretraining job, point, hyperparameters) in both studies,
+   each trial exactly once in MLflow, every run terminal, and the same final-stage test metrics (max
+   absolute difference of test_f1 per final run; CPU, so equal up to floating point).
+4. Compute lost: the interrupted study's wall time (all sessions together) minus the clean run's, and the
+   trials that had to continue from a checkpoint.
+
+``python -m benchmarks chaos`` (about 15 minutes on 2 cores; ``--quick`` kills once instead of three times)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "search_spaces" / "smoke.yaml"
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "study.cli", *args, "--quiet"]
+
+
+def _run_to_end(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"chaos: {' '.join(cmd[2:])} failed:\n{out.stderr[-3000:]}")
+    return time.perf_counter() - t0
+
+
+def _run_and_kill(cmd: list[str], delay: float) -> tuple[float, bool]:
+    """Run until ``delay`` seconds, then SIGKILL its process group; (seconds it ran, whether it was killed)."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        proc.wait(timeout=delay)
+        if proc.returncode != 0:
+            raise SystemExit(f"chaos: {' '.join(cmd[2:])} failed with exit {proc.returncode}")
+        return time.perf_counter() - t0, False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        time.sleep(2)  # let the killed Ray's processes go
+        return time.perf_counter() - t0, True
+
+
+def _runs(study_dir: Path) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{study_dir / 'mlflow.db'}")
+    exp = client.get_experiment_by_name(study_dir.name)
+    out, token = [], None
+    while True:
+        page = client.search_runs([exp.experiment_id], filter_string="tags.`study.kind` = 'trial'",
+                                  max_results=1000, page_token=token)
+        out += list(page)
+        token = page.token
+        if not token:
+            return out
+
+
+def _key(run) -> str:
+    """What identifies a trial across two studies of one spec (not Ray's trial id, not Optuna's number)."""
+    params = {k: v for k, v in run.data.params.items() if not k.startswith("optuna_trial")}
+    return json.dumps(params, sort_keys=True)
+
+
+def main(quick: bool = False) -> None:
+    kills = 1 if quick else 3
+    rng = random.Random(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        t_clean = _run_to_end(_cli("launch", str(SMOKE), "--storage", str(work / "a"), "--name", "clean"))
+        chaos_dir = work / "b" / "chaos"
+        sessions, killed = [], 0
+        cmd = _cli("launch", str(SMOKE), "--storage", str(work / "b"), "--name", "chaos")
+        for _ in range(kills):
+            delay = rng.uniform(15.0, max(16.0, 0.6 * t_clean))
+            seconds, was_killed = _run_and_kill(cmd, delay)
+            sessions.append(round(seconds, 1))
+            killed += was_killed
+            if not was_killed:
+                break
+            cmd = _cli("resume", str(chaos_dir))
+        if killed == kills:
+            sessions.append(round(_run_to_end(cmd), 1))
+        clean, chaos = _runs(work / "a" / "clean"), _runs(chaos_dir)
+
+    def by_key(runs):
+        out: dict[str, list] = {}
+        for r in runs:
+            out.setdefault(_key(r), []).append(r)
+        return out
+
+    kc, kx = by_key(clean), by_key(chaos)
+    ids = [r.data.tags["study.trial_id"] for r in chaos]
+    finals = [k for k, rs in kc.items() if rs[0].data.tags.get("study.stage") == "final"]
+    diffs = [abs(kc[k][0].data.metrics["test_f1"] - kx[k][0].data.metrics["test_f1"])
+             for k in finals if k in kx and "test_f1" in kx[k][0].data.metrics and "test_f1" in kc[k][0].data.metrics]
+    restored = sum(1 for r in chaos if r.data.tags.get("study.resumed_from_epoch"))
+    print(f"chaos_kills: {killed}")
+    print(f"chaos_session_s: {json.dumps(sessions)}")
+    print(f"chaos_trials_clean: {len(clean)}")
+    print(f"chaos_trials_interrupted: {len(chaos)}")
+    print(f"chaos_same_trial_set: {set(kc) == set(kx)}")
+    print(f"chaos_trials_only_in_clean: {len(set(kc) - set(kx))}")
+    print(f"chaos_trials_only_in_interrupted: {len(set(kx) - set(kc))}")
+    print(f"chaos_each_trial_once_in_mlflow: {len(ids) == len(set(ids)) and all(len(v) == 1 for v in kx.values())}")
+    print(f"chaos_all_runs_terminal: {all(r.info.status in ('FINISHED', 'KILLED', 'FAILED') for r in chaos)}")
+    print(f"chaos_final_runs_compared: {len(diffs)}/{len(finals)}")
+    print(f"chaos_final_test_f1_max_abs_diff: {max(diffs) if diffs else float('nan'):.6f}")
+    print(f"chaos_trials_continued_from_checkpoint: {restored}")
+    print(f"chaos_clean_wall_s: {t_clean:.1f}")
+    print(f"chaos_interrupted_wall_s: {sum(sessions):.1f}")
+    print(f"chaos_compute_lost_s: {sum(sessions) - t_clean:.1f}")
+    print(f"chaos_compute_lost_fraction: {(sum(sessions) - t_clean) / t_clean:.3f}")
