@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
-import pkgutil
 import sys
 from pathlib import Path
 
 
 def available() -> dict[str, str]:
+    """Benchmark modules (a ``main`` function) and the first line of their docstrings, read without importing
+    them (importing pulls in torch, Ray and MLflow)."""
     out = {}
-    for mod in pkgutil.iter_modules([str(Path(__file__).parent)]):
-        if mod.name.startswith("_"):
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if path.name.startswith("_"):
             continue
-        m = importlib.import_module(f"benchmarks.{mod.name}")
-        if hasattr(m, "main"):
-            out[mod.name] = (m.__doc__ or "").strip().splitlines()[0] if m.__doc__ else ""
+        tree = ast.parse(path.read_text())
+        if any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in tree.body):
+            doc = ast.get_docstring(tree) or ""
+            first = doc.strip().splitlines()[0] if doc else ""
+            out[path.stem] = first.removeprefix(f"{path.stem}: ")
     return out
 
 
