@@ -197,10 +197,13 @@ def init_ray(address: str | None, quiet: bool) -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
+    # `ray job submit` gives its entrypoint RAY_ADDRESS; without either, start a Ray of our own
+    # ("local"): a bare ray.init() would attach to any `ray start` cluster that happens to run on the machine
+    address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         ray.init(address=address, log_to_driver=False)
     else:  # trial output stays in Ray's session logs; the driver prints the progress line
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
 
 
 def _resources(res, has_gpu: bool) -> dict:
@@ -261,11 +264,19 @@ def _tuner(stage: str, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu: bool,
     if tune.Tuner.can_restore(path, storage_filesystem=fs):
         tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
                                    restart_errored=False, storage_filesystem=fs)
-        # this driver's callbacks (the pickled ones name the previous driver's working copy)
-        run_config = getattr(getattr(tuner, "_local_tuner", None), "_run_config", None)
+        # this driver's callbacks and Optuna storage: the pickled ones name the previous driver's files,
+        # which on a restarted head (a URI study, a moved NFS mount) are elsewhere or gone
+        internal = getattr(tuner, "_local_tuner", None)
+        run_config = getattr(internal, "_run_config", None)
         if run_config is not None:
             total = {"pretrain": len(plan.pretrain_jobs), "lnl": plan.tuning_trials}.get(stage, len(plan.final_runs))
             run_config.callbacks = _callbacks(paths, spec, stage, total, quiet)
+        searcher = getattr(getattr(internal, "_tune_config", None), "search_alg", None)
+        if isinstance(searcher, CellSearcher):
+            searcher.storage = paths.optuna_url
+            searcher._studies = {}
+        elif stage == "lnl" and paths.uri:
+            raise RuntimeError("cannot point the restored searcher at this driver's optuna.db")
         return tuner
     limit = spec.resources.max_concurrent_trials or 0
     if stage == "pretrain":
