@@ -120,6 +120,8 @@ class Outcome:
     @property
     def message(self) -> str:
         lines = [ln for ln in self.stderr.strip().splitlines() if ln.strip()]
+        if "Traceback (most recent call last)" in self.stderr:  # the exception, not Ray's log lines
+            return lines[-1].strip()
         return lines[0].strip() if lines else (self.stdout.strip().splitlines() or [""])[-1]
 
     def line(self) -> str:
@@ -275,12 +277,22 @@ def _case_bad_name(c: Ctx) -> list[str]:
     return args
 
 
+def _nan_spec(s: dict, healthy_cell: bool) -> None:
+    """An LNL entry whose learning rate overflows the loss in the first steps; with ``healthy_cell`` a
+    second entry (its own cell) trains normally, as in a sweep where one configuration diverges."""
+    s["name"] = "nan"
+    good = copy.deepcopy(s["lnl"][0])
+    s["lnl"][0].update(id="ce_diverges", fixed={"optimizer": "sgd", "momentum": 0.9, "lr": 1.0e30})
+    if healthy_cell:
+        s["lnl"].append({**good, "id": "ce_ok"})
+
+
 def _case_nan(c: Ctx) -> list[str]:
-    def edit(s):
-        s["name"] = "nan"
-        s["lnl"][0]["epochs"] = 2
-        s["lnl"][0]["fixed"] = {"optimizer": "sgd", "momentum": 0.9, "lr": 1.0e30}
-    return c.launch(c.spec(edit))
+    return c.launch(c.spec(lambda s: _nan_spec(s, healthy_cell=True)))
+
+
+def _case_nan_every_trial(c: Ctx) -> list[str]:
+    return c.launch(c.spec(lambda s: _nan_spec(s, healthy_cell=False)))
 
 
 def _after_nan(c: Ctx, out: Outcome) -> str | None:
@@ -360,6 +372,8 @@ CASES: list[Case] = [
          lambda c: ["--address", f"127.0.0.1:{c.port}", "no Ray", "ray start --head"]),
     Case("bad_study_name", _case_bad_name, ["--name", "'../escape'", "plain directory name"]),
     Case("nan_loss", _case_nan, [], exit_code=0, slow=True, after=_after_nan),
+    # every tuning trial of the study diverges: no cell has a best configuration for stage final
+    Case("nan_loss_every_trial", _case_nan_every_trial, [], exit_code=0, slow=True, after=_after_nan),
 ]
 
 

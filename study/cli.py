@@ -93,22 +93,23 @@ def _launch(args) -> int:
     # Everything a launch needs from this machine is checked here, before the study directory exists
     # (DESIGN.md: a bad input never leaves a half-written study directory behind).
     spec = load_spec(args.spec)
-    storage_flag = "--storage" if args.storage else "storage.root"
-    root = Path(args.storage or spec.storage.root).expanduser()
-    check_writable(root, storage_flag)
-    cache = Path(spec.storage.cache).expanduser() if spec.storage.cache else root / "cache"
-    if spec.storage.cache:
-        check_writable(cache, "storage.cache")
-    if spec.storage.data_cache:
-        check_writable(Path(spec.storage.data_cache).expanduser(), "storage.data_cache")
+    root = args.storage or spec.storage.root
+    if _local(root):
+        check_writable(Path(root).expanduser(), "--storage" if args.storage else "storage.root")
+    cache = spec.storage.cache or (str(Path(root) / "cache") if _local(root) else None)  # as launch does
+    if spec.storage.cache and _local(cache):
+        check_writable(Path(cache).expanduser(), "storage.cache")
+    data_cache = spec.storage.data_cache or (str(Path(cache) / "data") if _local(cache) else None)
+    if spec.storage.data_cache and _local(data_cache):
+        check_writable(Path(data_cache).expanduser(), "storage.data_cache")
     if args.tracking_uri or spec.tracking.uri:
         check_tracking_uri(args.tracking_uri or spec.tracking.uri,
                            "--tracking-uri" if args.tracking_uri else "tracking.uri")
     if args.address:
         check_address(args.address)
-    # launch decodes the datasets into the cache before it creates the study directory; what a failed
-    # check created there (a new storage folder, lock files, a half-decoded dataset) goes again
-    created = _first_missing(cache.resolve() / "data")
+    # launch decodes the datasets into the data cache before it creates the study directory; what a
+    # failed launch created there (a new storage folder, lock files, a half-decoded dataset) goes again
+    created = _first_missing(Path(data_cache).expanduser()) if _local(data_cache) else None
 
     from study.tuning.launch import launch
 
@@ -132,6 +133,11 @@ def _resume(args) -> int:
 
 
 # -- checks of the machine-facing inputs (exit 2 before anything is written) --------------------------
+
+def _local(path: str | None) -> bool:
+    """A local path (a URI is checked by whatever opens it)."""
+    return path is not None and "://" not in path
+
 
 def _first_missing(path: Path) -> Path | None:
     """The outermost folder of ``path`` that does not exist yet (what creating ``path`` would create)."""
@@ -158,8 +164,6 @@ def check_writable(folder: Path, flag: str) -> None:
     """``folder`` exists as a writable directory, or can be created: else StudyInputError naming ``flag``.
     Writes a probe file (``os.access`` says yes to root even on a 0o500 folder that refuses nothing else)."""
     text = str(folder)
-    if "://" in text:
-        return  # a URI: checked by whatever opens it
     folder = folder.absolute()
     existing = folder
     while not existing.exists():
