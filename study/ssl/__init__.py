@@ -41,7 +41,7 @@ from study.ssl.simclr import SimCLR
 from study.ssl.vae import VAE
 
 #: bump when a change to the methods makes old cached encoders stale
-SSL_VERSION = 1
+SSL_VERSION = 2  # 2: Barlow Twins' learning rates scale with the batch size
 CHECKPOINT = "encoder.pt"
 INITS = ("random", "imagenet")
 

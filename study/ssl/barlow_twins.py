@@ -16,11 +16,13 @@ class BarlowTwins(SSLMethod):
 
     Defaults are the paper's: projector 8192-8192-8192, lambda 0.005, LARS with lr 0.2 for the weights (as
     Khanal et al. 2024 also use) and 0.0048 for biases and BatchNorm parameters, which are excluded from the
-    LARS adaptation and from the weight decay of 1.5e-6; 10 warm-up epochs then cosine. The 8192-wide
+    LARS adaptation and from the weight decay of 1.5e-6; 10 warm-up epochs then cosine. Both rates are the
+    paper's for a batch of 256 and are multiplied by batch size / 256, as the paper does. The 8192-wide
     projector dominates the cost of a small backbone on a CPU; ``projector_dim`` sets all three widths.
     """
 
     name = "barlow_twins"
+    lr_reference_batch = 256
     defaults = dict(
         optimizer="lars", lr=0.2, lr_biases=0.0048, weight_decay=1.5e-6, momentum=0.9, warmup_epochs=10,
         lambda_param=0.005,

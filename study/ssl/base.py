@@ -32,6 +32,8 @@ class SSLMethod(nn.Module):
     name: ClassVar[str] = ""
     #: False for initialisations (random, imagenet) that return the encoder untrained
     trains: ClassVar[bool] = True
+    #: the batch size the paper's learning rates are given for; the loop scales them by batch / this
+    lr_reference_batch: ClassVar[int | None] = None
     defaults: ClassVar[dict[str, Any]] = dict(
         optimizer="adam", lr=1e-3, weight_decay=1e-6, momentum=0.9, warmup_epochs=0,
     )
@@ -219,7 +221,9 @@ def train_ssl(method: SSLMethod, train_images: np.ndarray, epochs: int, batch_si
     loader = TensorLoader(train_images, None, bs, shuffle=True, device=device, seed=seed, drop_last=True)
     method.bind(loader.images, patient_ids)
     optimizers = method.configure_optimizers()
-    base_lrs = [[g["lr"] for g in opt.param_groups] for opt in optimizers]
+    # methods whose paper states its learning rate for a reference batch scale it linearly (Goyal et al. 2017)
+    scale = bs / method.lr_reference_batch if method.lr_reference_batch else 1.0
+    base_lrs = [[g["lr"] * scale for g in opt.param_groups] for opt in optimizers]
     schedule = lr_schedule(epochs, len(loader), method.hp.get("warmup_epochs", 0))
     history: list[dict] = []
     it = 0

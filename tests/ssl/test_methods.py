@@ -60,3 +60,24 @@ def test_loss_falls_on_fixed_batch(name, tiny_data, tiny_batch):
     assert all(np.isfinite(losses))
     # from step 1: MoCo's first loss is against a queue of random vectors, before its own keys fill it
     assert np.mean(losses[-3:]) < 0.9 * losses[1], losses
+
+
+@pytest.mark.parametrize("batch", [32, 64])
+def test_barlow_twins_learning_rates_scale_with_the_batch(batch):
+    """The paper gives lr 0.2 (weights) and 0.0048 (biases, BN) for a batch of 256 and scales them linearly."""
+    from study.ssl.base import train_ssl
+
+    method = make("barlow_twins")
+    seen: list[list[float]] = []
+    real_step = method.step
+
+    def step(x, index, optimizers):
+        seen.append([g["lr"] for g in optimizers[0].param_groups])
+        return real_step(x, index, optimizers)
+
+    method.step = step
+    images = np.random.default_rng(0).integers(0, 255, (4 * batch, 16, 16, 3), dtype=np.uint8)
+    train_ssl(method, images, epochs=1, batch_size=batch, device=torch.device("cpu"), seed=0)
+    # one epoch: warm-up is at most a tenth of the run (none here), so the first step runs at the base rates
+    assert seen[0] == pytest.approx([0.2 * batch / 256, 0.0048 * batch / 256])
+    assert make("simclr").lr_reference_batch is None  # Adam 1e-3 as Khanal et al. give it, not scaled
