@@ -310,6 +310,9 @@ def _after_nan(c: Ctx, out: Outcome) -> str | None:
     reason = failed[0]["error"] or ""
     if "non-finite" not in reason:
         return f"FAILED run without the non-finite reason (study.error={reason!r})"
+    healthy = "ce_ok" in (c.tmp / "spec.yaml").read_text()
+    if healthy and not any(r["stage"] == "final" and r["status"] == "FINISHED" for r in runs):
+        return "the healthy cell has no FINISHED final run"
     out.stderr = f"trial FAILED in MLflow: {reason}\n" + out.stderr
     return None
 

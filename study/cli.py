@@ -91,22 +91,26 @@ def _launch(args) -> int:
     from study.tuning.spec import SpecError, load_spec
 
     # Everything a launch needs from this machine is checked here, before the study directory exists
-    # (DESIGN.md: a bad input never leaves a half-written study directory behind).
+    # (DESIGN.md: a bad input never leaves a half-written study directory behind): the flags first (a wrong
+    # flag fails in a fraction of a second, before the spec's imports), then what the spec names.
+    if args.address:
+        check_address(args.address)
+    if args.tracking_uri:
+        check_tracking_uri(args.tracking_uri, "--tracking-uri")
+    if _local(args.storage):
+        check_writable(Path(args.storage).expanduser(), "--storage")
     spec = load_spec(args.spec)
     root = args.storage or spec.storage.root
-    if _local(root):
-        check_writable(Path(root).expanduser(), "--storage" if args.storage else "storage.root")
+    if not args.storage and _local(root):
+        check_writable(Path(root).expanduser(), "storage.root")
     cache = spec.storage.cache or (str(Path(root) / "cache") if _local(root) else None)  # as launch does
     if spec.storage.cache and _local(cache):
         check_writable(Path(cache).expanduser(), "storage.cache")
     data_cache = spec.storage.data_cache or (str(Path(cache) / "data") if _local(cache) else None)
     if spec.storage.data_cache and _local(data_cache):
         check_writable(Path(data_cache).expanduser(), "storage.data_cache")
-    if args.tracking_uri or spec.tracking.uri:
-        check_tracking_uri(args.tracking_uri or spec.tracking.uri,
-                           "--tracking-uri" if args.tracking_uri else "tracking.uri")
-    if args.address:
-        check_address(args.address)
+    if spec.tracking.uri and not args.tracking_uri:
+        check_tracking_uri(spec.tracking.uri, "tracking.uri")
     # launch decodes the datasets into the data cache before it creates the study directory; what a
     # failed launch created there (a new storage folder, lock files, a half-decoded dataset) goes again
     created = _first_missing(Path(data_cache).expanduser()) if _local(data_cache) else None
