@@ -214,3 +214,49 @@ def test_encoder_waits_for_another_nodes_claim(s3, tmp_path, monkeypatch):
     other.release()  # the other node gave up (without a result): this one takes over and trains
     t.join(60)
     assert not t.is_alive() and epochs == [0] and out["path"].name == "encoder.pt"
+
+
+# -- a study directory under a URI -------------------------------------------------------------------
+
+def test_uri_study_dir_goes_through_the_bucket(s3, tmp_path, monkeypatch, capsys):
+    import sqlite3
+
+    from study.cli import main
+    from study.tracking import default_tracking_uri
+    from study.tuning.launch import StudyPaths, open_study_dir
+    from study.tuning.spec import load_spec, spec_to_yaml
+
+    root = make_bucket("study-dirs") + "/studies"
+    uri = f"{root}/s1"
+    monkeypatch.setenv("STUDY_NODE_CACHE", str(tmp_path / "head1"))
+    local = st.local_mirror(uri)
+    local.mkdir(parents=True)
+    (local / "spec.yaml").write_text(spec_to_yaml(load_spec(SMOKE)))
+    con = sqlite3.connect(local / "optuna.db")
+    con.execute("create table t (x)")
+    con.commit()
+    paths = StudyPaths(local, {"tracking_uri": default_tracking_uri(local), "tracking_local": True,
+                               "stages": {"pretrain": "running"}}, uri)
+    paths.save()  # state.json written here and, with spec.yaml and optuna.db, uploaded
+    assert st.list_files(uri) == ["optuna.db", "spec.yaml", "state.json"]
+    assert paths.location == uri and paths.artifacts_uri == f"{uri}/trial_artifacts"
+    storage_path, fs = paths.tune_storage()
+    assert storage_path == "study-dirs/studies/s1/tune" and fs.type_name == "s3"
+
+    # a restarted head: an empty disk; the driver's working copy and a reader's view both come from the bucket
+    monkeypatch.setenv("STUDY_NODE_CACHE", str(tmp_path / "head2"))
+    _, driver = open_study_dir(uri, driver=True)
+    assert driver.dir == tmp_path / "head2" / "mirror" / "s3" / "study-dirs" / "studies" / "s1"
+    assert (driver.dir / "optuna.db").is_file() and driver.state["stages"] == {"pretrain": "running"}
+    assert driver.state["tracking_uri"] == default_tracking_uri(driver.dir)  # not head1's file
+    _, view = open_study_dir(uri)
+    assert view.dir != driver.dir and (view.dir / "spec.yaml").is_file()
+
+    # relaunching the name with another spec is bad input; so is resuming a folder that holds no study
+    other = tmp_path / "other.yaml"
+    other.write_text(SMOKE.read_text().replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
+    assert main(["launch", str(other), "--storage", root, "--name", "s1", "--quiet"]) == 2
+    assert "holds a study with a different spec" in capsys.readouterr().err
+    st.write_text(f"{root}/junk/file.txt", "x")
+    assert main(["launch", str(SMOKE), "--storage", root, "--name", "junk", "--quiet"]) == 2
+    assert "exists" in capsys.readouterr().err
