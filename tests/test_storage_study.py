@@ -123,6 +123,7 @@ def driver(tmp_path: Path, env: dict, node: str, argv: list[str], log: str) -> s
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~2.5 min on an idle 2-CPU machine, 9 min when other work shares the CPUs
 def test_smoke_study_on_s3_survives_a_killed_driver(s3, tmp_path):
     env, client = s3
     from study.tuning.plan import make_plan
