@@ -361,6 +361,13 @@ def run_stages(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) 
             paths.state["stages"][stage] = "done"
             paths.save()
             continue
+        if stage == "final" and not final_runs(spec, plan, paths):
+            # every tuning trial failed (or none completed): nothing to rerun, the study still ends
+            print("study: no cell has a completed tuning trial, so stage final has nothing to run "
+                  f"(errors: `study status {paths.location}`)", file=sys.stderr)
+            paths.state["stages"][stage] = "done"
+            paths.save()
+            continue
         paths.state["stages"][stage] = "running"
         paths.save()
         tuner = _tuner(stage, spec, plan, paths, has_gpu, quiet)

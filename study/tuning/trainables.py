@@ -124,18 +124,25 @@ def _trial_id() -> str | None:
 
 
 def build_encoder(spec: Spec, point: Point, data, cache_dir: str, data_cache: str, device):
-    """The trial's encoder: a fresh backbone for ``random`` (without study.ssl), else the stage-1 encoder."""
+    """The trial's encoder: a fresh backbone for ``random`` (without study.ssl), else the stage-1 encoder.
+
+    Leaves torch's global generator seeded with the trial's seed, so what is initialised next (the heads)
+    does not depend on whether this process trained the encoder or found it in the cache (training it
+    draws from that generator): two runs of one configuration give the same result."""
     from study.models import build_backbone
 
     entry = spec.ssl_map[point.ssl]
     if entry.method == "random" and not ssl_available():
         torch.manual_seed(point.seed)
-        return build_backbone(spec.model.backbone, data.channels, data.resolution)
-    from study.ssl import load_encoder, pretrain
+        encoder = build_backbone(spec.model.backbone, data.channels, data.resolution)
+    else:
+        from study.ssl import load_encoder, pretrain
 
-    path = pretrain(pretrain_request(spec, point.dataset, point.ssl, point.seed), cache_dir, device=device,
-                    data_cache_dir=data_cache, owner=_trial_id())
-    return load_encoder(path, device="cpu")
+        path = pretrain(pretrain_request(spec, point.dataset, point.ssl, point.seed), cache_dir, device=device,
+                        data_cache_dir=data_cache, owner=_trial_id())
+        encoder = load_encoder(path, device="cpu")
+    torch.manual_seed(point.seed)
+    return encoder
 
 
 def split_hparams(hparams: dict) -> tuple[dict, int | None, dict]:
