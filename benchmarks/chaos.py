@@ -2,8 +2,9 @@
 
 1. An uninterrupted `study launch` of search_spaces/smoke.yaml (the reference).
 2. The same spec and seeds in another study: the driver (and the local Ray it started, its process group)
-   gets SIGKILL at a random moment of each session (seeded; uniform between 15 s and 60% of the clean
-   run's wall time), then `study resume` continues it; three kills, then a last resume to the end.
+   gets SIGKILL at three random moments of the study's progress (seeded: once a random number of its
+   trials have ended, plus a random 0-10 s, so mostly mid-trial), `study resume` continuing it after each;
+   then a last resume to the end.
 3. Checks: the same set of trials (stage, cell or pretraining job, point, hyperparameters) in both studies,
    each trial exactly once in MLflow, every run terminal, and the same final-stage test metrics (max
    absolute difference of test_f1 per final run; CPU, so equal up to floating point).
@@ -41,21 +42,33 @@ def _run_to_end(cmd: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def _run_and_kill(cmd: list[str], delay: float) -> tuple[float, bool]:
-    """Run until ``delay`` seconds, then SIGKILL its process group; (seconds it ran, whether it was killed)."""
+def _terminal_trials(study_dir: Path) -> int:
+    if not (study_dir / "mlflow.db").is_file():  # opening a missing sqlite store would create it
+        return -1
+    try:
+        return sum(1 for r in _runs(study_dir) if r.info.status != "RUNNING")
+    except Exception:  # the store is not there yet, or busy
+        return -1
+
+
+def _run_and_kill(cmd: list[str], study_dir: Path, after_trials: int, extra: float) -> tuple[float, bool]:
+    """Run until ``after_trials`` trials of the study are terminal, then ``extra`` seconds more (mid-trial),
+    then SIGKILL its process group; (seconds it ran, whether it was killed)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
+    while proc.poll() is None and _terminal_trials(study_dir) < after_trials:
+        time.sleep(2)
     try:
-        proc.wait(timeout=delay)
-        if proc.returncode != 0:
-            raise SystemExit(f"chaos: {' '.join(cmd[2:])} failed with exit {proc.returncode}")
-        return time.perf_counter() - t0, False
+        proc.wait(timeout=extra)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         time.sleep(2)  # let the killed Ray's processes go
         return time.perf_counter() - t0, True
+    if proc.returncode != 0:
+        raise SystemExit(f"chaos: {' '.join(cmd[2:])} failed with exit {proc.returncode}")
+    return time.perf_counter() - t0, False
 
 
 def _runs(study_dir: Path) -> list:
@@ -88,9 +101,11 @@ def main(quick: bool = False) -> None:
         chaos_dir = work / "b" / "chaos"
         sessions, killed = [], 0
         cmd = _cli("launch", str(SMOKE), "--storage", str(work / "b"), "--name", "chaos")
-        for _ in range(kills):
-            delay = rng.uniform(15.0, max(16.0, 0.6 * t_clean))
-            seconds, was_killed = _run_and_kill(cmd, delay)
+        total = len(_runs(work / "a" / "clean"))
+        # random moments of the study's progress: after a random number of finished trials, plus 0-10 s
+        moments = sorted(rng.sample(range(1, total - 1), kills))
+        for after in moments:
+            seconds, was_killed = _run_and_kill(cmd, chaos_dir, after, rng.uniform(0.0, 10.0))
             sessions.append(round(seconds, 1))
             killed += was_killed
             if not was_killed:
@@ -123,6 +138,7 @@ def main(quick: bool = False) -> None:
     print(f"chaos_all_runs_terminal: {all(r.info.status in ('FINISHED', 'KILLED', 'FAILED') for r in chaos)}")
     print(f"chaos_final_runs_compared: {len(diffs)}/{len(finals)}")
     print(f"chaos_final_test_f1_max_abs_diff: {max(diffs) if diffs else float('nan'):.6f}")
+    print(f"chaos_final_runs_differing: {sum(d > 1e-6 for d in diffs)}")
     print(f"chaos_trials_continued_from_checkpoint: {restored}")
     print(f"chaos_clean_wall_s: {t_clean:.1f}")
     print(f"chaos_interrupted_wall_s: {sum(sessions):.1f}")
