@@ -6,7 +6,12 @@ cell finishes. Each cell's study lives in ``optuna.db`` under the cell's id. A t
 cell's ASHA reaches Optuna as PRUNED; a trial that failed (after its retries) as FAIL with its reason.
 
 On restore, a trial that Optuna holds RUNNING but Ray never recorded (the driver was killed between the
-two) is told FAIL (user attr ``orphaned``) and its sample is asked again, so no trial stays RUNNING.
+two) is handed out again, same number and same hyperparameters, the next time its cell is asked; and
+every ask seeds the cell's sampler from the spec's seed, the cell and the trial's number, not from how
+many asks this driver made. So an interrupted and resumed study samples the same configurations as an
+uninterrupted one (exactly while the sampler draws at random: TPE's first ``n_startup_trials``, or the
+random sampler; TPE's later draws depend on which trials have finished by then). Orphans still RUNNING
+when the stage ends are told FAIL (user attr ``orphaned``) by the driver.
 """
 
 from __future__ import annotations
@@ -39,8 +44,12 @@ def sample(trial: optuna.Trial, space: dict[str, dict]) -> dict[str, Any]:
     return out
 
 
+def make_sampler(sampler: str, seed: int) -> optuna.samplers.BaseSampler:
+    return optuna.samplers.RandomSampler(seed=seed) if sampler == "random" else optuna.samplers.TPESampler(seed=seed)
+
+
 def open_study(storage: str, cell_id: str, mode: str, sampler: str = "tpe", seed: int = 0) -> optuna.Study:
-    smp = optuna.samplers.RandomSampler(seed=seed) if sampler == "random" else optuna.samplers.TPESampler(seed=seed)
+    smp = make_sampler(sampler, seed)
     return optuna.create_study(storage=storage, study_name=cell_id, sampler=smp, load_if_exists=True,
                                direction="maximize" if mode == "max" else "minimize")
 
@@ -58,16 +67,21 @@ class CellSearcher(Searcher):
         self.counts = {c["id"]: 0 for c in cells}
         self.turn = 0
         self._studies: dict[str, optuna.Study] = {}
+        #: per cell, Optuna trials asked by a killed driver after Ray's last snapshot: handed out again
+        self.orphans: dict[str, list[int]] = {}
 
     def __getstate__(self) -> dict:
         d = dict(self.__dict__)
         d["_studies"] = {}
         return d
 
+    def _seed(self, cell_id: str, number: int = 0) -> int:
+        """Distinct and reproducible per cell and trial number."""
+        return (self.sampler_seed + sum(map(ord, cell_id)) + 7919 * number) % (2 ** 31)
+
     def study(self, cell_id: str) -> optuna.Study:
         if cell_id not in self._studies:
-            seed = self.sampler_seed + sum(map(ord, cell_id))  # distinct, reproducible per cell
-            self._studies[cell_id] = open_study(self.storage, cell_id, self.mode, self.sampler, seed)
+            self._studies[cell_id] = open_study(self.storage, cell_id, self.mode, self.sampler, self._seed(cell_id))
         return self._studies[cell_id]
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -80,15 +94,28 @@ class CellSearcher(Searcher):
         cell = open_cells[self.turn % len(open_cells)]
         self.turn += 1
         study = self.study(cell["id"])
-        trial = study.ask()
-        hp = sample(trial, self.spaces.get(cell["lnl"], {}))
-        hparams = {**self.fixed.get(cell["lnl"], {}), **hp}
-        trial.set_user_attr("ray_trial_id", trial_id)
-        trial.set_user_attr("config", json.dumps(hparams))
-        self.assigned[trial_id] = (cell["id"], trial.number, trial._trial_id)
+        if self.orphans is None:
+            self.orphans = self._find_orphans()
+        orphans = self.orphans.get(cell["id"])
+        if orphans:  # asked before the driver died, never run: the same trial and sample again
+            frozen = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
+                study._study_id, orphans.pop(0)))
+            number, tid = frozen.number, frozen._trial_id
+            hparams = json.loads(frozen.user_attrs["config"])
+            study._storage.set_trial_user_attr(tid, "ray_trial_id", trial_id)
+            study._storage.set_trial_user_attr(tid, "reused_after_restore", True)
+        else:
+            study.sampler = make_sampler(self.sampler, self._seed(cell["id"], len(study.get_trials(deepcopy=False))))
+            trial = study.ask()
+            hp = sample(trial, self.spaces.get(cell["lnl"], {}))
+            hparams = {**self.fixed.get(cell["lnl"], {}), **hp}
+            trial.set_user_attr("ray_trial_id", trial_id)
+            trial.set_user_attr("config", json.dumps(hparams))
+            number, tid = trial.number, trial._trial_id
+        self.assigned[trial_id] = (cell["id"], number, tid)
         self.counts[cell["id"]] += 1
         return {"stage": "lnl", "cell": cell["id"], "point": cell["point"], "hparams": hparams,
-                "optuna_trial": trial.number}
+                "optuna_trial": number}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id not in self.assigned or self.metric not in result:
@@ -125,7 +152,16 @@ class CellSearcher(Searcher):
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
         self.assigned, self.counts, self.turn = state["assigned"], state["counts"], state["turn"]
-        self.fail_orphans()
+        self.orphans = None  # found at the next suggest, once the driver has pointed ``storage`` at its optuna.db
+
+    def _find_orphans(self) -> dict[str, list[int]]:
+        known = {(c, n) for c, n, _ in self.assigned.values()}
+        orphans: dict[str, list[int]] = {}
+        for c in self.cells:
+            for t in self.study(c["id"]).get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+                if (c["id"], t.number) not in known and "config" in t.user_attrs:
+                    orphans.setdefault(c["id"], []).append(t.number)
+        return orphans
 
     def fail_orphans(self, known: set[tuple[str, int]] | None = None) -> int:
         """Tell FAIL to every RUNNING Optuna trial that no Ray trial will finish; returns how many."""

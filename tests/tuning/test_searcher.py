@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import optuna
 from optuna.trial import TrialState
 
@@ -46,14 +48,34 @@ def test_round_robin_states_and_finish(tmp_path):
     assert c1[1].user_attrs["error"] == "non-finite loss"
 
 
-def test_restore_fails_orphans_and_asks_again(tmp_path):
-    s = searcher(tmp_path, samples=1)
+def test_restore_hands_out_orphans_again_with_their_sample(tmp_path):
+    s = searcher(tmp_path, samples=2)
     s.suggest("t0")
+    s.suggest("t1")
     s.save(str(tmp_path / "state.pkl"))
-    s.suggest("t1")  # suggested after the last save: Ray never recorded it, then the driver died
-    s2 = searcher(tmp_path, samples=1)
+    lost = s.suggest("t2")  # suggested after the last save: Ray never recorded it, then the driver died
+    s2 = searcher(tmp_path, samples=2)
     s2.restore(str(tmp_path / "state.pkl"))
-    c1 = open_study(s2.storage, "c1", "max").get_trials()
-    assert [t.state for t in c1] == [TrialState.FAIL] and c1[0].user_attrs["orphaned"]
-    assert s2.suggest("t2")["cell"] == "c1"
-    assert s2.suggest("t3") == "FINISHED"
+    again = s2.suggest("t2b")
+    assert (again["cell"], again["optuna_trial"], again["hparams"]) == (lost["cell"], lost["optuna_trial"],
+                                                                        lost["hparams"])
+    c0 = open_study(s2.storage, "c0", "max").get_trials()
+    assert len(c0) == 2 and c0[1].user_attrs["ray_trial_id"] == "t2b" and c0[1].user_attrs["reused_after_restore"]
+    assert s2.suggest("t3")["cell"] == "c1"
+    assert s2.suggest("t4") == "FINISHED"
+
+
+def test_samples_depend_on_cell_and_number_not_on_the_driver(tmp_path):
+    """An uninterrupted searcher and one restored from its first snapshot sample the same configurations."""
+    a = searcher(tmp_path / "a", samples=3)
+    (tmp_path / "a").mkdir()
+    full = [a.suggest(f"t{i}") for i in range(6)]
+    (tmp_path / "b").mkdir()
+    b = searcher(tmp_path / "b", samples=3)
+    first = [b.suggest(f"t{i}") for i in range(2)]
+    b.save(str(tmp_path / "b.pkl"))
+    b2 = searcher(tmp_path / "b", samples=3)  # a new driver: new sampler objects
+    b2.restore(str(tmp_path / "b.pkl"))
+    rest = [b2.suggest(f"u{i}") for i in range(4)]
+    assert [c["hparams"] for c in full] == [c["hparams"] for c in first + rest]
+    assert len({json.dumps(c["hparams"], sort_keys=True) for c in full}) == 6
