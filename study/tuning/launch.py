@@ -221,15 +221,18 @@ def _run_config(paths: StudyPaths, stage: str, spec: Spec, callbacks: list):
     )
 
 
-def _callbacks(paths: StudyPaths, spec: Spec, stage: str, total: int, quiet: bool) -> list:
+def _callbacks(paths: StudyPaths, spec: Spec, stage: str, total: int, quiet: bool, scheduler=None) -> list:
     from study.tracking import TrackingCallback
     from study.tuning.progress import ProgressCallback
+    from study.tuning.scheduler import PerCellASHA, SchedulerState
 
     state = paths.state
     cbs = [TrackingCallback(state["tracking_uri"], state["experiment"], state.get("artifact_location"),
                             str(paths.artifacts))]
     if paths.uri:  # first: the artifacts must be on the driver before TrackingCallback logs them
         cbs.insert(0, _storage_sync(paths))
+    if isinstance(scheduler, PerCellASHA):  # first in every session: Ray restores callback state by index
+        cbs.insert(0, SchedulerState(scheduler))
     if not quiet:
         cbs.append(ProgressCallback(stage, total))
     return cbs
@@ -270,7 +273,8 @@ def _tuner(stage: str, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu: bool,
         run_config = getattr(internal, "_run_config", None)
         if run_config is not None:
             total = {"pretrain": len(plan.pretrain_jobs), "lnl": plan.tuning_trials}.get(stage, len(plan.final_runs))
-            run_config.callbacks = _callbacks(paths, spec, stage, total, quiet)
+            scheduler = getattr(getattr(internal, "_tune_config", None), "scheduler", None)
+            run_config.callbacks = _callbacks(paths, spec, stage, total, quiet, scheduler)
         searcher = getattr(getattr(internal, "_tune_config", None), "search_alg", None)
         if isinstance(searcher, CellSearcher):
             searcher.storage = paths.optuna_url
@@ -300,7 +304,8 @@ def _tuner(stage: str, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu: bool,
                                                       num_samples=plan.tuning_trials,
                                                       max_concurrent_trials=limit or None),
                           run_config=_run_config(paths, stage, spec,
-                                                 _callbacks(paths, spec, stage, plan.tuning_trials, quiet)))
+                                                 _callbacks(paths, spec, stage, plan.tuning_trials, quiet,
+                                                            scheduler)))
     runs = final_runs(spec, plan, paths)
     return tune.Tuner(trainable, param_space={"run": tune.grid_search(runs)},
                       tune_config=tune.TuneConfig(max_concurrent_trials=limit or None),

@@ -2,11 +2,15 @@
 
 Ray Tune takes one scheduler per Tuner; this one routes each trial to its cell's
 ``AsyncHyperBandScheduler`` (Li et al. 2020, "A System for Massively Parallel Hyperparameter Tuning"),
-created on the cell's first trial. Trials run first-in first-out.
+created on the cell's first trial. Trials run first-in first-out. ``SchedulerState`` saves the rungs with
+Ray's experiment state so that a resumed study prunes as an uninterrupted one does.
 """
 
 from __future__ import annotations
 
+import pickle
+
+from ray.tune import Callback
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 
 
@@ -45,3 +49,23 @@ class PerCellASHA(FIFOScheduler):
 
     def debug_string(self) -> str:
         return f"PerCellASHA: {len(self.cells)} cells"
+
+
+class SchedulerState(Callback):
+    """Carries a ``PerCellASHA``'s rungs across a driver restart.
+
+    Ray saves the searcher's and the callbacks' state with its experiment state, but not the scheduler's:
+    a restored study would start every cell's ASHA empty and stop nothing until new trials refilled its
+    rungs, so it would prune differently from an uninterrupted run. This callback's state is the
+    scheduler's cells (their brackets hold each trial's metric at each rung, keyed by Ray's trial id, which
+    a restore keeps); it must sit at the same index of the callback list in every session (the first).
+    """
+
+    def __init__(self, scheduler: PerCellASHA) -> None:
+        self.scheduler = scheduler
+
+    def get_state(self) -> dict | None:
+        return {"cells": pickle.dumps(self.scheduler.cells)} if self.scheduler.cells else None
+
+    def set_state(self, state: dict) -> None:
+        self.scheduler.cells = pickle.loads(state["cells"])
