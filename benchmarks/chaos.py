@@ -20,6 +20,7 @@ import json
 import os
 import random
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -43,11 +44,17 @@ def _run_to_end(cmd: list[str]) -> float:
 
 
 def _terminal_trials(study_dir: Path) -> int:
-    if not (study_dir / "mlflow.db").is_file():  # opening a missing sqlite store would create it
+    """Trials of the study that have ended, read from its MLflow sqlite file read-only (an MLflow client
+    would create or migrate the file under the driver's feet)."""
+    db = study_dir / "mlflow.db"
+    if not db.is_file():
         return -1
     try:
-        return sum(1 for r in _runs(study_dir) if r.info.status != "RUNNING")
-    except Exception:  # the store is not there yet, or busy
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+            return con.execute("SELECT count(*) FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+                               "WHERE t.key = 'study.kind' AND t.value = 'trial' AND r.status != 'RUNNING'"
+                               ).fetchone()[0]
+    except sqlite3.Error:  # no tables yet, or busy
         return -1
 
 
@@ -95,8 +102,9 @@ def _key(run) -> str:
 def main(quick: bool = False) -> None:
     kills = 1 if quick else 3
     rng = random.Random(0)
+    keep = os.environ.get("CHAOS_KEEP")  # a folder to keep both studies in, for inspection
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
+        work = Path(keep or tmp)
         t_clean = _run_to_end(_cli("launch", str(SMOKE), "--storage", str(work / "a"), "--name", "clean"))
         chaos_dir = work / "b" / "chaos"
         sessions, killed = [], 0
@@ -127,6 +135,17 @@ def main(quick: bool = False) -> None:
     diffs = [abs(kc[k][0].data.metrics["test_f1"] - kx[k][0].data.metrics["test_f1"])
              for k in finals if k in kx and "test_f1" in kx[k][0].data.metrics and "test_f1" in kc[k][0].data.metrics]
     restored = sum(1 for r in chaos if r.data.tags.get("study.resumed_from_epoch"))
+    def show(r) -> str:
+        p = r.data.params
+        return (f"{p.get('stage')} {p.get('cell', p.get('id', ''))} "
+                + json.dumps({k: v for k, v in p.items() if k.startswith("hparams.")}, sort_keys=True))
+
+    for k in sorted(set(kc) ^ set(kx)):
+        side = "clean" if k in kc else "interrupted"
+        print(f"# only in {side}: {show((kc.get(k) or kx.get(k))[0])}")
+    for k, rs in kx.items():
+        if len(rs) > 1:
+            print(f"# {len(rs)} runs in the interrupted study: {show(rs[0])}")
     print(f"chaos_kills: {killed}")
     print(f"chaos_session_s: {json.dumps(sessions)}")
     print(f"chaos_trials_clean: {len(clean)}")
