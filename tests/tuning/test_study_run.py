@@ -24,10 +24,21 @@ def study(*args: str, **kw) -> subprocess.CompletedProcess:
                           timeout=900, **kw)
 
 
-def trial_runs(study_dir: Path) -> list:
+def trial_runs(study_dir: Path, create: bool = True) -> list:
+    """The study's trial runs; ``create=False`` for a study whose driver is running (no experiment created
+    here: that raced the driver's own creation of it)."""
+    from mlflow.tracking import MlflowClient
+
     from study.tracking import Tracker
     from study.tracking.store import default_tracking_uri
 
+    if not create:
+        client = MlflowClient(tracking_uri=default_tracking_uri(study_dir))
+        exp = client.get_experiment_by_name(study_dir.name)
+        if exp is None:
+            return []
+        runs = client.search_runs([exp.experiment_id], max_results=1000)
+        return [r for r in runs if r.data.tags.get("study.kind") == "trial"]
     t = Tracker(default_tracking_uri(study_dir), study_dir.name)
     return [r for r in t.runs() if r.data.tags.get("study.kind") == "trial"]
 
@@ -91,10 +102,11 @@ def test_sigkill_then_resume(tmp_path):
     finished_before: dict[str, int] = {}
     while time.time() < deadline:  # kill mid-stage-2: some trial finished, some with a checkpoint running
         time.sleep(2)
+        assert proc.poll() is None, f"the driver exited with {proc.returncode} before the middle of stage lnl"
         if not (study_dir / "mlflow.db").exists():
             continue
         try:
-            runs = trial_runs(study_dir)
+            runs = trial_runs(study_dir, create=False)
         except Exception:
             continue
         done = {r.data.tags["study.trial_id"]: r.info.end_time for r in runs if r.info.status != "RUNNING"}

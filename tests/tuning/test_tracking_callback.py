@@ -41,3 +41,25 @@ def test_an_epoch_recomputed_after_restore_is_logged_once(tmp_path):
         cb2.on_trial_result(0, [], trial, {"epoch": epoch, "train_loss": 0.5, "node_id": "b", "start_epoch": 3})
     assert [s for s, _ in _history(cb2, trial)] == [0, 1, 2, 3, 4]
     assert cb2.tracker.client.get_run(cb2._run(trial)).data.tags["study.resumed_from_epoch"] == "3"
+
+
+def test_tracker_survives_another_process_creating_the_experiment_first(tmp_path, monkeypatch):
+    """A reader (study status, a test, an MLflow client) may create the experiment while the driver starts."""
+    from mlflow.tracking import MlflowClient
+
+    from study.tracking.store import Tracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    real = MlflowClient.get_experiment_by_name
+    calls = []
+
+    def racing(self, name):
+        calls.append(name)
+        if len(calls) == 1:  # between the driver's lookup and its create, someone else creates it
+            MlflowClient(tracking_uri=uri).create_experiment(name)
+            return None
+        return real(self, name)
+
+    monkeypatch.setattr(MlflowClient, "get_experiment_by_name", racing)
+    t = Tracker(uri, "k")
+    assert t.experiment_id == real(MlflowClient(tracking_uri=uri), "k").experiment_id
