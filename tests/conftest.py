@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +20,38 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def processes_with(marker: str) -> list:
+    """Processes whose command line holds ``marker`` (the ones a test started, by their temp paths)."""
+    import psutil
+
+    out = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if marker in " ".join(p.info["cmdline"] or []):
+                out.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return out
+
+
+def kill_tree(procs: list) -> None:
+    """SIGKILL these processes and their descendants, by process id, and wait for them."""
+    import psutil
+
+    victims = []
+    for p in procs:
+        try:
+            victims += [p, *p.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            pass
+    for p in victims:
+        try:
+            p.send_signal(signal.SIGKILL)
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(victims, timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -57,15 +57,8 @@ def test_uis_bind_to_loopback():
     assert not offenders, f"binds to all interfaces: {offenders}"
 
 
-def test_no_secrets_in_repository():
-    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    patterns = [
-        re.compile(r"AKIA[0-9A-Z]{16}"),                                    # AWS access key id
-        re.compile(r"-----BEGIN (RSA |EC |OPENSSH )?PRIVATE KEY-----"),
-        re.compile(r"ghp_[A-Za-z0-9]{36}"),                                  # GitHub token
-        re.compile(r"(?i)aws_secret_access_key\s*[:=]\s*['\"]?[A-Za-z0-9/+]{30,}"),
-        re.compile(r"(?i)postgres(ql)?://[^:\s/]+:(?!\$|PASSWORD)[^@\s$]{6,}@"),  # a literal DB password
-    ]
+def _matches_in_tracked_files(files: list[str], patterns: list) -> list[str]:
+    """``file: pattern`` for each tracked text file (up to 2 MB) where a pattern occurs."""
     hits = []
     for name in files:
         path = ROOT / name
@@ -76,6 +69,19 @@ def test_no_secrets_in_repository():
         except UnicodeDecodeError:
             continue
         hits += [f"{name}: {p.pattern}" for p in patterns if p.search(text)]
+    return hits
+
+
+def test_no_secrets_in_repository():
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    patterns = [
+        re.compile(r"AKIA[0-9A-Z]{16}"),                                    # AWS access key id
+        re.compile(r"-----BEGIN (RSA |EC |OPENSSH )?PRIVATE KEY-----"),
+        re.compile(r"ghp_[A-Za-z0-9]{36}"),                                  # GitHub token
+        re.compile(r"(?i)aws_secret_access_key\s*[:=]\s*['\"]?[A-Za-z0-9/+]{30,}"),
+        re.compile(r"(?i)postgres(ql)?://[^:\s/]+:(?!\$|PASSWORD)[^@\s$]{6,}@"),  # a literal DB password
+    ]
+    hits = _matches_in_tracked_files(files, patterns)
     assert not hits, hits
 
 
@@ -190,14 +196,5 @@ def test_no_credential_files_or_urls_in_repository():
         re.compile(r"\bdapi[0-9a-f]{32}\b"),                                  # Databricks token
         re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),                       # Slack token
     ]
-    hits = []
-    for name in files:
-        path = ROOT / name
-        if not path.is_file() or path.stat().st_size > 2_000_000:
-            continue
-        try:
-            text = path.read_text()
-        except UnicodeDecodeError:
-            continue
-        hits += [f"{name}: {p.pattern}" for p in tokens if p.search(text)]
+    hits = _matches_in_tracked_files(files, tokens)
     assert not hits, hits

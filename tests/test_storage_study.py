@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -22,38 +21,12 @@ import psutil
 import pytest
 import yaml
 
-from tests.conftest import ROOT, SMOKE, free_port
+from tests.conftest import ROOT, SMOKE, free_port, kill_tree, processes_with
 
 BIN = Path(sys.executable).parent
 BUCKET = "bucket"
 NAME = "s3smoke"
 EPOCHS = 4
-
-
-def kill_tree(procs: list[psutil.Process]) -> None:
-    victims = []
-    for p in procs:
-        try:
-            victims += [p, *p.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            pass
-    for p in victims:
-        try:
-            p.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(victims, timeout=10)
-
-
-def processes_with(marker: str) -> list[psutil.Process]:
-    out = []
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if marker in " ".join(p.info["cmdline"] or []):
-                out.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return out
 
 
 @pytest.fixture
@@ -155,8 +128,7 @@ def test_smoke_study_on_s3_survives_a_killed_driver(s3, tmp_path):
                     # everything finished so far, as the bucket holds it, with its checkpoints; then the
                     # head "dies": the driver and its Ray processes, at once
                     finished_before = {t: checkpoints_of(client, stage, t) for t in done}
-                    victims = [psutil.Process(first.pid), *psutil.Process(first.pid).children(recursive=True)]
-                    kill_tree(victims + processes_with(ray_tmp1))
+                    kill_tree([psutil.Process(first.pid), *processes_with(ray_tmp1)])
                     caught = stage
                     break
         assert caught, ("never saw a stage with finished and unfinished trials in the bucket",

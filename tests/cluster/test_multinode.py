@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import free_port, kill_tree, processes_with
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "search_spaces" / "smoke.yaml"
@@ -31,32 +30,6 @@ def ray_env(tmp: Path) -> dict:
     env = dict(os.environ)
     env.update(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled", RAY_TMPDIR=str(tmp))
     return env
-
-
-def processes_with(marker: str) -> list[psutil.Process]:
-    out = []
-    for p in psutil.process_iter(["cmdline"]):
-        try:
-            if marker in " ".join(p.info["cmdline"] or []):
-                out.append(p)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
-    return out
-
-
-def kill_tree(procs: list[psutil.Process]) -> None:
-    victims = []
-    for p in procs:
-        try:
-            victims += [p, *p.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            pass
-    for p in victims:
-        try:
-            p.send_signal(signal.SIGKILL)
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(victims, timeout=10)
 
 
 def mlflow_runs(uri: str, experiment: str) -> list:
