@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import inspect
 import sys
 from pathlib import Path
 
@@ -27,7 +28,10 @@ def available() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks")
     p.add_argument("name", nargs="?")
-    p.add_argument("--quick", action="store_true", help="reduced size: a few minutes on 2 CPUs")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="reduced size: a few minutes on 2 CPUs")
+    size.add_argument("--long", action="store_true",
+                      help="longer schedule (ssl_knn, lnl only): tests whether a claim needs more training")
     args = p.parse_args(argv)
     names = available()
     if args.name is None:
@@ -37,7 +41,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.name not in names:
         print(f"benchmarks: unknown benchmark {args.name!r} (allowed: {', '.join(sorted(names))})", file=sys.stderr)
         return 2
-    importlib.import_module(f"benchmarks.{args.name}").main(quick=args.quick)
+    module = importlib.import_module(f"benchmarks.{args.name}")
+    if args.long:
+        if "long" not in inspect.signature(module.main).parameters:
+            print(f"benchmarks: {args.name} has no --long size (only ssl_knn and lnl have one)", file=sys.stderr)
+            return 2
+        module.main(quick=False, long=True)
+    else:
+        module.main(quick=args.quick)
     return 0
 
 
