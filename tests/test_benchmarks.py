@@ -26,6 +26,13 @@ def test_runner_lists_every_benchmark_and_rejects_unknown_names():
     assert bad.returncode == 2 and "allowed" in bad.stderr
 
 
+def test_long_size_only_where_a_benchmark_has_one():
+    out = bench("reuse", "--long")
+    assert out.returncode == 2 and "no --long size" in out.stderr and out.stdout == ""
+    both = bench("lnl", "--quick", "--long")
+    assert both.returncode == 2 and "not allowed with" in both.stderr
+
+
 def test_reuse_counts_the_khanal_grid():
     out = bench("reuse")
     assert out.returncode == 0, out.stderr
