@@ -38,14 +38,22 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, prefix: str = 
     return out
 
 
-def selection_quality(selected: np.ndarray, noisy: np.ndarray, clean: np.ndarray) -> dict:
+def selection_quality(selected: np.ndarray, noisy: np.ndarray, clean: np.ndarray,
+                      among: np.ndarray | None = None) -> dict:
     """Precision and recall of a selected (believed clean) set against the known clean samples.
 
-    Computed outside the algorithms, which never see which labels are corrupted.
+    ``noisy`` and ``clean`` are indexed by dataset index; ``among`` are the indices the algorithm chose
+    from (the training split), so that recall counts only the clean samples it could have selected, not
+    the validation and test samples of the same arrays. Computed outside the algorithms, which never see
+    which labels are corrupted.
     """
-    is_clean = noisy == clean
+    pool = np.zeros(len(noisy), dtype=bool)
+    pool[np.arange(len(noisy)) if among is None else np.asarray(among)] = True
+    is_clean = (noisy == clean) & pool
     sel = np.zeros(len(noisy), dtype=bool)
     sel[selected] = True
+    if np.any(sel & ~pool):
+        raise ValueError("selection_quality: selected indices outside the training split")
     tp = int(np.sum(sel & is_clean))
     return {
         "selected_label_precision": tp / max(int(sel.sum()), 1),

@@ -111,7 +111,8 @@ def fit(algo: Algorithm, train: TensorLoader, val: TensorLoader, epochs: int,
         metrics = {"epoch": epoch, "train_loss": loss, **classification_metrics(y, probs, prefix="val_"),
                    "epoch_time": time.perf_counter() - t0}
         if selected is not None and clean_train_labels is not None and noisy_train_labels is not None:
-            metrics.update(selection_quality(selected, noisy_train_labels, clean_train_labels))
+            metrics.update(selection_quality(selected, noisy_train_labels, clean_train_labels,
+                                             among=train.indices.cpu().numpy()))
         res.history.append(metrics)
         state = cpu_state(algo.state_dict())
         if metrics["val_f1"] > res.best_val_f1:

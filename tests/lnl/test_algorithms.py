@@ -9,6 +9,7 @@ import torch
 from study.data import get_dataset, make_splits
 from study.data.pipeline import AugmentConfig, TensorLoader
 from study.lnl import ALGORITHMS, OptimConfig
+from study.metrics import selection_quality
 from study.models import Classifier, SmallCNN
 from study.noise import inject_noise
 from study.train import NonFiniteLossError, final_test, fit
@@ -80,3 +81,33 @@ def test_non_finite_loss_stops_training(tiny):
     with pytest.raises(NonFiniteLossError, match="epoch 0, step 0") as info:
         fit(algo, train, val, 1)
     assert info.value.result is not None and "non-finite" in info.value.result.error
+
+
+def test_selection_quality_counts_only_the_training_split():
+    noisy = np.array([0, 1, 1, 0, 2, 2, 2, 2])
+    clean = np.array([0, 0, 1, 0, 2, 2, 2, 2])  # indices 4..7 are val/test: clean, never selectable
+    train = np.array([0, 1, 2, 3])  # clean: 0, 2, 3
+    q = selection_quality(np.array([0, 1, 2]), noisy, clean, among=train)
+    assert q == {"selected_label_precision": 2 / 3, "selected_label_recall": 2 / 3}
+    assert selection_quality(train, noisy, clean, among=train)["selected_label_recall"] == 1.0
+    with pytest.raises(ValueError, match="outside the training split"):
+        selection_quality(np.array([5]), noisy, clean, among=train)
+
+
+def test_fit_recall_is_one_when_every_training_sample_is_selected(tiny):
+    """fit receives dataset-length label arrays (validation and test included); recall must count only the
+    clean training samples an algorithm could select."""
+    data, splits, labels, noisy = tiny
+
+    class SelectAll(ALGORITHMS["ce"]):
+        selects_samples = True
+
+        def train_step(self, x, y, index, epoch):
+            return {**super().train_step(x, y, index, epoch), "selected": index}
+
+    train, val, _ = loaders(data, splits, labels, noisy)
+    algo = SelectAll(make_model_for(data), data.num_classes, len(data), OptimConfig(epochs=1), torch.device("cpu"))
+    h = fit(algo, train, val, 1, clean_train_labels=labels, noisy_train_labels=noisy).history[-1]
+    clean_frac = float(np.mean(noisy[splits.train] == labels[splits.train]))
+    assert h["selected_label_recall"] == 1.0
+    assert h["selected_label_precision"] == pytest.approx(clean_frac) and clean_frac < 1.0
