@@ -91,6 +91,7 @@ EPOCHS = 10
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # its own waits allow 900 s + 1200 s; about 10 to 12 min on 2 shared CPUs
 def test_smoke_study_on_two_nodes_survives_node_loss(cluster, tmp_path):
     from study.tuning.plan import make_plan
     from study.tuning.spec import load_spec

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -30,7 +32,22 @@ def chromium(browser: str, url: str, profile: Path, *, screenshot: Path | None =
         args.append(f"--screenshot={screenshot}")
     if dump_dom:
         args.append("--dump-dom")
-    r = subprocess.run([*args, url], capture_output=True, text=True, timeout=timeout)
-    if r.returncode != 0:
-        raise RuntimeError(f"chromium exited {r.returncode}: {r.stderr[-2000:]}")
-    return r.stdout
+    # One retry with a fresh profile: in one CI run headless Chromium never finished the MLflow UI page
+    # (180 s, CPU shared with a study); the same page renders in seconds otherwise. A second hang fails.
+    for attempt in range(2):
+        run_args = args if attempt == 0 else [a if not a.startswith("--user-data-dir=") else
+                                              f"--user-data-dir={profile}-retry" for a in args]
+        proc = subprocess.Popen([*run_args, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the renderer and GPU helper processes too
+            proc.communicate()
+            if attempt == 1:
+                raise
+            continue
+        if proc.returncode != 0:
+            raise RuntimeError(f"chromium exited {proc.returncode}: {err[-2000:]}")
+        return out
+    raise AssertionError("unreachable")
