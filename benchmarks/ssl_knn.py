@@ -8,9 +8,9 @@ embeddings on the clean validation split, the bank being the training split. The
 ``ssl_epoch_seconds_<method>: <s>``.
 
 Sizes: --quick 2,000 training / 500 validation images, 2 epochs, batch 64 (small batches give more steps
-for the same CPU time); full 4,800 / 1,200, 8 epochs, batch 128; --long the full size for 24 epochs. Deviations from the method defaults, for
-CPU cost only: Barlow Twins' projector is 1024 wide instead of 8192 (the
-8192-wide one costs ~135 M multiply-adds per image, 20 times the backbone); jigsaw uses 100 permutations
+for the same CPU time); full 4,800 / 1,200, 8 epochs, batch 128; --long the full size for 24 epochs.
+Deviations from the method defaults, for CPU cost only: Barlow Twins' projector is 1024 wide instead of
+8192 (the 8192-wide one costs ~135 M multiply-adds per image, 20 times the backbone); jigsaw uses 100 permutations
 instead of 1000 (a few epochs cannot fit 1000 classes). ``imagenet`` needs the weight file and a ResNet-18
 and is not part of this CPU benchmark.
 """

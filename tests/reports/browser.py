@@ -25,29 +25,23 @@ def ensure_chromium() -> str:
 
 def chromium(browser: str, url: str, profile: Path, *, screenshot: Path | None = None, dump_dom: bool = False,
              budget_ms: int | None = None, timeout: float = 180) -> str:
-    args = [browser, *FLAGS, f"--user-data-dir={profile}"]
-    if budget_ms:
-        args.append(f"--virtual-time-budget={budget_ms}")
-    if screenshot is not None:
-        args.append(f"--screenshot={screenshot}")
-    if dump_dom:
-        args.append("--dump-dom")
+    extra = [f"--virtual-time-budget={budget_ms}"] if budget_ms else []
+    extra += [f"--screenshot={screenshot}"] if screenshot is not None else []
+    extra += ["--dump-dom"] if dump_dom else []
     # One retry with a fresh profile: in one CI run headless Chromium never finished the MLflow UI page
     # (180 s, CPU shared with a study); the same page renders in seconds otherwise. A second hang fails.
-    for attempt in range(2):
-        run_args = args if attempt == 0 else [a if not a.startswith("--user-data-dir=") else
-                                              f"--user-data-dir={profile}-retry" for a in args]
-        proc = subprocess.Popen([*run_args, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+    retry = profile.with_name(f"{profile.name}-retry")
+    for prof in (profile, retry):
+        proc = subprocess.Popen([browser, *FLAGS, f"--user-data-dir={prof}", *extra, url], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)  # the renderer and GPU helper processes too
             proc.communicate()
-            if attempt == 1:
+            if prof == retry:
                 raise
             continue
         if proc.returncode != 0:
             raise RuntimeError(f"chromium exited {proc.returncode}: {err[-2000:]}")
         return out
-    raise AssertionError("unreachable")
