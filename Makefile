@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup data demo test test-slow clean
+.PHONY: setup data demo test test-slow lint clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,12 @@ demo: setup data
 
 test: setup data
 	$(PY) -m pytest -q
+
+# ruff (lint and format check) over the repository, mypy --strict on the algorithm layers (pyproject.toml)
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 test-slow: setup data
 	$(PY) -m pytest -q -m slow

@@ -4,7 +4,7 @@ Every case builds its input in a fresh temporary folder (a spec, a dataset, a st
 closed port), runs ``study ...`` in a subprocess against a fresh storage directory and a temporary MLflow
 store (``--tracking-uri`` and ``MLFLOW_TRACKING_URI`` both point at ``<tmp>/mlflow.db``), and checks:
 
-- the exit code is 2 (DESIGN.md: bad input), with no Python traceback;
+- the exit code is 2 (bad input, docs/architecture.md), with no Python traceback;
 - stderr names the field or file and says how to fix it (case-specific substrings);
 - the storage directory is left exactly as it was (no study directory, no half-written cache) and the
   MLflow store holds no run.
@@ -347,7 +347,17 @@ CASES: list[Case] = [
         fixed={"optimizer": "sgd"}, search_space={"lr": {"type": "float", "low": 0.2, "high": 0.01, "log": True}}))),
          ["lnl[0].search_space.lr", "low (0.2) must be below high (0.01)"]),
     Case("unknown_hyperparameter", lambda c: c.launch(c.spec(_set("lnl[0].fixed.learning_rate", 0.1))),
-         ["lnl[0]", "'learning_rate' is not a hyperparameter of ce", "allowed:", "lr"]),
+         ["lnl[0].fixed.learning_rate", "not a hyperparameter of LNL algorithm ce", "allowed:", "lr"]),
+    Case("hyperparameter_wrong_type", lambda c: c.launch(c.spec(_set("lnl[0].fixed.lr", "fast"))),
+         ["lnl[0].fixed.lr", "'fast'", "must be a number"]),
+    Case("hyperparameter_out_of_range", lambda c: c.launch(c.spec(_set("lnl[0].fixed.lr", -0.5))),
+         ["lnl[0].fixed.lr", "-0.5", "> 0"]),
+    Case("search_bound_out_of_range", lambda c: c.launch(c.spec(lambda s: s["lnl"][0].update(
+        fixed={"optimizer": "sgd"}, search_space={"lr": {"type": "float", "low": -1.0, "high": 0.1}}))),
+         ["lnl[0].search_space.lr.low", "outside", "> 0"]),
+    Case("ssl_hyperparameter_typo", lambda c: c.launch(c.spec(lambda s: s["ssl"].append(
+        {"method": "simclr", "epochs": 1, "batch_size": 16, "hparams": {"temprature": 0.1}}))),
+         ["ssl[1].hparams.temprature", "not a hyperparameter of SSL method simclr", "temperature"]),
     Case("yaml_syntax_error", lambda c: c.launch(c.spec(text="name: bad\ndatasets:\n  - name: synthetic\n"
                                                              "    options: {num_samples: 60\nnoise: [\n")),
          ["spec.yaml", "not valid YAML", "line"]),

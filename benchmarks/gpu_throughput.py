@@ -63,8 +63,10 @@ def study_trial(n: int, epochs: int, work: Path) -> tuple[float, list[float], in
     from ray import tune
 
     from study.data import make_splits
+    from study.experiment import load_dataset
+    from study.tuning.plan import Point, TrialConfig
     from study.tuning.spec import Spec
-    from study.tuning.trainables import lnl_trainable, load_data
+    from study.tuning.trainables import lnl_trainable
 
     spec = Spec.model_validate({
         "name": "gpu", "datasets": [{"name": "synthetic", "options": {"num_samples": n, "num_classes": 10,
@@ -74,13 +76,11 @@ def study_trial(n: int, epochs: int, work: Path) -> tuple[float, list[float], in
         "lnl": [{"algorithm": "ce", "epochs": epochs, "batch_size": BATCH}], "seeds": [0]})
     data_cache = str(work / "cache" / "data")
     key = spec.datasets[0].key
-    data = load_data(spec, key, data_cache)  # decoded into the cache before the timed trial
+    data = load_dataset(spec, key, data_cache)  # decoded into the cache before the timed trial
     ds = spec.dataset_map[key]
     n_train = len(make_splits(data, ds.splits.val_fraction, ds.splits.test_fraction, seed=0).train)
-    run = {"stage": "final", "cell": "gpu", "hparams": {"optimizer": "sgd", "lr": 0.05, "momentum": 0.9,
-                                                        "weight_decay": 5e-4},
-           "point": {"dataset": key, "noise_kind": "symmetric", "noise_rate": 0.2, "ssl": "random", "lnl": "ce",
-                     "seed": 0}}
+    run = TrialConfig(stage="final", id="gpu", point=Point(key, "symmetric", 0.2, "random", "ce", 0),
+                      hparams={"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4})
     ray.init(address="local", include_dashboard=False, log_to_driver=False)
     try:
         fn = tune.with_parameters(lnl_trainable, spec_data=spec.model_dump(mode="json"),
@@ -88,7 +88,7 @@ def study_trial(n: int, epochs: int, work: Path) -> tuple[float, list[float], in
                                   artifacts_root=str(work / "artifacts"))
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) - 1)
         gpus = 1 if ray.cluster_resources().get("GPU") else 0
-        tuner = tune.Tuner(tune.with_resources(fn, {"cpu": cpus, "gpu": gpus}), param_space={"run": run},
+        tuner = tune.Tuner(tune.with_resources(fn, {"cpu": cpus, "gpu": gpus}), param_space=run.to_ray(),
                            run_config=tune.RunConfig(name="gpu", storage_path=str(work / "tune"), verbose=0))
         res = tuner.fit()[0]
         if res.error:

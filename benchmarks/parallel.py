@@ -66,8 +66,8 @@ def main(quick: bool = False) -> None:
         assert cells == 8, cells
         cache = work / "studies" / "cache" / "data"
         # decode the dataset once, outside both timings (both sides read the same cache)
-        from study.tuning.trainables import load_data
-        load_data(load_spec(spec_path), load_spec(spec_path).datasets[0].key, str(cache))
+        from study.experiment import load_dataset
+        load_dataset(load_spec(spec_path), load_spec(spec_path).datasets[0].key, str(cache))
 
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         loop = "; ".join(f"{sys.executable} -m benchmarks._plain {spec_path} {c} {cache} || exit 1"

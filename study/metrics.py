@@ -1,14 +1,17 @@
-"""Classification metrics of DESIGN.md: macro-F1 (headline), accuracy, balanced accuracy, macro AUROC."""
+"""Classification metrics of the contract: macro-F1 (headline), accuracy, balanced accuracy, macro AUROC."""
 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
+import torch
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
 
-def classification_metrics(y_true: np.ndarray, probs: np.ndarray, prefix: str = "", full: bool = False) -> dict:
+def classification_metrics(y_true: np.ndarray, probs: np.ndarray, prefix: str = "",
+                           full: bool = False) -> dict[str, Any]:
     """Metrics of predicted class probabilities ``probs`` (N x K) against ``y_true`` (N).
 
     Always ``f1`` (macro) and ``acc``; with ``full`` also ``balanced_acc``, ``auroc`` (macro one-vs-rest,
@@ -16,7 +19,7 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, prefix: str = 
     """
     k = probs.shape[1]
     pred = probs.argmax(axis=1)
-    out = {
+    out: dict[str, Any] = {
         f"{prefix}f1": float(f1_score(y_true, pred, average="macro", labels=np.arange(k), zero_division=0)),
         f"{prefix}acc": float(np.mean(pred == y_true)),
     }
@@ -39,7 +42,7 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, prefix: str = 
 
 
 def selection_quality(selected: np.ndarray, noisy: np.ndarray, clean: np.ndarray,
-                      among: np.ndarray | None = None) -> dict:
+                      among: np.ndarray | None = None) -> dict[str, float]:
     """Precision and recall of a selected (believed clean) set against the known clean samples.
 
     ``noisy`` and ``clean`` are indexed by dataset index; ``among`` are the indices the algorithm chose
@@ -61,14 +64,12 @@ def selection_quality(selected: np.ndarray, noisy: np.ndarray, clean: np.ndarray
     }
 
 
-def macro_f1_batched(y_true, y_pred, num_classes: int):
+def macro_f1_batched(y_true: torch.Tensor, y_pred: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Macro-F1 of H label sets at once: ``y_true``, ``y_pred`` H x N integer tensors -> H tensor.
 
     Classes absent from both truth and prediction count as F1 0, as ``classification_metrics`` does
     (scikit-learn's ``labels=range(K), zero_division=0``).
     """
-    import torch
-
     h = y_true.shape[0]
     offset = torch.arange(h, device=y_true.device)[:, None] * num_classes
     count = h * num_classes

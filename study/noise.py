@@ -19,13 +19,22 @@ over their destination classes in proportion to ``T[c, j]`` by largest remainder
 is drawn independently from its row. Draws use NumPy's PCG64 generator, whose streams are the same on
 every platform, so the same inputs give the same labels on any machine.
 
+The random stream of a draw is keyed by the seed and the kind's name (its CRC-32), so adding or
+reordering kinds in ``KINDS`` changes no kind's labels. Earlier versions keyed it by the kind's position
+in ``KINDS``: the noisy labels of studies made before this change differ, once, from those drawn now
+(within a study they stay fixed, so the resume guarantee holds).
+
 Functions here are pure: arrays in, arrays out.
 """
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,13 +57,13 @@ class NoisyLabels:
     kind: str = ""
     rate: float = 0.0
     seed: int = 0
-    options: dict = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
 
     def empirical_transition(self, clean: np.ndarray) -> np.ndarray:
         """The transition matrix realised on ``clean`` (rows of classes absent from ``clean`` are zero)."""
         return empirical_transition(clean, self.labels, self.transition.shape[0])
 
-    def summary(self, clean: np.ndarray) -> dict:
+    def summary(self, clean: np.ndarray) -> dict[str, Any]:
         """A JSON-able record: kind, rate, seed, options, realized rate, intended and empirical matrices."""
         return {
             "kind": self.kind, "rate": self.rate, "seed": self.seed, "options": self.options,
@@ -63,12 +72,9 @@ class NoisyLabels:
             "empirical_transition": self.empirical_transition(clean).tolist(),
         }
 
-    def save(self, folder, clean: np.ndarray, indices: np.ndarray | None = None) -> list:
+    def save(self, folder: str | Path, clean: np.ndarray, indices: np.ndarray | None = None) -> list[Path]:
         """Write ``noisy_labels.csv`` (index, clean, noisy) and ``noise.json`` (``summary``) into ``folder``;
         returns the two paths (the artifacts later stages log to MLflow)."""
-        import json
-        from pathlib import Path
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         idx = np.arange(len(self.labels)) if indices is None else np.asarray(indices)
@@ -85,10 +91,11 @@ def empirical_transition(clean: np.ndarray, noisy: np.ndarray, num_classes: int)
     counts = np.zeros((num_classes, num_classes), dtype=np.float64)
     np.add.at(counts, (np.asarray(clean, dtype=np.int64), np.asarray(noisy, dtype=np.int64)), 1.0)
     totals = counts.sum(axis=1, keepdims=True)
-    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    rows: np.ndarray = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    return rows
 
 
-def transition_matrix(num_classes: int, kind: str, rate: float, **options) -> np.ndarray:
+def transition_matrix(num_classes: int, kind: str, rate: float, **options: Any) -> np.ndarray:
     """The intended transition matrix of a noise kind; raises ValueError on invalid inputs."""
     k = _check_num_classes(num_classes)
     if kind not in KINDS:
@@ -134,11 +141,15 @@ def inject_noise(
     kind: str,
     rate: float,
     seed: int,
-    **options,
+    **options: Any,
 ) -> NoisyLabels:
     """Corrupt ``labels`` with the noise ``kind`` at ``rate``, deterministically in all inputs.
 
     Options: ``exact`` (bool), ``groups`` (class_dependent), ``transition`` (transition kind).
+
+    The random stream is keyed by ``seed`` and the kind's name, not by its position in ``KINDS`` as in
+    earlier versions: labels of studies made before this change differ, once, from those drawn now
+    (within a study they stay fixed, so the resume guarantee holds).
     """
     unknown = set(options) - {"exact", "groups", "transition"}
     if unknown:
@@ -172,10 +183,11 @@ def inject_noise(
 
 def _draw(y: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Each sample's label drawn independently from its row of ``t`` (inverse CDF)."""
-    u = rng.random(y.shape[0])
-    cdf = np.cumsum(t, axis=1)
+    u = rng.random(len(y))
+    cdf: np.ndarray = np.cumsum(t, axis=1)
     cdf[:, -1] = 1.0  # guard against rounding: every u < 1 finds a class
-    return (u[:, None] >= cdf[y]).sum(axis=1).astype(np.int64)
+    noisy: np.ndarray = (u[:, None] >= cdf[y]).sum(axis=1).astype(np.int64)
+    return noisy
 
 
 def _draw_exact(y: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -204,7 +216,10 @@ def _draw_exact(y: np.ndarray, t: np.ndarray, rng: np.random.Generator) -> np.nd
 
 
 def _kind_code(kind: str) -> int:
-    return KINDS.index(kind)
+    """A stable number for a noise kind, from its name alone (CRC-32; Python's ``hash`` of a string changes
+    from one process to the next): the second key of the kind's seed stream, so a kind's labels do not
+    depend on which other kinds exist or on their order."""
+    return zlib.crc32(kind.encode("utf-8"))
 
 
 def _check_num_classes(num_classes: int) -> int:
@@ -223,7 +238,7 @@ def _check_rate(rate: float) -> float:
     return r
 
 
-def _check_transition(t, k: int) -> np.ndarray:
+def _check_transition(t: Any, k: int) -> np.ndarray:
     if t is None:
         raise ValueError("transition noise needs transition=T, a K x K row-stochastic matrix")
     m = np.asarray(t, dtype=np.float64)
@@ -237,10 +252,11 @@ def _check_transition(t, k: int) -> np.ndarray:
         raise ValueError(
             f"transition matrix is not row-stochastic: row {int(bad[0])} sums to {sums[bad[0]]:.6f}, not 1"
         )
-    return m / sums[:, None]
+    rows: np.ndarray = m / sums[:, None]
+    return rows
 
 
-def _check_groups(groups, k: int) -> list[tuple[int, ...]]:
+def _check_groups(groups: Any, k: int) -> list[tuple[int, ...]]:
     if groups is None:
         raise ValueError(
             "class_dependent noise needs groups=[[...], [...]] of confusable classes "

@@ -15,65 +15,54 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 
-from study.data import DATASETS, DataError, get_dataset, make_splits
-from study.data.pipeline import AugmentConfig, TensorLoader
-from study.lnl import ALGORITHMS, OptimConfig
-from study.models import BACKBONES, Classifier, build_backbone
-from study.noise import KINDS, inject_noise
+from study.data import DATASETS, DataError
+from study.errors import NonFiniteLossError
+from study.experiment import build_trial
+from study.lnl import ALGORITHMS
+from study.models import BACKBONES
+from study.noise import KINDS
 from study.registry import UnknownNameError
-from study.train import NonFiniteLossError, final_test, fit
+from study.tuning.plan import Point
+from study.tuning.spec import Spec, parse_spec
 
 DEFAULT_CACHE = Path(os.environ.get("STUDY_CACHE", Path.home() / ".cache" / "study"))
 
 
-def corrupt_train_val(labels: np.ndarray, splits, num_classes: int, kind: str, rate: float, seed: int,
-                      **options) -> tuple[np.ndarray, object]:
-    """A copy of ``labels`` with the train and validation samples corrupted; test labels stay clean."""
-    idx = np.concatenate([splits.train, splits.val])
-    noisy = inject_noise(labels[idx], num_classes, kind, rate, seed, **options)
-    out = labels.copy()
-    out[idx] = noisy.labels
-    return out, noisy
-
-
-def run(args: argparse.Namespace) -> dict:
-    torch.manual_seed(args.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
-    opts = {"limit": args.limit} if args.dataset == "fashion_mnist" and args.limit else {}
+def spec_of(args: argparse.Namespace) -> Spec:
+    """The one-cell spec these arguments describe (random init, no tuning), checked like any spec."""
+    opts: dict[str, Any] = {"limit": args.limit} if args.dataset == "fashion_mnist" and args.limit else {}
     if args.root:
         opts["root"] = args.root
+    return parse_spec({
+        "name": "single", "datasets": [{"name": args.dataset, "options": opts}],
+        "noise": {"kinds": [args.noise], "rates": [args.rate]}, "ssl": [{"method": "random"}],
+        "lnl": [{"algorithm": args.lnl, "epochs": args.epochs, "batch_size": args.batch_size,
+                 "fixed": {"lr": args.lr}}],
+        "seeds": [args.seed], "model": {"backbone": args.backbone},
+    }, source="python -m study.single")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    spec = spec_of(args)
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
+    point = Point(spec.datasets[0].key, args.noise, args.rate, "random", args.lnl, args.seed)
     t0 = time.perf_counter()
-    data = get_dataset(args.dataset, **opts).load(args.cache)
-    splits = make_splits(data, val_fraction=0.1, test_fraction=0.2, seed=args.seed)
-    noise_opts = {"groups": data.noise_groups} if args.noise == "class_dependent" else {}
-    noisy, info = corrupt_train_val(np.asarray(data.labels), splits, data.num_classes, args.noise, args.rate,
-                                    args.seed, **noise_opts)
+    trial = build_trial(spec, point, dict(spec.lnl[0].fixed), device, args.cache, args.cache)
+    data, splits = trial.data, trial.splits
     print(f"{data.name}: {len(data)} images {data.resolution}px x{data.channels}, {data.num_classes} classes, "
-          f"splits {splits.sizes()}, {args.noise} noise rate {args.rate} (realized {info.realized_rate:.3f}), "
+          f"splits {splits.sizes()}, {args.noise} noise rate {args.rate} (realized {trial.noise.realized_rate:.3f}), "
           f"loaded in {time.perf_counter() - t0:.1f}s", flush=True)
-    images = data.images
-    aug = AugmentConfig(scale=(0.7, 1.0), flip=True)
-    train = TensorLoader(images[splits.train], noisy[splits.train], args.batch_size, shuffle=True, augment_cfg=aug,
-                         device=device, seed=args.seed, indices=splits.train)
-    val = TensorLoader(images[splits.val], noisy[splits.val], 512, device=device)
 
-    def make_model():
-        return Classifier(build_backbone(args.backbone, data.channels, data.resolution), data.num_classes)
-
-    algo = ALGORITHMS[args.lnl](make_model, data.num_classes, len(data),
-                                OptimConfig(lr=args.lr, epochs=args.epochs), device, noise_rate=args.rate)
-
-    def report(epoch, m, _):
+    def report(epoch: int, m: dict[str, Any], _: object) -> None:
         print(f"epoch {epoch + 1}/{args.epochs}: train_loss {m['train_loss']:.4f} val_f1 {m['val_f1']:.4f} "
               f"({m['epoch_time']:.1f}s)", flush=True)
 
-    result = fit(algo, train, val, args.epochs, on_epoch=report)
-    test = TensorLoader(images[splits.test], np.asarray(data.labels)[splits.test], 512, device=device)
-    metrics = final_test(algo, result, test)
+    result = trial.fit(on_epoch=report)
+    metrics = trial.final_metrics(result, args.cache)
     summary = {k: v for k, v in metrics.items() if not isinstance(v, list)}
     print(f"test_f1: {metrics['test_f1']:.4f} (macro, at best-val epoch {result.best_epoch + 1}); "
           f"test_acc: {metrics['test_acc']:.4f}; test_balanced_acc: {metrics['test_balanced_acc']:.4f}; "
@@ -103,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         summary = run(args)
-    except (DataError, UnknownNameError, ValueError) as e:
+    except (DataError, UnknownNameError, ValueError) as e:  # SpecError, HparamError are ValueErrors
         print(f"study.single: {e}", file=sys.stderr)
         return 2
     except NonFiniteLossError as e:

@@ -10,44 +10,39 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from study.data.pipeline import TensorLoader
+from study.errors import NonFiniteLossError
 from study.lnl.base import Algorithm
 from study.metrics import classification_metrics, selection_quality
 
 
-class NonFiniteLossError(RuntimeError):
-    """Training stopped: the loss became NaN or infinite. ``result`` is the FitResult so far (its
-    ``error`` holds this message), so the caller can record the epochs that did finish."""
-
-    result: "FitResult | None" = None
-
-
 @dataclass
 class FitResult:
-    history: list[dict] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = -1
     best_val_f1: float = -math.inf
-    best_state: dict | None = None
-    last_states: list[dict] = field(default_factory=list)
+    best_state: dict[str, Any] | None = None
+    last_states: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None  # why training stopped early (a non-finite loss), if it did
 
-    def to_state(self) -> dict:
+    def to_state(self) -> dict[str, Any]:
         """Plain containers and tensors only, so a checkpoint loads with ``torch.load(weights_only=True)``."""
         return {"history": self.history, "best_epoch": self.best_epoch, "best_val_f1": float(self.best_val_f1),
                 "best_state": self.best_state, "last_states": self.last_states}
 
     @classmethod
-    def from_state(cls, state: dict) -> "FitResult":
+    def from_state(cls, state: dict[str, Any]) -> FitResult:
         return cls(**state)
 
 
-def cpu_state(state):
+def cpu_state(state: Any) -> Any:
     """A copy of a nested state with its tensors copied to the CPU and its dicts, lists and tuples rebuilt
     (for keeping or saving: later training steps do not change it)."""
     if isinstance(state, torch.Tensor):
@@ -59,12 +54,20 @@ def cpu_state(state):
     return state
 
 
+def labelled_batches(loader: TensorLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """``(x, y, index)`` batches of a loader that must carry labels (training and evaluation both do)."""
+    for x, y, index in loader:
+        if y is None:
+            raise ValueError("the loader has no labels")
+        yield x, y, index
+
+
 @torch.no_grad()
 def predict_probs(algo: Algorithm, loader: TensorLoader) -> tuple[np.ndarray, np.ndarray]:
     """Class probabilities (N x K) and labels (N) over a loader, in evaluation mode."""
     algo.eval()
     probs, labels = [], []
-    for x, y, _ in loader:
+    for x, y, _ in labelled_batches(loader):
         probs.append(torch.softmax(algo.predict_logits(x).float(), dim=1).cpu())
         labels.append(y.cpu())
     return torch.cat(probs).numpy(), torch.cat(labels).numpy()
@@ -75,7 +78,7 @@ def train_one_epoch(algo: Algorithm, loader: TensorLoader, epoch: int) -> tuple[
     algo.start_epoch(epoch, loader)
     algo.train()
     total, count, selected = 0.0, 0, []
-    for step, (x, y, index) in enumerate(loader):
+    for step, (x, y, index) in enumerate(labelled_batches(loader)):
         out = algo.train_step(x, y, index, epoch)
         loss = float(out["loss"])
         if not math.isfinite(loss):
@@ -91,21 +94,22 @@ def train_one_epoch(algo: Algorithm, loader: TensorLoader, epoch: int) -> tuple[
 def fit(algo: Algorithm, train: TensorLoader, val: TensorLoader, epochs: int,
         clean_train_labels: np.ndarray | None = None, noisy_train_labels: np.ndarray | None = None,
         start_epoch: int = 0, result: FitResult | None = None,
-        on_epoch: Callable[[int, dict, FitResult], None] | None = None) -> FitResult:
+        on_epoch: Callable[[int, dict[str, Any], FitResult], None] | None = None) -> FitResult:
     """Train for ``epochs``, selecting by noisy-validation macro-F1.
 
     ``clean_train_labels`` (indexed by dataset index, like ``noisy_train_labels``) serve only the
     diagnostics of sample selection and never reach the algorithm. ``on_epoch(epoch, metrics, result)``
     is called after each epoch (for logging, checkpoints, early stopping; it may raise to stop).
+    A non-finite loss raises ``NonFiniteLossError`` after writing its message to the result's ``error``:
+    a caller that passes its own ``result`` keeps the epochs that did finish.
     """
     res = result or FitResult()
     for epoch in range(start_epoch, epochs):
         t0 = time.perf_counter()
         try:
             loss, selected = train_one_epoch(algo, train, epoch)
-        except NonFiniteLossError as e:  # recorded on the result, which the exception carries
+        except NonFiniteLossError as e:  # recorded on the result, which the caller may hold
             res.error = str(e)
-            e.result = res
             raise
         probs, y = predict_probs(algo, val)
         metrics = {"epoch": epoch, "train_loss": loss, **classification_metrics(y, probs, prefix="val_"),
@@ -117,13 +121,13 @@ def fit(algo: Algorithm, train: TensorLoader, val: TensorLoader, epochs: int,
         state = cpu_state(algo.state_dict())
         if metrics["val_f1"] > res.best_val_f1:
             res.best_epoch, res.best_val_f1, res.best_state = epoch, metrics["val_f1"], state
-        res.last_states = (res.last_states + [state])[-5:]
+        res.last_states = [*res.last_states, state][-5:]
         if on_epoch is not None:
             on_epoch(epoch, metrics, res)
     return res
 
 
-def final_test(algo: Algorithm, result: FitResult, test: TensorLoader) -> dict:
+def final_test(algo: Algorithm, result: FitResult, test: TensorLoader) -> dict[str, Any]:
     """Clean-test metrics at the best-validation epoch, and ``test_f1_last5`` over the last five epochs.
 
     Restores the best state into ``algo`` afterwards, so the caller can save it as the checkpoint.
@@ -141,3 +145,7 @@ def final_test(algo: Algorithm, result: FitResult, test: TensorLoader) -> dict:
     out["test_f1_last5"] = float(np.mean(last5))
     out["best_epoch"] = result.best_epoch
     return out
+
+
+__all__ = ["FitResult", "NonFiniteLossError", "cpu_state", "final_test", "fit", "labelled_batches", "predict_probs",
+           "train_one_epoch"]

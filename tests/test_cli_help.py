@@ -1,4 +1,4 @@
-"""``study --help`` lists the CLI verbs of DESIGN.md."""
+"""``study --help`` lists the CLI verbs (docs/architecture.md, CLI)."""
 
 from __future__ import annotations
 

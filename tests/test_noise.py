@@ -1,4 +1,4 @@
-"""Label noise: definitions, statistics, determinism and rejected inputs (DESIGN.md, Label noise)."""
+"""Label noise: definitions, statistics, determinism and rejected inputs (docs/architecture.md, Label noise)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,9 @@ import json
 import numpy as np
 
 from study.data import get_dataset, make_splits
-from study.single import corrupt_train_val, main
+from study.experiment import corrupt
+from study.single import main, spec_of
+from study.tuning.plan import Point
 
 
 def test_single_run_prints_test_f1(capsys, tmp_path):
@@ -30,6 +32,9 @@ def test_single_run_bad_inputs_exit_2(capsys, tmp_path):
 def test_test_labels_never_corrupted():
     data = get_dataset("synthetic", num_samples=400).load(None)
     s = make_splits(data, seed=0)
-    noisy, info = corrupt_train_val(data.labels, s, data.num_classes, "symmetric", 0.6, seed=0)
+    args = type("Args", (), dict(dataset="synthetic", limit=None, root=None, noise="symmetric", rate=0.6, lnl="ce",
+                                 epochs=1, batch_size=32, lr=0.1, seed=0, backbone="small_cnn"))()
+    point = Point("synthetic", "symmetric", 0.6, "random", "ce", 0)
+    noisy, info = corrupt(spec_of(args), data, s, point)
     np.testing.assert_array_equal(noisy[s.test], data.labels[s.test])
     assert np.mean(noisy[s.train] != data.labels[s.train]) > 0.4

@@ -3,16 +3,26 @@
 A dataset class turns its public distribution into either arrays (``ArrayDataset.arrays``) or a list of
 ``Record`` s (``FileDataset.records``); the base class does the shared work: decoding once into the
 content-addressed cache, resizing, channel conversion, and the errors that name the offending file.
+
+Each dataset declares its options once, as a nested ``Options`` (a ``study.hparams.Hparams``: typed, with
+defaults and ranges) that extends its base's; ``Dataset.check_options`` checks a spec's options against it
+without touching any file, and ``Dataset(**options)`` keeps the checked values as ``self.options``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
+from pydantic import BeforeValidator, Field, ValidationError
+
+from study.data.pipeline import AugmentConfig
+from study.hparams import HparamError, Hparams, check_value, describe_field
 
 SPLITS = ("train", "val", "test")
 
@@ -72,26 +82,75 @@ class ImageData:
         return int(self.images.shape[0])
 
 
-class Dataset:
-    """Base of every registered dataset. Subclasses set ``name`` and implement ``load``.
+def _path_text(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
 
-    ``resolution`` is the side of the square images after decoding (None keeps the source size when all
-    images share it); ``channels`` is 1 (grayscale) or 3 (RGB).
-    """
+
+#: a file or folder option: a string in a spec, a ``Path`` from Python callers (kept as its text)
+PathText = Annotated[str, BeforeValidator(_path_text)]
+OptionalPathText = Annotated[str | None, BeforeValidator(_path_text)]
+
+
+class Dataset:
+    """Base of every registered dataset. Subclasses set ``name``, extend ``Options`` and implement ``load``."""
+
+    class Options(Hparams):
+        """Options every dataset takes."""
+
+        resolution: int | None = Field(None, ge=8, description="side of the square images after decoding; "
+                                       "None keeps the source size (all images must share it)")
+        channels: Literal[1, 3] | None = Field(None, description="1 (grayscale) or 3 (RGB); None: the dataset's "
+                                               "own (1 for X-ray and ultrasound sets)")
 
     name: ClassVar[str] = ""
     #: groups of clinically confusable classes (by class name) for class-dependent noise
     noise_groups: ClassVar[Sequence[Sequence[str]] | None] = None
     default_channels: ClassVar[int] = 3
+    #: approximate image count of the public release, for the study's compute estimate (``estimated_images``)
+    approx_images: ClassVar[int] = 10_000
+    #: the batch augmentation a trial uses when the spec sets none for this dataset
+    default_augment: ClassVar[AugmentConfig | None] = AugmentConfig(scale=(0.7, 1.0), flip=True)
 
-    def __init__(self, resolution: int | None = None, channels: int | None = None) -> None:
-        if resolution is not None and (not isinstance(resolution, int) or resolution < 8):
-            raise DataError(f"{self.name}: resolution must be an integer >= 8, got {resolution!r}")
-        ch = self.default_channels if channels is None else channels
-        if ch not in (1, 3):
-            raise DataError(f"{self.name}: channels must be 1 or 3, got {channels!r}")
-        self.resolution = resolution
-        self.channels = ch
+    options: Options
+
+    def __init__(self, **options: Any) -> None:
+        self.options = self.check_options(options)
+        self.resolution = self.options.resolution
+        self.channels = self.options.channels or self.native_channels()
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> Any:
+        """``options`` as an instance of this dataset's ``Options`` (typed ``Any``: a static checker cannot name
+        ``cls.Options``); a name, type or range it does not take raises a ``DataError`` naming the dataset,
+        the option and what is allowed. Reads no file: the spec calls it at the door."""
+        fields = cls.Options.model_fields
+        for key, value in options.items():
+            if key not in fields:
+                raise DataError(f"{cls.name}: unknown option {key!r} (allowed: {', '.join(fields)})")
+            info = fields[key]
+            if isinstance(value, bool) and bool not in (typing.get_args(info.annotation) or (info.annotation,)):
+                raise DataError(f"{cls.name}: bad option {key}: {value!r} is a boolean; {describe_field(info)}")
+            try:
+                check_value([cls.Options], key, value)
+            except HparamError as e:
+                raise DataError(f"{cls.name}: bad option {e}") from None
+        try:
+            return cls.Options(**options)
+        except ValidationError as e:  # a required option is missing, or options that do not fit together
+            problem = e.errors()[0]
+            if problem["type"] == "missing":
+                key = str(problem["loc"][0])
+                raise DataError(f"{cls.name}: the option {key} ({fields[key].description}) is required") from None
+            raise DataError(f"{cls.name}: bad options: {problem['msg'].removeprefix('Value error, ')}") from None
+
+    @classmethod
+    def estimated_images(cls, options: Mapping[str, Any]) -> int:
+        """Approximate image count with ``options``, for the study's compute estimate (not a promise)."""
+        return cls.approx_images
+
+    def native_channels(self) -> int:
+        """The channel count when the ``channels`` option is None."""
+        return self.default_channels
 
     def load(self, cache_dir: str | Path | None = None) -> ImageData:
         raise NotImplementedError

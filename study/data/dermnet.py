@@ -14,6 +14,7 @@ from study.data.sources import FileDataset
 
 class DermNet(FileDataset):
     name = "dermnet"
+    approx_images = 19_500
     noise_groups = (
         ("Eczema Photos", "Atopic Dermatitis Photos", "Psoriasis pictures Lichen Planus and related diseases",
          "Seborrheic Keratoses and other Benign Tumors"),

@@ -7,11 +7,14 @@ installs it) with ``{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]``. The off
 from __future__ import annotations
 
 import gzip
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from pydantic import Field
 
-from study.data.base import Arrays, DataError
+from study.data.base import Arrays, DataError, OptionalPathText
 from study.data.cache import file_fingerprint
 from study.data.sources import ArrayDataset
 
@@ -39,18 +42,32 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 class FashionMnist(ArrayDataset):
-    """Options: ``root`` (folder of the four IDX files), ``limit`` (first N training images, for quick runs;
-    the test set is kept whole unless ``test_limit`` is set)."""
+    """The official 60000 training and 10000 test images; ``limit`` keeps the first N training images (quick
+    runs), ``test_limit`` the first N test images."""
+
+    class Options(ArrayDataset.Options):
+        root: OptionalPathText = Field(str(DEFAULT_ROOT), description="folder of the four IDX files "
+                                       "(None: the default)")
+        limit: int | None = Field(None, gt=0, description="first N training images (None: all 60000)")
+        test_limit: int | None = Field(None, gt=0, description="first N test images (None: all 10000)")
 
     name = "fashion_mnist"
     default_channels = 1
+    approx_images = 70_000  # 60000 train + 10000 test
     noise_groups = (("T-shirt/top", "Shirt", "Pullover", "Coat"), ("Sandal", "Sneaker", "Ankle boot"))
 
-    def __init__(self, root: str | Path | None = None, limit: int | None = None, test_limit: int | None = None,
-                 **kw) -> None:
-        super().__init__(**kw)
-        self.root = Path(root).expanduser() if root is not None else DEFAULT_ROOT
-        self.limit, self.test_limit = limit, test_limit
+    options: Options
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.root = Path(self.options.root or DEFAULT_ROOT).expanduser()
+
+    @classmethod
+    def estimated_images(cls, options: Mapping[str, Any]) -> int:
+        o: FashionMnist.Options = cls.check_options(options)
+        if o.limit is None:
+            return cls.approx_images
+        return o.limit + (o.test_limit or 10000)
 
     def _file(self, stem: str) -> Path:
         for name in (stem, stem + ".gz"):
@@ -65,14 +82,15 @@ class FashionMnist(ArrayDataset):
         return [self._file(f"{s}-{k}-ubyte") for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
 
     def source_key(self) -> dict:
-        return {"files": file_fingerprint(self._files()), "limit": self.limit, "test_limit": self.test_limit}
+        return {"files": file_fingerprint(self._files()), "limit": self.options.limit,
+                "test_limit": self.options.test_limit}
 
     def arrays(self) -> Arrays:
         tr_x, tr_y, te_x, te_y = (read_idx(p) for p in self._files())
         if len(tr_x) != len(tr_y) or len(te_x) != len(te_y):
             raise DataError(f"fashion_mnist: image and label counts differ in {self.root}")
-        tr_x, tr_y = tr_x[: self.limit], tr_y[: self.limit]
-        te_x, te_y = te_x[: self.test_limit], te_y[: self.test_limit]
+        tr_x, tr_y = tr_x[: self.options.limit], tr_y[: self.options.limit]
+        te_x, te_y = te_x[: self.options.test_limit], te_y[: self.options.test_limit]
         split = np.array(["train"] * len(tr_x) + ["test"] * len(te_x))
         return Arrays(images=np.concatenate([tr_x, te_x]), labels=np.concatenate([tr_y, te_y]).astype(np.int64),
                       class_names=list(CLASSES), official_split=split)

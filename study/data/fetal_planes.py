@@ -19,6 +19,7 @@ CLASSES = ["Fetal abdomen", "Fetal brain", "Fetal femur", "Fetal thorax", "Mater
 
 class FetalPlanes(FileDataset):
     name = "fetal_planes"
+    approx_images = 12_400
     default_channels = 1
     noise_groups = (("Fetal abdomen", "Fetal thorax"), ("Fetal femur", "Other"))
 

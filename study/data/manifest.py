@@ -6,28 +6,38 @@ Covers the six histopathology sets of Dedieu et al. 2024 and any user data. Colu
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+from pydantic import Field
 
-from study.data.base import SPLITS, DataError, Record
+from study.data.base import SPLITS, DataError, OptionalPathText, PathText, Record
 from study.data.sources import FileDataset
 
 
 class ManifestDataset(FileDataset):
-    """Options: ``manifest`` (CSV file; required), ``root`` (base for relative paths; default: the CSV's
-    folder), ``path_column`` (default ``path``), ``label_column`` (``label``), ``patient_column``
-    (``patient_id``, optional), ``split_column`` (``split``, optional; values train/val/test)."""
+    """Images listed in a CSV; relative paths start at ``root`` (default: the CSV's folder)."""
+
+    class Options(FileDataset.Options):
+        root: OptionalPathText = Field(None, description="base of relative paths (None: the CSV's folder)")
+        manifest: PathText = Field(description="path to a CSV with path,label columns")
+        path_column: str = Field("path", description="column holding the image paths")
+        label_column: str = Field("label", description="column holding the class names")
+        patient_column: str = Field("patient_id", description="column holding patient ids (optional in the CSV)")
+        split_column: str = Field("split", description="column holding train/val/test (optional in the CSV)")
 
     name = "manifest"
 
-    def __init__(self, manifest: str | Path | None = None, path_column: str = "path", label_column: str = "label",
-                 patient_column: str = "patient_id", split_column: str = "split", **kw) -> None:
-        if manifest is None:
-            raise DataError("manifest: the option manifest (path to a CSV with path,label columns) is required")
-        self.manifest = Path(manifest).expanduser()
-        kw.setdefault("root", self.manifest.parent)
-        super().__init__(**kw)
-        self.columns = {"path": path_column, "label": label_column, "patient": patient_column, "split": split_column}
+    options: Options
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.manifest = Path(self.options.manifest).expanduser()
+        if self.root is None:
+            self.root = self.manifest.parent
+        o = self.options
+        self.columns = {"path": o.path_column, "label": o.label_column, "patient": o.patient_column,
+                        "split": o.split_column}
 
     def records(self) -> list[Record]:
         if not self.manifest.is_file():

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from pydantic import Field
 
-from study.data.base import SPLITS, Arrays, DataError
+from study.data.base import SPLITS, Arrays, DataError, PathText
 from study.data.cache import file_fingerprint
 from study.data.sources import ArrayDataset
-
 
 _LAYOUT = ("a MedMNIST .npz holds train_images, train_labels, val_images, val_labels, test_images and "
            "test_labels (the files of https://zenodo.org/records/10519652)")
@@ -26,17 +26,23 @@ def _missing_arrays(files) -> list[str]:
 
 
 class MedMnist(ArrayDataset):
+    """A MedMNIST ``.npz``; ``channels`` defaults to the file's own (1 or 3)."""
+
+    class Options(ArrayDataset.Options):
+        path: PathText = Field(description="a MedMNIST .npz file, e.g. pathmnist_64.npz")
+        label_index: int | None = Field(None, ge=0, description="the finding studied as a binary task in a "
+                                        "multi-label subset (ChestMNIST)")
+
     name = "medmnist"
+    approx_images = 10_000  # a middle figure: the 2D subsets range from 780 (BreastMNIST) to 236386 (TissueMNIST)
 
-    def __init__(self, path: str | Path | None = None, label_index: int | None = None, **kw) -> None:
-        if path is None:
-            raise DataError("medmnist: the option path (a MedMNIST .npz file, e.g. pathmnist_64.npz) is required")
-        self.path = Path(path).expanduser()
-        self.label_index = label_index
-        with_channels = kw.pop("channels", None)
-        super().__init__(channels=with_channels if with_channels is not None else self._native_channels(), **kw)
+    options: Options
 
-    def _native_channels(self) -> int:
+    @property
+    def path(self) -> Path:
+        return Path(self.options.path).expanduser()
+
+    def native_channels(self) -> int:
         if not self.path.is_file():
             raise DataError(f"medmnist: {self.path} does not exist (a MedMNIST .npz file)")
         try:
@@ -53,7 +59,7 @@ class MedMnist(ArrayDataset):
         return 3 if len(shape) == 4 and shape[-1] == 3 else 1
 
     def source_key(self) -> dict:
-        return {"file": file_fingerprint([self.path]), "label_index": self.label_index}
+        return {"file": file_fingerprint([self.path]), "label_index": self.options.label_index}
 
     def arrays(self) -> Arrays:
         try:
@@ -71,16 +77,16 @@ class MedMnist(ArrayDataset):
                     raise DataError(f"{self.path}: {s}_images has shape {im.shape}; 3D subsets are not supported")
                 lab = np.asarray(lab)
                 if lab.ndim == 2 and lab.shape[1] > 1:
-                    if self.label_index is None:
+                    if self.options.label_index is None:
                         raise DataError(
                             f"{self.path}: labels are multi-label ({lab.shape[1]} findings); set label_index to "
                             "one finding to study its binary task"
                         )
-                    lab = lab[:, self.label_index]
+                    lab = lab[:, self.options.label_index]
                 images.append(im)
                 labels.append(lab.reshape(-1).astype(np.int64))
                 split += [s] * len(im)
         y = np.concatenate(labels)
-        k = 2 if self.label_index is not None else int(y.max()) + 1
+        k = 2 if self.options.label_index is not None else int(y.max()) + 1
         return Arrays(images=np.concatenate(images).astype(np.uint8), labels=y,
                       class_names=[str(i) for i in range(k)], official_split=np.array(split))

@@ -11,6 +11,9 @@ public test set, as in Khanal et al. 2024). ``body_parts`` restricts to some of 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 
 from study.data.base import DataError, Record, require_dir
 from study.data.sources import FileDataset
@@ -18,13 +21,29 @@ from study.data.sources import FileDataset
 CLASSES = ["normal", "abnormal"]
 
 
+BODY_PARTS = ("ELBOW", "FINGER", "FOREARM", "HAND", "HUMERUS", "SHOULDER", "WRIST")
+
+
+def _body_parts(parts: list[str] | None) -> list[str] | None:
+    if not parts:
+        return None
+    upper = [p.upper() for p in parts]
+    unknown = [p for p in upper if p not in BODY_PARTS]
+    if unknown:
+        raise ValueError(f"unknown body part {unknown[0]!r} (allowed: {', '.join(BODY_PARTS)})")
+    return upper
+
+
 class Mura(FileDataset):
+    class Options(FileDataset.Options):
+        body_parts: Annotated[list[str] | None, AfterValidator(_body_parts)] = Field(
+            None, description=f"keep only these parts ({', '.join(BODY_PARTS)}; any case); None: all seven")
+
     name = "mura"
     default_channels = 1
+    approx_images = 40_005
 
-    def __init__(self, body_parts: list[str] | None = None, **kw) -> None:
-        super().__init__(**kw)
-        self.body_parts = [p.upper() for p in body_parts] if body_parts else None
+    options: Options
 
     def records(self) -> list[Record]:
         root = require_dir(self.root, self.name, "the folder holding MURA-v1.1/")
@@ -55,7 +74,7 @@ class Mura(FileDataset):
                 if study not in labels:
                     raise DataError(f"{paths_csv}:{i}: study {study} has no label in {studies_csv.name}")
                 body = next((s for s in p.parts if s.startswith("XR_")), "")
-                if self.body_parts and body.removeprefix("XR_") not in self.body_parts:
+                if self.options.body_parts and body.removeprefix("XR_") not in self.options.body_parts:
                     continue
                 patient = next((s for s in p.parts if s.startswith("patient")), None)
                 path = top / p

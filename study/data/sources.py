@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 from pathlib import Path
-from study.data.base import Arrays, Dataset, ImageData, Record
+from typing import Any
+
+from pydantic import Field
+
+from study.data.base import Arrays, Dataset, ImageData, OptionalPathText, Record
 from study.data.cache import decode_records, file_fingerprint, load_or_build, resize_arrays
 
 
 class FileDataset(Dataset):
-    """A dataset of image files. Subclasses implement ``records()`` (and may set ``class_order``)."""
+    """A dataset of image files. Subclasses implement ``records()`` (and may override ``class_names``)."""
 
-    def __init__(self, root: str | Path | None = None, resolution: int | None = None, channels: int | None = None,
-                 skip_corrupt: bool = False) -> None:
-        super().__init__(resolution=resolution, channels=channels)
-        self.root = Path(root).expanduser() if root is not None else None
-        self.skip_corrupt = bool(skip_corrupt)
+    class Options(Dataset.Options):
+        root: OptionalPathText = Field(None, description="the folder of the unpacked archive (layouts: "
+                                       "docs/datasets.md)")
+        skip_corrupt: bool = Field(False, description="skip unreadable files and count them instead of stopping "
+                                   "with the file's name")
+
+    options: Options
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.root = Path(self.options.root).expanduser() if self.options.root is not None else None
+        self.skip_corrupt = self.options.skip_corrupt
 
     def records(self) -> list[Record]:
         raise NotImplementedError

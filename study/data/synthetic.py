@@ -8,45 +8,52 @@ so two views of one patient are more alike than two images of the class (what MI
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Mapping
+from typing import Any
 
-from study.data.base import Arrays, DataError
+import numpy as np
+from pydantic import Field, model_validator
+
+from study.data.base import Arrays
 from study.data.sources import ArrayDataset
 
 
 class Synthetic(ArrayDataset):
-    """Options: ``num_samples`` (default 600), ``num_classes`` (4), ``image_size`` (32),
-    ``views_per_patient`` (1: no patients), ``noise`` (pixel noise std in [0, 1], default 0.15), ``seed``,
-    ``test_fraction`` (official test split; default 0: none)."""
+    """Generated in memory from a seed; the compute estimate counts ``num_samples`` images."""
+
+    class Options(ArrayDataset.Options):
+        num_samples: int = Field(600, gt=0, description="images generated (at least num_classes)")
+        num_classes: int = Field(4, ge=2, description="classes, each with its own prototype")
+        image_size: int = Field(32, ge=8, description="side of the generated images")
+        views_per_patient: int = Field(1, ge=1, description="images per patient (1: no patients)")
+        noise: float = Field(0.15, ge=0.0, le=1.0, description="pixel noise standard deviation")
+        seed: int = Field(0, ge=0, description="generator seed")
+        test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="patients held out as the official test "
+                                     "split (0: none)")
+
+        @model_validator(mode="after")
+        def _enough_samples(self) -> Synthetic.Options:
+            if self.num_samples < self.num_classes:
+                raise ValueError(f"num_samples ({self.num_samples}) must be >= num_classes ({self.num_classes})")
+            return self
 
     name = "synthetic"
     default_channels = 3
 
-    def __init__(self, num_samples: int = 600, num_classes: int = 4, image_size: int = 32,
-                 views_per_patient: int = 1, noise: float = 0.15, seed: int = 0, test_fraction: float = 0.0,
-                 **kw) -> None:
-        super().__init__(**kw)
-        if num_classes < 2:
-            raise DataError(f"synthetic: num_classes must be >= 2, got {num_classes}")
-        if num_samples < num_classes:
-            raise DataError(f"synthetic: num_samples ({num_samples}) must be >= num_classes ({num_classes})")
-        if image_size < 8:
-            raise DataError(f"synthetic: image_size must be >= 8, got {image_size}")
-        if views_per_patient < 1:
-            raise DataError(f"synthetic: views_per_patient must be >= 1, got {views_per_patient}")
-        if not 0.0 <= test_fraction < 1.0:
-            raise DataError(f"synthetic: test_fraction must be in [0, 1), got {test_fraction}")
-        self.params = dict(num_samples=int(num_samples), num_classes=int(num_classes), image_size=int(image_size),
-                           views_per_patient=int(views_per_patient), noise=float(noise), seed=int(seed),
-                           test_fraction=float(test_fraction))
+    options: Options
+
+    @classmethod
+    def estimated_images(cls, options: Mapping[str, Any]) -> int:
+        o: Synthetic.Options = cls.check_options(options)
+        return o.num_samples
 
     def source_key(self) -> dict:
-        return dict(self.params)
+        return self.options.model_dump(exclude=set(ArrayDataset.Options.model_fields))
 
     def arrays(self) -> Arrays:
-        p = self.params
-        n, k, s, v = p["num_samples"], p["num_classes"], p["image_size"], p["views_per_patient"]
-        rng = np.random.default_rng(p["seed"])
+        p = self.options
+        n, k, s, v = p.num_samples, p.num_classes, p.image_size, p.views_per_patient
+        rng = np.random.default_rng(p.seed)
         protos = _prototypes(k, s, np.random.default_rng(1234 + k * 7 + s))  # k x s x s x 3 in [0, 1]
         n_patients = -(-n // v)
         patient_class = np.arange(n_patients) % k
@@ -59,12 +66,12 @@ class Synthetic(ArrayDataset):
         for i in range(n):
             pid = patient[i]
             img = np.roll(protos[labels[i]], shift=tuple(shift_p[pid] + rng.integers(-1, 2, size=2)), axis=(0, 1))
-            img = img * rng.uniform(0.7, 1.0) + tint[pid, 0] + rng.normal(0.0, p["noise"], size=img.shape)
+            img = img * rng.uniform(0.7, 1.0) + tint[pid, 0] + rng.normal(0.0, p.noise, size=img.shape)
             images[i] = img
         images = (np.clip(images, 0.0, 1.0) * 255).astype(np.uint8)
         split = None
-        if p["test_fraction"] > 0:
-            test_patients = rng.permutation(n_patients)[: max(1, int(round(p["test_fraction"] * n_patients)))]
+        if p.test_fraction > 0:
+            test_patients = rng.permutation(n_patients)[: max(1, int(round(p.test_fraction * n_patients)))]
             split = np.where(np.isin(patient, test_patients), "test", "train")
         return Arrays(
             images=images,

@@ -1,12 +1,16 @@
 """Learning-with-noisy-labels algorithms, registered by the names used in specs.
 
-``ALGORITHMS[name](make_model, num_classes, num_samples, optim, device, noise_rate=..., **hparams)``;
-hyperparameters are keyword arguments with the papers' defaults.
+``ALGORITHMS[name](make_model, num_classes, num_samples, optim, device, noise_rate=..., amp=..., seed=...,
+**hparams)``: ``optim`` is an ``OptimConfig``, ``seed`` the trial's seed, and ``hparams`` the algorithm's own
+hyperparameters, declared once with the papers' defaults and their allowed ranges as its nested
+``Hparams`` (``ALGORITHMS[name].Hparams``, which the spec checks its entries against); a name or value the
+declaration does not accept raises ``study.hparams.HparamError``. ``step_cost`` is an algorithm's compute
+per training step relative to plain cross-entropy, for ``study plan``'s estimate.
 """
 
 from __future__ import annotations
 
-from study.lnl.base import Algorithm, OptimConfig
+from study.lnl.base import Algorithm, LoaderHparams, OptimConfig, StepOutput
 from study.lnl.ce import CrossEntropy
 from study.lnl.co_teaching import CoTeaching
 from study.lnl.co_teaching_plus import CoTeachingPlus
@@ -22,4 +26,4 @@ for _cls in (CrossEntropy, CoTeaching, CoTeachingPlus, DivideMix, EarlyLearningR
              GeneralizedCrossEntropy, SymmetricCrossEntropy, LinearProbe):
     ALGORITHMS.register(_cls.name, _cls)
 
-__all__ = ["ALGORITHMS", "Algorithm", "OptimConfig"]
+__all__ = ["ALGORITHMS", "Algorithm", "LoaderHparams", "OptimConfig", "StepOutput"]

@@ -8,36 +8,49 @@ loop turns into label precision/recall outside the algorithm. Algorithms see onl
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ClassVar, Literal, NotRequired, TypedDict
 
 import numpy as np
 import torch
+from pydantic import Field, ValidationError
 from torch import nn
 
+from study import hparams
 from study.data.pipeline import AugmentConfig, TensorLoader, augment, to_float
 
 
-@dataclass(frozen=True)
-class OptimConfig:
+class OptimConfig(hparams.Hparams):
     """Optimiser and schedule. Khanal et al.'s LNL stage: SGD momentum 0.9, wd 1e-4, lr 0.01, cosine."""
 
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    schedule: str = "cosine"  # cosine | constant
-    epochs: int = 10
+    optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimiser of every network")
+    lr: float = Field(0.01, gt=0, description="peak learning rate")
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (unused by adam)")
+    weight_decay: float = Field(1e-4, ge=0, description="L2 weight decay")
+    schedule: Literal["cosine", "constant"] = Field("cosine", description=(
+        "cosine from lr to 0 over epochs, or constant"))
+    epochs: int = Field(10, gt=0, description="training epochs (the length of the cosine schedule)")
 
 
-def make_optimizer(params, cfg: OptimConfig) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
+class LoaderHparams(hparams.Hparams):
+    """The training loader's settings that a spec may fix or search like any hyperparameter."""
+
+    batch_size: int = Field(128, gt=0, description="training batch size")
+
+
+class StepOutput(TypedDict):
+    """What a training step returns; ``fit`` logs ``loss`` and scores ``selected`` against the true labels."""
+
+    loss: torch.Tensor
+    #: dataset indices the step trained on as clean (sample-selecting algorithms only)
+    selected: NotRequired[torch.Tensor]
+
+
+def make_optimizer(params: Iterable[nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
+    trainable = [p for p in params if p.requires_grad]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise ValueError(f"optimizer {cfg.optimizer!r} is unknown (allowed: sgd, adam)")
+        return torch.optim.SGD(trainable, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def lr_at(epoch: int, cfg: OptimConfig) -> float:
@@ -55,7 +68,9 @@ class TrainViews:
     """
 
     def __init__(self, loader: TensorLoader, num_samples: int) -> None:
-        self.loader = loader
+        if loader.labels is None:
+            raise ValueError("TrainViews needs a training loader with labels")
+        self.loader, self.labels = loader, loader.labels
         self.row_of = torch.full((num_samples,), -1, dtype=torch.long)
         self.row_of[loader.indices] = torch.arange(len(loader.indices))
         self.augment_cfg = loader.augment_cfg or AugmentConfig()
@@ -65,31 +80,58 @@ class TrainViews:
         rows = self.row_of[index.cpu()].to(self.loader.device)
         return augment(to_float(self.loader.images[rows]), self.augment_cfg, self.loader.generator)
 
-    def plain_batches(self, batch_size: int = 512):
+    def plain_batches(self, batch_size: int = 512) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """``(x, y, index)`` over the whole training set in order, without augmentation (for evaluation)."""
         n = self.loader.images.shape[0]
         for i in range(0, n, batch_size):
             sl = slice(i, i + batch_size)
-            yield to_float(self.loader.images[sl]), self.loader.labels[sl], self.loader.indices[sl]
+            yield to_float(self.loader.images[sl]), self.labels[sl], self.loader.indices[sl]
 
 
 class Algorithm:
-    """Base: one network trained with ``loss_fn``; subclasses override ``loss_fn`` or ``train_step``."""
+    """Base: one network trained with ``loss_fn``; subclasses override ``loss_fn`` or ``train_step``.
+
+    A subclass declares its hyperparameters once, as a nested ``class Hparams(study.hparams.Hparams)``
+    with the paper's defaults and the allowed ranges, and reads them from ``self.hp``; the spec checks
+    its entries against the same declaration. ``seed`` is the trial's seed, for an algorithm's own
+    random draws.
+    """
 
     name: ClassVar[str] = ""
     selects_samples: ClassVar[bool] = False
+    #: the algorithm's hyperparameters (none here); a subclass declares its own nested ``Hparams``
+    Hparams: ClassVar[type[hparams.Hparams]] = hparams.Hparams
+    #: compute of one training step relative to plain cross-entropy (``study plan``'s estimate)
+    step_cost: ClassVar[float] = 1.0
+    hp: hparams.Hparams
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "Hparams" in cls.__dict__ and cls.name:  # its own declaration: name the owner in messages
+            cls.Hparams.owner = f"LNL algorithm {cls.name}"
 
     def __init__(self, make_model: Callable[[], nn.Module], num_classes: int, num_samples: int,
                  optim: OptimConfig, device: torch.device, noise_rate: float | None = None,
-                 amp: bool = False, **hparams: Any) -> None:
-        if hparams:
-            raise TypeError(f"{self.name}: unknown hyperparameters {sorted(hparams)}")
+                 amp: bool = False, seed: int = 0, **hparams: Any) -> None:
+        self.hp = self.build_hparams(hparams)
         self.num_classes, self.num_samples = num_classes, num_samples
-        self.optim_cfg, self.device, self.noise_rate = optim, device, noise_rate
+        self.optim_cfg, self.device, self.noise_rate, self.seed = optim, device, noise_rate, seed
         self.amp = amp and device.type == "cuda"
         self.nets = self.build_nets(make_model)
         self.optimizers = [make_optimizer(n.parameters(), optim) for n in self.nets]
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+
+    @classmethod
+    def build_hparams(cls, values: dict[str, Any]) -> hparams.Hparams:
+        """``cls.Hparams`` of ``values``, checked as the spec checks them; a name or value it does not
+        accept raises ``HparamError`` naming the algorithm, the hyperparameter and what is allowed."""
+        where = f"LNL algorithm {cls.name!r}"
+        try:
+            return cls.Hparams(**hparams.check_values([cls.Hparams], values))
+        except hparams.HparamError as e:
+            raise hparams.HparamError(f"{where}: {e}") from None
+        except ValidationError as e:  # a check across fields, beyond the per-value ones
+            raise hparams.HparamError(f"{where}: {e}") from None
 
     # -- hooks
     def build_nets(self, make_model: Callable[[], nn.Module]) -> list[nn.Module]:
@@ -104,7 +146,7 @@ class Algorithm:
             for g in opt.param_groups:
                 g["lr"] = lr_at(epoch, self.optim_cfg)
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> dict:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> StepOutput:
         net, opt = self.nets[0], self.optimizers[0]
         with torch.autocast(self.device.type, enabled=self.amp):
             loss = self.loss_fn(net(x), y, index)
@@ -119,7 +161,7 @@ class Algorithm:
         """One backward pass of a summed loss, then a step of each optimiser (independent networks)."""
         for opt in opts:
             opt.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        torch.autograd.backward(self.scaler.scale(loss))
         for opt in opts:
             self.scaler.step(opt)
         self.scaler.update()
@@ -139,19 +181,19 @@ class Algorithm:
             probs = torch.stack([torch.softmax(n(x).float(), dim=1) for n in self.nets]).mean(0)
         return torch.log(probs.clamp_min(1e-12))
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"nets": [n.state_dict() for n in self.nets], "optimizers": [o.state_dict() for o in self.optimizers],
                 "extra": self.extra_state()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         for n, s in zip(self.nets, state["nets"]):
             n.load_state_dict(s)
         for o, s in zip(self.optimizers, state["optimizers"]):
             o.load_state_dict(s)
         self.load_extra_state(state.get("extra", {}))
 
-    def extra_state(self) -> dict:
+    def extra_state(self) -> dict[str, Any]:
         return {}
 
-    def load_extra_state(self, state: dict) -> None:
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         pass

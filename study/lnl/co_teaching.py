@@ -10,12 +10,16 @@ forget rate (the noise rate when known) over ``tk`` epochs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
 
-from study.lnl.base import Algorithm
+from study import hparams
+from study.lnl.base import Algorithm, StepOutput
 
 DEFAULT_FORGET_RATE = 0.2  # when neither forget_rate nor the noise rate is given
 
@@ -24,12 +28,12 @@ def forget_schedule(epoch: int, forget_rate: float, tk: int = 10, c: float = 1.0
     """The fraction of each batch to drop at ``epoch``: ``forget_rate * min((epoch / tk)^c, 1)``."""
     if tk <= 0:
         return forget_rate
-    return forget_rate * min((epoch / tk) ** c, 1.0)
+    return forget_rate * min(float((epoch / tk) ** c), 1.0)
 
 
 def num_kept(batch: int, forget: float) -> int:
     """How many samples of a batch are kept when ``forget`` of them are dropped (at least one)."""
-    return max(1, batch - int(round(forget * batch)))
+    return max(1, batch - round(forget * batch))
 
 
 def small_loss_exchange(loss1: torch.Tensor, loss2: torch.Tensor, forget: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -49,28 +53,35 @@ class CoTeaching(Algorithm):
 
     name = "co_teaching"
     selects_samples = True
+    step_cost = 2.0
 
-    def __init__(self, *args: Any, forget_rate: float | None = None, tk: int = 10, c: float = 1.0,
-                 **kw: Any) -> None:
+    class Hparams(hparams.Hparams):
+        forget_rate: float | None = Field(None, ge=0, lt=1, description=(
+            "target fraction of each batch to drop; null: the noise rate (0.2 when unknown)"))
+        tk: int = Field(10, ge=0, description="epochs of the ramp to the target forget rate (0: no ramp)")
+        c: float = Field(1.0, gt=0, description="exponent of the ramp (forget_rate * (T / tk)^c)")
+
+    hp: Hparams
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
-        if forget_rate is None:
-            forget_rate = self.noise_rate if self.noise_rate is not None else DEFAULT_FORGET_RATE
-        if not 0.0 <= forget_rate < 1.0:
-            raise ValueError(f"{self.name}: forget_rate must be in [0, 1), got {forget_rate}")
-        self.forget_rate, self.tk, self.c = float(forget_rate), int(tk), float(c)
+        known = self.noise_rate if self.noise_rate is not None else DEFAULT_FORGET_RATE
+        self.forget_rate = self.hp.forget_rate if self.hp.forget_rate is not None else known
+        if not 0.0 <= self.forget_rate < 1.0:  # the noise rate stands in: the declaration did not check it
+            raise ValueError(f"{self.name}: forget_rate (the noise rate) must be in [0, 1), got {self.forget_rate}")
 
-    def build_nets(self, make_model):
+    def build_nets(self, make_model: Callable[[], nn.Module]) -> list[nn.Module]:
         return [make_model().to(self.device), make_model().to(self.device)]
 
     def forget_at(self, epoch: int) -> float:
-        return forget_schedule(epoch, self.forget_rate, self.tk, self.c)
+        return forget_schedule(epoch, self.forget_rate, self.hp.tk, self.hp.c)
 
     def select(self, logits1: torch.Tensor, logits2: torch.Tensor, loss1: torch.Tensor, loss2: torch.Tensor,
                epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch positions each network trains on (chosen by its peer): the small-loss exchange."""
         return small_loss_exchange(loss1, loss2, self.forget_at(epoch))
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> dict:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> StepOutput:
         net1, net2 = self.nets
         with torch.autocast(self.device.type, enabled=self.amp):
             logits1, logits2 = net1(x).float(), net2(x).float()

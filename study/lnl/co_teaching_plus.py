@@ -11,9 +11,8 @@ Co-teaching's schedule (target forget rate = the noise rate when known, ramped o
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
+from pydantic import Field
 
 from study.lnl.co_teaching import CoTeaching, small_loss_exchange
 
@@ -34,14 +33,15 @@ def disagreement_exchange(logits1: torch.Tensor, logits2: torch.Tensor, loss1: t
 class CoTeachingPlus(CoTeaching):
     name = "co_teaching_plus"
 
-    def __init__(self, *args: Any, init_epochs: int = 10, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.init_epochs = int(init_epochs)
+    class Hparams(CoTeaching.Hparams):
+        init_epochs: int = Field(10, ge=0, description="epochs of plain Co-teaching before the disagreement set")
+
+    hp: Hparams
 
     def select(self, logits1: torch.Tensor, logits2: torch.Tensor, loss1: torch.Tensor, loss2: torch.Tensor,
                epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Plain Co-teaching for ``init_epochs``, then the small-loss exchange within the disagreement set."""
         forget = self.forget_at(epoch)
-        if epoch < self.init_epochs:
+        if epoch < self.hp.init_epochs:
             return small_loss_exchange(loss1, loss2, forget)
         return disagreement_exchange(logits1, logits2, loss1, loss2, forget)

@@ -17,15 +17,19 @@ is used once per epoch in both roles the division gives it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from sklearn.mixture import GaussianMixture
+from torch import nn
 
+from study import hparams
 from study.data.pipeline import TensorLoader
-from study.lnl.base import Algorithm, TrainViews
+from study.lnl.base import Algorithm, StepOutput, TrainViews
 
 
 def gmm_clean_probability(losses: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -38,7 +42,7 @@ def gmm_clean_probability(losses: np.ndarray, seed: int = 0) -> np.ndarray:
     x = (x - x.min()) / (span if span > 0 else 1.0)
     gmm = GaussianMixture(n_components=2, max_iter=10, tol=1e-2, reg_covar=5e-4, random_state=seed)
     gmm.fit(x)
-    return gmm.predict_proba(x)[:, int(np.argmin(gmm.means_.ravel()))]
+    return np.asarray(gmm.predict_proba(x)[:, int(np.argmin(gmm.means_.ravel()))])
 
 
 def sharpen(p: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -53,7 +57,8 @@ def mixmatch_mix(inputs: torch.Tensor, targets: torch.Tensor, lam: float,
     return lam * inputs + (1 - lam) * inputs[perm], lam * targets + (1 - lam) * targets[perm]
 
 
-def mixmatch_losses(logits: torch.Tensor, mixed_targets: torch.Tensor, num_labelled: int) -> tuple[torch.Tensor, torch.Tensor]:
+def mixmatch_losses(logits: torch.Tensor, mixed_targets: torch.Tensor,
+                    num_labelled: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Labelled soft cross-entropy over the first ``num_labelled`` rows, unlabelled mean squared error over the rest."""
     lx = logits[:num_labelled].float()
     lu = logits[num_labelled:].float()
@@ -80,31 +85,39 @@ def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
 class DivideMix(Algorithm):
     name = "dividemix"
     selects_samples = True
+    step_cost = 3.0
 
-    def __init__(self, *args: Any, alpha: float = 4.0, temperature: float = 0.5, p_threshold: float = 0.5,
-                 lambda_u: float = 25.0, warmup_epochs: int = 10, rampup_epochs: int = 16,
-                 asymmetric: bool = False, seed: int = 0, **kw: Any) -> None:
+    class Hparams(hparams.Hparams):
+        alpha: float = Field(4.0, gt=0, description="MixMatch's Beta(alpha, alpha) mixing coefficient")
+        temperature: float = Field(0.5, gt=0, description="sharpening temperature of the targets")
+        p_threshold: float = Field(0.5, ge=0, le=1, description="clean probability above which a sample is labelled")
+        lambda_u: float = Field(25.0, ge=0, description="weight of the unlabelled loss (after its ramp-up)")
+        warmup_epochs: int = Field(10, ge=0, description="epochs of plain cross-entropy before co-divide")
+        rampup_epochs: int = Field(16, ge=0, description="epochs of the linear ramp of lambda_u after warm-up")
+        asymmetric: bool = Field(False, description=(
+            "asymmetric noise: confidence penalty in warm-up, losses averaged over five epochs"))
+
+    hp: Hparams
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
-        self.alpha, self.temperature, self.p_threshold = alpha, temperature, p_threshold
-        self.lambda_u, self.warmup_epochs, self.rampup_epochs = lambda_u, int(warmup_epochs), int(rampup_epochs)
-        self.asymmetric = asymmetric
-        self.rng = np.random.default_rng(seed)
-        self.perm_gen = torch.Generator().manual_seed(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.perm_gen = torch.Generator().manual_seed(self.seed)
         self.clean_prob: list[torch.Tensor] = []  # per network: N (dataset index -> clean probability)
         self.loss_history: list[list[np.ndarray]] = [[], []]
         self.views: TrainViews | None = None
         self.step, self.steps_per_epoch = 0, 1
 
-    def build_nets(self, make_model):
+    def build_nets(self, make_model: Callable[[], nn.Module]) -> list[nn.Module]:
         return [make_model().to(self.device), make_model().to(self.device)]
 
     # -- co-divide
     @torch.no_grad()
-    def per_sample_losses(self, net: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    def per_sample_losses(self, net: nn.Module, views: TrainViews) -> tuple[np.ndarray, np.ndarray]:
         """Cross-entropy of every training sample under ``net`` (eval mode, no augmentation), with indices."""
         net.eval()
         losses, indices = [], []
-        for x, y, index in self.views.plain_batches():
+        for x, y, index in views.plain_batches():
             with torch.autocast(self.device.type, enabled=self.amp):
                 logits = net(x).float()
             losses.append(F.cross_entropy(logits, y, reduction="none").cpu())
@@ -116,14 +129,14 @@ class DivideMix(Algorithm):
         if self.views is None or self.views.loader is not train:
             self.views = TrainViews(train, self.num_samples)
         self.step, self.steps_per_epoch = 0, max(len(train), 1)
-        if epoch < self.warmup_epochs:
+        if epoch < self.hp.warmup_epochs:
             return
         self.clean_prob = []
         for k, net in enumerate(self.nets):
-            losses, indices = self.per_sample_losses(net)
+            losses, indices = self.per_sample_losses(net, self.views)
             span = losses.max() - losses.min()
             losses = (losses - losses.min()) / (span if span > 0 else 1.0)
-            if self.asymmetric:  # average the normalised losses over the last five epochs
+            if self.hp.asymmetric:  # average the normalised losses over the last five epochs
                 self.loss_history[k] = (self.loss_history[k] + [losses])[-5:]
                 losses = np.mean(self.loss_history[k], axis=0)
             prob = torch.zeros(self.num_samples)
@@ -131,27 +144,29 @@ class DivideMix(Algorithm):
             self.clean_prob.append(prob.to(self.device))
 
     # -- training
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> dict:
-        if epoch < self.warmup_epochs:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> StepOutput:
+        if epoch < self.hp.warmup_epochs:
             return self.warmup_step(x, y)
+        if self.views is None:
+            raise RuntimeError("dividemix: train_step before start_epoch")
         x2 = self.views.views(index)  # a second augmented view of the batch
         losses, selected = [], []
         for k in (0, 1):
             net, peer = self.nets[k], self.nets[1 - k]
             w = self.clean_prob[1 - k][index]  # the peer divides: B clean probabilities
-            labelled = w > self.p_threshold
+            labelled = w > self.hp.p_threshold
             loss = self.mixmatch_step(net, peer, self.optimizers[k], x, x2, y, w, labelled, epoch)
             losses.append(loss)
             selected.append(index[labelled])
         self.step += 1
         return {"loss": (losses[0] + losses[1]) / 2, "selected": torch.cat(selected)}
 
-    def warmup_step(self, x: torch.Tensor, y: torch.Tensor) -> dict:
+    def warmup_step(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         with torch.autocast(self.device.type, enabled=self.amp):
             logits = [net(x).float() for net in self.nets]
-        loss = sum(F.cross_entropy(lg, y) for lg in logits)
-        if self.asymmetric:
-            loss = loss + sum(negative_entropy(lg) for lg in logits)
+        loss = torch.stack([F.cross_entropy(lg, y) for lg in logits]).sum()
+        if self.hp.asymmetric:
+            loss = loss + torch.stack([negative_entropy(lg) for lg in logits]).sum()
         self.backward_many(loss, self.optimizers)
         self.step += 1
         return {"loss": loss.detach() / 2}
@@ -159,10 +174,12 @@ class DivideMix(Algorithm):
     def unlabelled_weight(self, epoch: int) -> float:
         """``lambda_u`` ramped linearly from the end of warm-up over ``rampup_epochs`` (as the authors do)."""
         current = epoch + self.step / self.steps_per_epoch
-        ramp = np.clip((current - self.warmup_epochs) / max(self.rampup_epochs, 1), 0.0, 1.0)
-        return float(self.lambda_u * ramp)
+        ramp = np.clip((current - self.hp.warmup_epochs) / max(self.hp.rampup_epochs, 1), 0.0, 1.0)
+        return float(self.hp.lambda_u * ramp)
 
-    def mixmatch_step(self, net, peer, opt, x1, x2, y, w, labelled, epoch: int) -> torch.Tensor:
+    def mixmatch_step(self, net: nn.Module, peer: nn.Module, opt: torch.optim.Optimizer, x1: torch.Tensor,
+                      x2: torch.Tensor, y: torch.Tensor, w: torch.Tensor, labelled: torch.Tensor,
+                      epoch: int) -> torch.Tensor:
         xl1, xl2, yl, wl = x1[labelled], x2[labelled], y[labelled], w[labelled]
         xu1, xu2 = x1[~labelled], x2[~labelled]
         nl, nu = xl1.shape[0], xu1.shape[0]
@@ -178,12 +195,12 @@ class DivideMix(Algorithm):
                 px = (torch.softmax(net(xl1).float(), 1) + torch.softmax(net(xl2).float(), 1)) / 2 \
                     if nl else x1.new_zeros(0, k)
             peer.train()
-            targets_u = sharpen(pu, self.temperature) if nu else pu
+            targets_u = sharpen(pu, self.hp.temperature) if nu else pu
             onehot = F.one_hot(yl, k).float()
-            targets_x = sharpen(wl[:, None] * onehot + (1 - wl[:, None]) * px, self.temperature) if nl else px
+            targets_x = sharpen(wl[:, None] * onehot + (1 - wl[:, None]) * px, self.hp.temperature) if nl else px
 
         # MixMatch: mix labelled and unlabelled (both views) with one Beta(alpha, alpha) coefficient
-        lam = float(self.rng.beta(self.alpha, self.alpha))
+        lam = float(self.rng.beta(self.hp.alpha, self.hp.alpha))
         lam = max(lam, 1 - lam)
         inputs = torch.cat([xl1, xl2, xu1, xu2])  # (2 nl + 2 nu) x C x H x W
         targets = torch.cat([targets_x, targets_x, targets_u, targets_u])
@@ -196,11 +213,11 @@ class DivideMix(Algorithm):
         self.backward(loss, opt)
         return loss.detach()
 
-    def extra_state(self) -> dict:
+    def extra_state(self) -> dict[str, Any]:
         return {"clean_prob": [p.cpu() for p in self.clean_prob], "loss_history": self.loss_history,
                 "rng": self.rng.bit_generator.state, "perm_gen": self.perm_gen.get_state()}
 
-    def load_extra_state(self, state: dict) -> None:
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         self.clean_prob = [p.to(self.device) for p in state.get("clean_prob", [])]
         self.loss_history = state.get("loss_history", [[], []])
         if "rng" in state:

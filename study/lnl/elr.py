@@ -13,7 +13,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
+from study import hparams
 from study.lnl.base import Algorithm
 
 
@@ -34,20 +36,23 @@ def elr_loss(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor, lam: 
 class EarlyLearningRegularization(Algorithm):
     name = "elr"
 
-    def __init__(self, *args: Any, beta: float = 0.7, lam: float = 3.0, **kw: Any) -> None:
-        if not 0.0 <= beta < 1.0:
-            raise ValueError(f"elr: beta must be in [0, 1), got {beta}")
-        self.beta, self.lam = beta, lam
+    class Hparams(hparams.Hparams):
+        beta: float = Field(0.7, ge=0, lt=1, description="momentum of the temporal ensemble of predictions")
+        lam: float = Field(3.0, ge=0, description="weight of the early-learning regulariser")
+
+    hp: Hparams
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.targets = torch.zeros(self.num_samples, self.num_classes, device=self.device)  # N x K
 
     def loss_fn(self, logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        self.targets[index] = elr_update_targets(self.targets[index], logits, self.beta)
-        return elr_loss(logits, y, self.targets[index], self.lam)
+        self.targets[index] = elr_update_targets(self.targets[index], logits, self.hp.beta)
+        return elr_loss(logits, y, self.targets[index], self.hp.lam)
 
-    def extra_state(self) -> dict:
+    def extra_state(self) -> dict[str, Any]:
         return {"targets": self.targets}
 
-    def load_extra_state(self, state: dict) -> None:
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         if "targets" in state:
             self.targets.copy_(state["targets"])

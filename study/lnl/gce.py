@@ -7,10 +7,10 @@ absolute error (q = 1); the paper's default is q = 0.7.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
+from pydantic import Field
 
+from study import hparams
 from study.lnl.base import Algorithm
 
 
@@ -23,11 +23,10 @@ def gce_loss(logits: torch.Tensor, y: torch.Tensor, q: float = 0.7) -> torch.Ten
 class GeneralizedCrossEntropy(Algorithm):
     name = "gce"
 
-    def __init__(self, *args: Any, q: float = 0.7, **kw: Any) -> None:
-        if not 0.0 < q <= 1.0:
-            raise ValueError(f"gce: q must be in (0, 1], got {q}")
-        self.q = q
-        super().__init__(*args, **kw)
+    class Hparams(hparams.Hparams):
+        q: float = Field(0.7, gt=0, le=1, description="exponent of L_q: towards CE as q -> 0, MAE at q = 1")
+
+    hp: Hparams
 
     def loss_fn(self, logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return gce_loss(logits, y, self.q)
+        return gce_loss(logits, y, self.hp.q)

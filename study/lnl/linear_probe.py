@@ -1,6 +1,6 @@
-"""Heads on frozen embeddings (Dedieu et al. 2024, arXiv 2404.07605): the stage-1 encoder is frozen, its embeddings are computed
-once per (encoder, dataset) and cached, and a small MLP head (default 512-128-64) or a linear head is
-trained on noisy labels, optionally with Gaussian noise added to the features.
+"""Heads on frozen embeddings (Dedieu et al. 2024, arXiv 2404.07605): the stage-1 encoder is frozen, its
+embeddings are computed once per (encoder, dataset) and cached, and a small MLP head (default 512-128-64) or a
+linear head is trained on noisy labels, optionally with Gaussian noise added to the features.
 
 Because the encoder is frozen, many heads (noise configurations x seeds) share one embedding matrix:
 ``train_heads`` trains H heads at once with grouped weights (one H x D_in x D_out tensor per layer and
@@ -14,19 +14,23 @@ it embeds the training set once on its first epoch and trains the head on the ca
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
+from study import hparams
+from study.data.base import ImageData
 from study.data.pipeline import TensorLoader, to_float
-from study.lnl.base import Algorithm, TrainViews
+from study.lnl.base import Algorithm, StepOutput, TrainViews
 from study.metrics import macro_f1_batched
 from study.models import Classifier, mlp_head
 
@@ -64,16 +68,16 @@ def cached_embeddings(cache_dir: str | Path, encoder_hash: str, dataset_key: str
     root = Path(cache_dir).expanduser() / "embeddings"
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"{encoder_hash}-{dataset_key}.npy"
-    if path.exists():
-        return np.load(path, mmap_mode="r")
-    emb = np.asarray(compute(), dtype=np.float32)
-    tmp = path.with_suffix(f".tmp{np.random.randint(1 << 30)}.npy")
-    np.save(tmp, emb)
-    tmp.replace(path)
-    return np.load(path, mmap_mode="r")
+    if not path.exists():
+        emb = np.asarray(compute(), dtype=np.float32)
+        tmp = path.with_suffix(f".tmp{np.random.randint(1 << 30)}.npy")
+        np.save(tmp, emb)
+        tmp.replace(path)
+    cached: np.ndarray = np.load(path, mmap_mode="r")
+    return cached
 
 
-def encoder_embeddings(encoder: nn.Module, encoder_path: str | Path, data, cache_dir: str | Path,
+def encoder_embeddings(encoder: nn.Module, encoder_path: str | Path, data: ImageData, cache_dir: str | Path,
                        device: str | torch.device = "cpu", batch_size: int = 512) -> np.ndarray:
     """Embeddings (N x D) of every image of ``data`` (an ``ImageData``) under a stored stage-1 encoder,
     cached by (hash of the encoder file, the dataset's cache key); index the rows with the splits."""
@@ -93,7 +97,7 @@ class HeadGroup(nn.Module):
         dims = [in_dim, *hidden, num_classes]
         seeds = list(seeds) if seeds is not None else list(range(num_heads))
         self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
-        for a, b in zip(dims[:-1], dims[1:]):
+        for a, b in itertools.pairwise(dims):
             w, bias = torch.empty(num_heads, a, b), torch.empty(num_heads, 1, b)
             for h in range(num_heads):  # nn.Linear's default init, per head from its own seed
                 g = torch.Generator().manual_seed(int(seeds[h]) * 7919 + a * 31 + b)
@@ -120,8 +124,8 @@ class HeadsResult:
 
     best_epoch: np.ndarray
     best_val_f1: np.ndarray
-    state: dict
-    history: list[dict] = field(default_factory=list)
+    state: dict[str, torch.Tensor]
+    history: list[dict[str, Any]] = field(default_factory=list)
     hidden: tuple[int, ...] = DEFAULT_HIDDEN
 
     def model(self) -> HeadGroup:
@@ -189,7 +193,7 @@ def train_heads(embeddings_train: np.ndarray | torch.Tensor, noisy_label_sets: n
             loss = F.cross_entropy(logits.reshape(-1, num_classes), y.reshape(-1), reduction="none")
             loss = loss.view(h, -1).mean(1).sum()
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            torch.autograd.backward(loss)
             opt.step()
             total += float(loss.detach()) / h
         if not math.isfinite(total):
@@ -213,8 +217,16 @@ def train_heads(embeddings_train: np.ndarray | torch.Tensor, noisy_label_sets: n
 
 
 # -- the Algorithm entry
+def feature_dim(encoder: nn.Module) -> int:
+    """The width of an encoder's embeddings (every backbone of ``study.models`` sets ``feature_dim``)."""
+    dim = encoder.feature_dim
+    if not isinstance(dim, int):
+        raise TypeError(f"linear_probe: the encoder's feature_dim is {dim!r}, not an integer")
+    return dim
+
+
 class LinearProbe(Algorithm):
-    """A frozen encoder and an MLP (``hidden``, default 512-128-64) or linear (``hidden=()``) head.
+    """A frozen encoder and an MLP (``hidden``, default 512-128-64) or linear (``hidden=[]``) head.
 
     ``make_model`` must build a ``Classifier``; its encoder is frozen and its head replaced. Training
     embeds the training set once (no augmentation, as on cached embeddings) and trains on those rows,
@@ -222,18 +234,30 @@ class LinearProbe(Algorithm):
     """
 
     name = "linear_probe"
+    step_cost = 0.4
 
-    def __init__(self, *args: Any, hidden: Sequence[int] = DEFAULT_HIDDEN, feature_noise: float = 0.0,
-                 **kw: Any) -> None:
-        self.hidden, self.feature_noise = tuple(int(d) for d in hidden), float(feature_noise)
+    class Hparams(hparams.Hparams):
+        hidden: list[Annotated[int, Field(gt=0)]] = Field(list(DEFAULT_HIDDEN), description=(
+            "widths of the head's hidden layers; [] for a linear head"))
+        feature_noise: float = Field(0.0, ge=0, description="sigma of Gaussian noise added to the embeddings")
+
+    hp: Hparams
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.embeddings: torch.Tensor | None = None  # num_samples x D, rows by dataset index
 
-    def build_nets(self, make_model):
+    @property
+    def model(self) -> Classifier:
+        model = self.nets[0]
+        assert isinstance(model, Classifier)  # build_nets made it
+        return model
+
+    def build_nets(self, make_model: Callable[[], nn.Module]) -> list[nn.Module]:
         model = make_model()
         if not isinstance(model, Classifier):
             raise TypeError("linear_probe: make_model must return a study.models.Classifier")
-        model.head = mlp_head(model.encoder.feature_dim, self.num_classes, self.hidden)
+        model.head = mlp_head(feature_dim(model.encoder), self.num_classes, tuple(self.hp.hidden))
         model.frozen = True
         for p in model.encoder.parameters():
             p.requires_grad_(False)
@@ -242,18 +266,20 @@ class LinearProbe(Algorithm):
     def start_epoch(self, epoch: int, train: TensorLoader) -> None:
         super().start_epoch(epoch, train)
         if self.embeddings is None:
-            model = self.nets[0]
-            model.encoder.eval()
-            emb = torch.zeros(self.num_samples, model.encoder.feature_dim, device=self.device)
+            encoder = self.model.encoder
+            encoder.eval()
+            emb = torch.zeros(self.num_samples, feature_dim(encoder), device=self.device)
             with torch.no_grad():
                 for x, _, index in TrainViews(train, self.num_samples).plain_batches():
-                    emb[index] = model.encoder(x).float()
+                    emb[index] = encoder(x).float()
             self.embeddings = emb
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> dict:
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> StepOutput:
+        if self.embeddings is None:
+            raise RuntimeError("linear_probe: train_step before start_epoch")
         feats = self.embeddings[index]  # B x D
-        if self.feature_noise > 0:
-            feats = feats + self.feature_noise * torch.randn_like(feats)
-        loss = F.cross_entropy(self.nets[0].head(feats).float(), y)
+        if self.hp.feature_noise > 0:
+            feats = feats + self.hp.feature_noise * torch.randn_like(feats)
+        loss = F.cross_entropy(self.model.head(feats).float(), y)
         self.backward(loss, self.optimizers[0])
         return {"loss": loss.detach()}

@@ -10,11 +10,12 @@ Labels", ICCV).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
+from study import hparams
 from study.lnl.base import Algorithm
 
 
@@ -32,9 +33,11 @@ def sce_loss(logits: torch.Tensor, y: torch.Tensor, alpha: float = 0.1, beta: fl
 class SymmetricCrossEntropy(Algorithm):
     name = "sce"
 
-    def __init__(self, *args: Any, alpha: float = 0.1, beta: float = 1.0, **kw: Any) -> None:
-        self.alpha, self.beta = alpha, beta
-        super().__init__(*args, **kw)
+    class Hparams(hparams.Hparams):
+        alpha: float = Field(0.1, ge=0, description="weight of cross-entropy")
+        beta: float = Field(1.0, ge=0, description="weight of reverse cross-entropy")
+
+    hp: Hparams
 
     def loss_fn(self, logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return sce_loss(logits, y, self.alpha, self.beta)
+        return sce_loss(logits, y, self.hp.alpha, self.hp.beta)

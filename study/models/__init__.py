@@ -1,9 +1,14 @@
 """Backbones (encoders that map images to feature vectors) and the classifier built on them.
 
-``BACKBONES[name](in_channels, image_size)`` returns an ``nn.Module`` with attribute ``feature_dim``.
+``BACKBONES[name](in_channels, image_size)`` returns an ``nn.Module`` with attribute ``feature_dim``;
+``BACKBONE_COSTS[name]`` is its throughput figure for the study's compute estimate. ``register_backbone``
+adds both at once, so a new backbone brings its figure with it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -60,9 +65,29 @@ def small_cnn(in_channels: int = 3, image_size: int = 32) -> nn.Module:
     return SmallCNN(in_channels, image_size)
 
 
-BACKBONES: Registry = Registry("backbone")
-BACKBONES.register("resnet18", resnet18)
-BACKBONES.register("small_cnn", small_cnn)
+@dataclass(frozen=True)
+class BackboneCost:
+    """Training throughput of a backbone for the compute estimate: images per second on one reference GPU
+    (A100, mixed precision) at ``native_resolution``; the estimate scales it by (native / resolution)^2."""
+
+    native_resolution: int
+    images_per_second: float
+
+
+BackboneFactory = Callable[..., nn.Module]  # (in_channels, image_size) -> nn.Module with feature_dim
+
+BACKBONES: Registry[BackboneFactory] = Registry("backbone")
+BACKBONE_COSTS: Registry[BackboneCost] = Registry("backbone cost")
+
+
+def register_backbone(name: str, factory: BackboneFactory, cost: BackboneCost) -> BackboneFactory:
+    """Register ``factory`` under ``name`` with its throughput figure (both registries warn on overwrite)."""
+    BACKBONE_COSTS.register(name, cost)
+    return BACKBONES.register(name, factory)
+
+
+register_backbone("resnet18", resnet18, BackboneCost(native_resolution=224, images_per_second=2500.0))
+register_backbone("small_cnn", small_cnn, BackboneCost(native_resolution=32, images_per_second=40000.0))
 
 
 def build_backbone(name: str, in_channels: int, image_size: int) -> nn.Module:
@@ -92,7 +117,7 @@ class Classifier(nn.Module):
             for p in self.encoder.parameters():
                 p.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "Classifier":
+    def train(self, mode: bool = True) -> Classifier:
         super().train(mode)
         if self.frozen:
             self.encoder.eval()

@@ -1,4 +1,4 @@
-"""Finding a study's MLflow store and reading its runs into pandas (DESIGN.md, MLflow conventions).
+"""Finding a study's MLflow store and reading its runs into pandas (docs/architecture.md, MLflow conventions).
 
 A study directory holds ``spec.yaml`` and, by default, ``mlflow.db`` (sqlite) with artifacts in
 ``mlartifacts/``; a study on a cluster names a server URI in its spec instead. The spec is read

@@ -24,12 +24,13 @@ import torch
 from filelock import FileLock
 from torch import nn
 
-from study.data import get_dataset, make_splits
+from study.data import ImageData, get_dataset, make_splits
 from study.data.cache import hash_key
 from study.models import BACKBONES, build_backbone
 from study.registry import Registry
 from study.ssl.barlow_twins import BarlowTwins
-from study.ssl.base import NonFiniteLossError, SSLMethod, knn_eval, train_ssl
+from study.errors import NonFiniteLossError
+from study.ssl.base import SSLMethod, feature_dim, knn_eval, train_ssl
 from study.ssl.bigbigan import BigBiGAN
 from study.ssl.init import ImageNetInit, RandomInit, find_imagenet_weights, load_imagenet_weights
 from study.ssl.jigmag import JigMag
@@ -59,10 +60,10 @@ class PretrainRequest:
     ``make_splits``): SSL trains on the training split only, and reports kNN accuracy on the validation split."""
 
     dataset: str
-    dataset_options: dict
+    dataset_options: dict[str, Any]
     split_seed: int
     method: str
-    hparams: dict
+    hparams: dict[str, Any]
     backbone: str
     resolution: int | None
     epochs: int
@@ -117,7 +118,7 @@ def default_device() -> torch.device:
 
 
 def pretrain(request: PretrainRequest, cache_dir: str | Path, device: str | torch.device | None = None,
-             on_epoch: Callable[[int, dict], None] | None = None, data_cache_dir: str | Path | None = None,
+             on_epoch: Callable[[int, dict[str, float]], None] | None = None, data_cache_dir: str | Path | None = None,
              imagenet_weights: str | Path | None = None, knn_bank_size: int = 10000,
              owner: str | None = None) -> Path:
     """The encoder checkpoint for ``request``: reused from ``cache_dir`` when its key is there, else trained
@@ -170,7 +171,7 @@ def pretrain(request: PretrainRequest, cache_dir: str | Path, device: str | torc
                 return entry / CHECKPOINT
             user_on_epoch = on_epoch
 
-            def on_epoch(epoch: int, metrics: dict) -> None:
+            def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
                 claim.heartbeat()
                 if user_on_epoch is not None:
                     user_on_epoch(epoch, metrics)
@@ -211,8 +212,8 @@ def _fetch_entry(remote_entry: str, entry: Path) -> bool:
     return True
 
 
-def _train_entry(request: PretrainRequest, data, folder: Path, device: torch.device,
-                 on_epoch: Callable[[int, dict], None] | None, imagenet_weights: str | Path | None,
+def _train_entry(request: PretrainRequest, data: ImageData, folder: Path, device: torch.device,
+                 on_epoch: Callable[[int, dict[str, float]], None] | None, imagenet_weights: str | Path | None,
                  knn_bank_size: int, key: str) -> None:
     cls = METHODS[request.method]
     hp = cls.resolve_hparams(request.hparams)
@@ -237,7 +238,7 @@ def _train_entry(request: PretrainRequest, data, folder: Path, device: torch.dev
         weights_file = find_imagenet_weights(imagenet_weights)
         load_imagenet_weights(backbone, weights_file)
 
-    history: list[dict] = []
+    history: list[dict[str, float]] = []
     if cls.trains:
         method = cls(backbone, channels, image_size, **hp)
         history = train_ssl(method, train_images, request.epochs, request.batch_size, device, request.seed,
@@ -248,7 +249,7 @@ def _train_entry(request: PretrainRequest, data, folder: Path, device: torch.dev
     meta = {
         "key": key, "request_key": request.key(), "request": request.resolved(), "data_key": data.cache_key,
         "backbone": request.backbone, "in_channels": channels, "image_size": image_size,
-        "build_size": build_size, "feature_dim": int(backbone.feature_dim), "method": request.method,
+        "build_size": build_size, "feature_dim": feature_dim(backbone), "method": request.method,
         "init": init, "imagenet_weights": None if weights_file is None else str(weights_file),
         "epochs_trained": len(history), "knn_acc": float(final_knn), "ssl_version": SSL_VERSION,
     }
@@ -258,14 +259,16 @@ def _train_entry(request: PretrainRequest, data, folder: Path, device: torch.dev
     (folder / "history.json").write_text(json.dumps(history, indent=1))
 
 
-def read_meta(path: str | Path) -> dict:
+def read_meta(path: str | Path) -> dict[str, Any]:
     """The metadata stored in an encoder checkpoint."""
-    return torch.load(Path(path), map_location="cpu", weights_only=True)["meta"]
+    meta: dict[str, Any] = torch.load(Path(path), map_location="cpu", weights_only=True)["meta"]
+    return meta
 
 
-def read_history(path: str | Path) -> list[dict]:
+def read_history(path: str | Path) -> list[dict[str, float]]:
     """Per-epoch metrics of the job that trained the encoder at ``path`` (empty for untrained inits)."""
-    return json.loads((Path(path).parent / "history.json").read_text())
+    history: list[dict[str, float]] = json.loads((Path(path).parent / "history.json").read_text())
+    return history
 
 
 def load_encoder(path: str | Path, device: str | torch.device | None = None) -> nn.Module:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from lightly.loss import BarlowTwinsLoss
 from lightly.models.modules.heads import BarlowTwinsProjectionHead
+from pydantic import Field
 
-from study.data.pipeline import AugmentConfig
-from study.ssl.base import SSLMethod
+from study.ssl.base import ContrastiveMethod, LearningRate, Optimizer, WarmupEpochs, WeightDecay
 
 
-class BarlowTwins(SSLMethod):
+class BarlowTwins(ContrastiveMethod):
     """Drives the cross-correlation matrix of the two views' (batch-standardised) projections towards the
     identity: invariance on the diagonal, redundancy reduction off it, weighted by ``lambda_param``.
 
@@ -23,24 +25,27 @@ class BarlowTwins(SSLMethod):
 
     name = "barlow_twins"
     lr_reference_batch = 256
-    defaults = dict(
-        optimizer="lars", lr=0.2, lr_biases=0.0048, weight_decay=1.5e-6, momentum=0.9, warmup_epochs=10,
-        lambda_param=0.005,
-        projector_dim=8192, crop_min=0.08, rotation=45.0, jitter=0.5, saturation=0.5, grayscale_p=0.2,
-    )
+
+    class Hparams(ContrastiveMethod.Hparams):
+        optimizer: Optimizer = "lars"
+        lr: LearningRate = 0.2
+        lr_biases: float = Field(0.0048, gt=0, description="learning rate of biases and BatchNorm parameters "
+                                                           "(scaled with the batch as lr)")
+        weight_decay: WeightDecay = 1.5e-6
+        warmup_epochs: WarmupEpochs = 10
+        lambda_param: float = Field(0.005, gt=0, description="weight of the off-diagonal (redundancy) terms")
+        projector_dim: int = Field(8192, ge=1, description="width of the projector's three layers")
+
+    hp: Hparams
 
     def build(self) -> None:
-        d = self.hp["projector_dim"]
+        d = self.hp.projector_dim
         self.projection_head = BarlowTwinsProjectionHead(self.feature_dim, d, d)
-        self.criterion = BarlowTwinsLoss(lambda_param=self.hp["lambda_param"])
+        self.criterion = BarlowTwinsLoss(lambda_param=self.hp.lambda_param)
 
-    def parameter_groups(self) -> list[dict]:
+    def parameter_groups(self) -> list[dict[str, Any]]:
         weights, others = super().parameter_groups()
-        return [weights, {**others, "lr": self.hp["lr_biases"]}]  # weight decay 0: no LARS adaptation
-
-    def augment_config(self) -> AugmentConfig:
-        return AugmentConfig(scale=(self.hp["crop_min"], 1.0), flip=True, rotation=self.hp["rotation"],
-                             jitter=self.hp["jitter"])
+        return [weights, {**others, "lr": self.hp.lr_biases}]  # weight decay 0: no LARS adaptation
 
     def training_step(self, x: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
         z0 = self.projection_head(self.backbone(self.view(x)))  # B x projector_dim

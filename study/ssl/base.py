@@ -7,71 +7,93 @@ in turn (BigBiGAN) override ``step`` instead.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any, ClassVar
+import typing
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, ValidationError
 from torch import nn
 
+import study.hparams
 from study.data.pipeline import AugmentConfig, TensorLoader, to_float
+from study.errors import NonFiniteLossError
 from study.ssl.transforms import view
 
 
-class NonFiniteLossError(RuntimeError):
-    """SSL training stopped: the loss became NaN or infinite."""
+# Shared declarations: a method that changes a default writes ``lr: LearningRate = 0.03`` and keeps the range.
+Optimizer = Annotated[Literal["adam", "adamw", "sgd", "lars"], Field(description="optimiser")]
+LearningRate = Annotated[float, Field(gt=0, description="base learning rate (scaled by batch / "
+                                                        "lr_reference_batch where the method sets one)")]
+WeightDecay = Annotated[float, Field(ge=0, description="weight decay (not on biases and norm parameters)")]
+Momentum = Annotated[float, Field(ge=0, lt=1, description="SGD / LARS momentum")]
+WarmupEpochs = Annotated[int, Field(ge=0, description="linear warm-up epochs before the cosine decay")]
+CropMin = Annotated[float, Field(gt=0, le=1, description="smallest crop area, a fraction of the image's")]
+Jitter = Annotated[float, Field(ge=0, le=1, description="brightness/contrast jitter strength")]
 
 
 class SSLMethod(nn.Module):
     """Base of a registered SSL method. ``backbone`` is the encoder that stage 2 uses.
 
-    Hyperparameters are keyword arguments; ``defaults`` (merged along the class hierarchy) holds the
-    papers' values, and an unknown name fails with the list of valid ones.
+    Hyperparameters are keyword arguments checked against the method's nested ``Hparams`` declaration
+    (the shared fields below, overridden and extended by each method with the papers' values); an unknown
+    name, a wrong type or a value out of range fails with what is allowed. ``self.hp`` is the checked
+    declaration.
     """
+
+    class Hparams(study.hparams.Hparams):
+        """The optimiser and schedule every method shares."""
+
+        optimizer: Optimizer = "adam"
+        lr: LearningRate = 1e-3
+        weight_decay: WeightDecay = 1e-6
+        momentum: Momentum = 0.9
+        warmup_epochs: WarmupEpochs = 0
+
+    hp: Hparams
 
     name: ClassVar[str] = ""
     #: False for initialisations (random, imagenet) that return the encoder untrained
     trains: ClassVar[bool] = True
     #: the batch size the paper's learning rates are given for; the loop scales them by batch / this
     lr_reference_batch: ClassVar[int | None] = None
-    defaults: ClassVar[dict[str, Any]] = dict(
-        optimizer="adam", lr=1e-3, weight_decay=1e-6, momentum=0.9, warmup_epochs=0,
-    )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.name and "Hparams" in cls.__dict__:  # messages and the docs name the method
+            cls.Hparams.owner = f"SSL method {cls.name}"
 
     # ------------------------------------------------------------------------------ hyperparameters
 
     @classmethod
-    def hparam_defaults(cls) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for klass in reversed(cls.__mro__):
-            out.update(getattr(klass, "defaults", None) or {})
-        return out
+    def build_hparams(cls, hparams: Mapping[str, Any] | None) -> SSLMethod.Hparams:
+        """``cls.Hparams`` of ``hparams`` over the defaults, checked as the spec checks them; a name or value
+        it does not accept raises ``HparamError`` (a ValueError) naming the method, the hyperparameter and
+        what is allowed."""
+        where = f"SSL method {cls.name!r}"
+        try:
+            checked = study.hparams.check_values([cls.Hparams], dict(hparams or {}))  # names, types, ranges
+            return cls.Hparams(**checked)  # the whole declaration: checks that tie several names together
+        except study.hparams.HparamError as e:
+            raise study.hparams.HparamError(f"{where}: {e}") from None
+        except ValidationError as e:
+            problems = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in e.errors())
+            raise study.hparams.HparamError(f"{where}: {problems}") from None
 
     @classmethod
-    def resolve_hparams(cls, hparams: dict[str, Any] | None) -> dict[str, Any]:
-        """``hparams`` over the defaults; an unknown name raises ValueError naming the valid ones."""
-        defaults = cls.hparam_defaults()
-        unknown = sorted(set(hparams or {}) - set(defaults))
-        if unknown:
-            raise ValueError(f"ssl method {cls.name!r}: unknown hyperparameter(s) {', '.join(unknown)} "
-                             f"(allowed: {', '.join(sorted(defaults))})")
-        out = dict(defaults)
-        for k, v in (hparams or {}).items():
-            d = defaults[k]
-            if isinstance(d, float) and isinstance(v, int) and not isinstance(v, bool):
-                v = float(v)
-            if isinstance(d, (list, tuple)) and isinstance(v, (list, tuple)):
-                v = type(d)(v)
-            out[k] = v
-        return out
+    def resolve_hparams(cls, hparams: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Every hyperparameter of the method, ``hparams`` over the defaults, checked (see ``build_hparams``):
+        the dict the pretraining cache key hashes."""
+        return cls.build_hparams(hparams).model_dump()
 
     # ------------------------------------------------------------------------------ construction
 
     def __init__(self, backbone: nn.Module, in_channels: int, image_size: int, **hparams: Any) -> None:
         super().__init__()
-        self.hp = self.resolve_hparams(hparams)
+        self.hp = self.build_hparams(hparams)
         self.backbone = backbone
-        self.feature_dim = int(backbone.feature_dim)
+        self.feature_dim = feature_dim(backbone)
         self.in_channels = int(in_channels)
         self.image_size = int(image_size)
         self.generator = torch.Generator().manual_seed(0)  # views; reseeded by the loop
@@ -91,14 +113,15 @@ class SSLMethod(nn.Module):
         return AugmentConfig(scale=(0.6, 1.0), flip=True)
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
-        return view(x, self.augment_config(), self.generator, saturation=self.hp.get("saturation", 0.0),
-                    grayscale_p=self.hp.get("grayscale_p", 0.0))
+        """One random view of a float batch B x C x H x W (no colour distortion; see ``ContrastiveMethod``)."""
+        return view(x, self.augment_config(), self.generator)
 
     # ------------------------------------------------------------------------------ optimisation
 
-    def parameter_groups(self) -> list[dict]:
+    def parameter_groups(self) -> list[dict[str, Any]]:
         """Trainable parameters; weight decay only on weights (not on biases and norm parameters)."""
-        decay, no_decay = [], []
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
         for p in self.parameters():
             if p.requires_grad:
                 (decay if p.ndim > 1 else no_decay).append(p)
@@ -118,7 +141,7 @@ class SSLMethod(nn.Module):
         check_finite(loss)
         opt = optimizers[0]
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
         opt.step()
         self.after_step()
         return {k: float(v.detach()) for k, v in out.items()}
@@ -127,27 +150,58 @@ class SSLMethod(nn.Module):
         """Called after each optimiser step (MoCo's momentum update)."""
 
 
+class ContrastiveMethod(SSLMethod):
+    """Base of the methods that compare two views of an image (SimCLR, MoCo v2, Barlow Twins, MICLe).
+
+    Their views follow Azizi et al. 2021 (Big Self-Supervised Models Advance Medical Image
+    Classification): random resized crop, flip, rotation up to 45 degrees and brightness/contrast jitter
+    0.5, no blur; RGB images also get saturation jitter and random grayscale (SimCLR's colour distortion).
+    """
+
+    class Hparams(SSLMethod.Hparams):
+        crop_min: CropMin = 0.08
+        rotation: float = Field(45.0, ge=0, le=180, description="largest rotation of a view, degrees")
+        jitter: Jitter = 0.5
+        saturation: float = Field(0.5, ge=0, le=1, description="saturation jitter strength (RGB images)")
+        grayscale_p: float = Field(0.2, ge=0, le=1, description="probability of a grayscale view (RGB images)")
+
+    hp: Hparams
+
+    def augment_config(self) -> AugmentConfig:
+        return AugmentConfig(scale=(self.hp.crop_min, 1.0), flip=True, rotation=self.hp.rotation,
+                             jitter=self.hp.jitter)
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        return view(x, self.augment_config(), self.generator, saturation=self.hp.saturation,
+                    grayscale_p=self.hp.grayscale_p)
+
+
+def feature_dim(backbone: nn.Module) -> int:
+    """The width of a backbone's features (``study.models`` sets ``feature_dim`` on every backbone; torch's
+    stubs type any module attribute as a tensor or module)."""
+    return int(typing.cast(int, backbone.feature_dim))
+
+
 def check_finite(loss: torch.Tensor) -> None:
     if not torch.isfinite(loss.detach()).all():
         raise NonFiniteLossError(f"SSL loss became non-finite ({float(loss.detach())})")
 
 
-def make_optimizer(groups: list[dict], hp: dict[str, Any]) -> torch.optim.Optimizer:
-    """Adam, AdamW, SGD (momentum) or LARS (You et al. 2017, as lightly implements it), by ``hp['optimizer']``."""
-    name, lr, wd = hp["optimizer"], hp["lr"], hp["weight_decay"]
+def make_optimizer(groups: list[dict[str, Any]], hp: SSLMethod.Hparams) -> torch.optim.Optimizer:
+    """Adam, AdamW, SGD (momentum) or LARS (You et al. 2017, as lightly implements it), by ``hp.optimizer``."""
+    lr, wd = hp.lr, hp.weight_decay
     for g in groups:
         g.setdefault("weight_decay", wd)
-    if name == "adam":
+    if hp.optimizer == "adam":
         return torch.optim.Adam(groups, lr=lr, weight_decay=wd)
-    if name == "adamw":
+    if hp.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=lr, weight_decay=wd)
-    if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=hp["momentum"], weight_decay=wd)
-    if name == "lars":
-        from lightly.utils.lars import LARS
+    if hp.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=hp.momentum, weight_decay=wd)
+    from lightly.utils.lars import LARS
 
-        return LARS(groups, lr=lr, momentum=hp["momentum"], weight_decay=wd)
-    raise ValueError(f"unknown optimizer {name!r} (allowed: adam, adamw, lars, sgd)")
+    lars: torch.optim.Optimizer = LARS(groups, lr=lr, momentum=hp.momentum, weight_decay=wd)
+    return lars
 
 
 def lr_schedule(epochs: int, steps_per_epoch: int, warmup_epochs: float) -> np.ndarray:
@@ -206,7 +260,7 @@ def knn_accuracy(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
 def train_ssl(method: SSLMethod, train_images: np.ndarray, epochs: int, batch_size: int,
               device: torch.device, seed: int, knn: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
               patient_ids: np.ndarray | None = None,
-              on_epoch: Callable[[int, dict], None] | None = None) -> list[dict]:
+              on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
     """Train ``method`` for ``epochs`` over ``train_images`` (N x H x W x C uint8); returns per-epoch metrics.
 
     ``knn`` = (bank images, bank labels, query images, query labels): each epoch reports the kNN accuracy of
@@ -224,8 +278,8 @@ def train_ssl(method: SSLMethod, train_images: np.ndarray, epochs: int, batch_si
     # methods whose paper states its learning rate for a reference batch scale it linearly (Goyal et al. 2017)
     scale = bs / method.lr_reference_batch if method.lr_reference_batch else 1.0
     base_lrs = [[g["lr"] * scale for g in opt.param_groups] for opt in optimizers]
-    schedule = lr_schedule(epochs, len(loader), method.hp.get("warmup_epochs", 0))
-    history: list[dict] = []
+    schedule = lr_schedule(epochs, len(loader), method.hp.warmup_epochs)
+    history: list[dict[str, float]] = []
     it = 0
     for epoch in range(epochs):
         method.train()
@@ -257,8 +311,6 @@ def knn_eval(encoder: nn.Module, knn: tuple[np.ndarray, np.ndarray, np.ndarray, 
     bank = embed(encoder, bank_x, device)
     query = embed(encoder, query_x, device)
     return knn_accuracy(bank, torch.as_tensor(bank_y, device=device), query, torch.as_tensor(query_y, device=device))
-
-
 
 
 def mlp(dims: list[int], batch_norm: bool = True, last_bias: bool = True) -> nn.Sequential:

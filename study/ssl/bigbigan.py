@@ -4,14 +4,16 @@ scheme (Donahue, Krähenbühl and Darrell 2017, Adversarial Feature Learning), s
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from pydantic import Field
 from torch.nn.utils.parametrizations import spectral_norm
 
 from study.data.pipeline import AugmentConfig
-from study.ssl.base import SSLMethod, check_finite
+from study.ssl.base import LearningRate, SSLMethod, WeightDecay, check_finite
 from study.ssl.decoders import UpsamplingDecoder
 
 
@@ -56,53 +58,65 @@ class BigBiGAN(SSLMethod):
     """
 
     name = "bigbigan"
-    defaults = dict(optimizer="adam", lr=2e-4, weight_decay=0.0, beta1=0.5, beta2=0.999, latent_dim=120,
-                    gan_width=16, d_steps=1)
+
+    class Hparams(SSLMethod.Hparams):
+        optimizer: Literal["adam"] = Field("adam", description="optimiser (BigBiGAN's are Adam)")
+        lr: LearningRate = 2e-4
+        weight_decay: WeightDecay = 0.0
+        beta1: float = Field(0.5, ge=0, lt=1, description="Adam's beta1")
+        beta2: float = Field(0.999, ge=0, lt=1, description="Adam's beta2")
+        latent_dim: int = Field(120, ge=1, description="latent dimension (BigGAN's 120)")
+        gan_width: int = Field(16, ge=1, description="narrowest width of the generator and discriminator")
+        d_steps: int = Field(1, ge=1, description="discriminator steps per encoder/generator step")
+
+    hp: Hparams
 
     def build(self) -> None:
-        latent = self.hp["latent_dim"]
+        latent = self.hp.latent_dim
         self.to_latent = nn.Sequential(nn.Linear(self.feature_dim, self.feature_dim), nn.ReLU(inplace=True),
                                        nn.Linear(self.feature_dim, 2 * latent))
-        self.image_generator = UpsamplingDecoder(latent, self.in_channels, self.image_size, self.hp["gan_width"])
-        self.discriminator = JointDiscriminator(self.in_channels, self.image_size, latent, self.hp["gan_width"])
+        self.image_generator = UpsamplingDecoder(latent, self.in_channels, self.image_size, self.hp.gan_width)
+        self.discriminator = JointDiscriminator(self.in_channels, self.image_size, latent, self.hp.gan_width)
 
     def augment_config(self) -> AugmentConfig:
         return AugmentConfig(scale=(1.0, 1.0), flip=True)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         mu, s = self.to_latent(self.backbone(x)).chunk(2, dim=1)  # B x latent each
-        return mu + F.softplus(s) * torch.randn_like(mu)
+        z: torch.Tensor = mu + F.softplus(s) * torch.randn_like(mu)
+        return z
 
     def generate(self, z: torch.Tensor) -> torch.Tensor:
-        return torch.tanh(self.image_generator(z)) * 2.0  # the standardised pixel range is about [-2, 2]
+        x: torch.Tensor = torch.tanh(self.image_generator(z)) * 2.0  # standardised pixels lie in about [-2, 2]
+        return x
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        betas = (self.hp["beta1"], self.hp["beta2"])
+        betas = (self.hp.beta1, self.hp.beta2)
         eg = [p for m in (self.backbone, self.to_latent, self.image_generator) for p in m.parameters()]
-        return [torch.optim.Adam(self.discriminator.parameters(), lr=self.hp["lr"], betas=betas),
-                torch.optim.Adam(eg, lr=self.hp["lr"], betas=betas, weight_decay=self.hp["weight_decay"])]
+        return [torch.optim.Adam(self.discriminator.parameters(), lr=self.hp.lr, betas=betas),
+                torch.optim.Adam(eg, lr=self.hp.lr, betas=betas, weight_decay=self.hp.weight_decay)]
 
     def step(self, x: torch.Tensor, index: torch.Tensor, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
         opt_d, opt_eg = optimizers
         x = self.view(x)
-        b, latent = x.shape[0], self.hp["latent_dim"]
+        b, latent = x.shape[0], self.hp.latent_dim
         # discriminator: hinge loss on each of the three scores, real pairs up, generated pairs down
-        for _ in range(self.hp["d_steps"]):
+        for _ in range(self.hp.d_steps):
             z = torch.randn(b, latent, generator=self.generator).to(x.device)
             with torch.no_grad():
                 z_hat, x_fake = self.encode(x), self.generate(z)
             real, fake = self.discriminator(x, z_hat), self.discriminator(x_fake, z)
-            loss_d = sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real, fake))
+            loss_d = torch.stack([F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real, fake)]).sum()
             check_finite(loss_d)
             opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
+            loss_d.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
             opt_d.step()
         # encoder and generator: make real pairs look generated and generated pairs look real
         z = torch.randn(b, latent, generator=self.generator).to(x.device)
         real, fake = self.discriminator(x, self.encode(x)), self.discriminator(self.generate(z), z)
-        loss_eg = sum(r.mean() - f.mean() for r, f in zip(real, fake))
+        loss_eg = torch.stack([r.mean() - f.mean() for r, f in zip(real, fake)]).sum()
         check_finite(loss_eg)
         opt_eg.zero_grad(set_to_none=True)
-        loss_eg.backward()
+        loss_eg.backward()  # type: ignore[no-untyped-call]
         opt_eg.step()
         return {"loss": float(loss_d.detach()), "eg": float(loss_eg.detach())}

@@ -29,7 +29,7 @@ class UpsamplingDecoder(nn.Module):
         self.blocks = nn.Sequential(*blocks)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.blocks(self.fc(z).view(z.shape[0], self.c0, 4, 4))
+        x: torch.Tensor = self.blocks(self.fc(z).view(z.shape[0], self.c0, 4, 4))
         if x.shape[-1] != self.image_size:
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
         return x

@@ -21,7 +21,11 @@ class RandomInit(SSLMethod):
 
     name = "random"
     trains = False
-    defaults: dict = {}
+
+    class Hparams(SSLMethod.Hparams):
+        """Nothing is trained: the shared names are accepted (and left out of the cache key)."""
+
+    hp: Hparams
 
 
 class ImageNetInit(SSLMethod):
@@ -29,7 +33,11 @@ class ImageNetInit(SSLMethod):
 
     name = "imagenet"
     trains = False
-    defaults: dict = {}
+
+    class Hparams(SSLMethod.Hparams):
+        """Nothing is trained: the shared names are accepted (and left out of the cache key)."""
+
+    hp: Hparams
 
 
 def find_imagenet_weights(explicit: str | Path | None = None) -> Path:
@@ -63,7 +71,7 @@ def load_imagenet_weights(backbone: nn.Module, path: str | Path) -> None:
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    conv1 = backbone.conv1.weight
+    conv1 = backbone.get_parameter("conv1.weight")
     w = state.get("conv1.weight")
     if w is None or w.shape[2:] != conv1.shape[2:]:
         raise ValueError(f"{path}: not a torchvision ResNet-18 ImageNet state dict (conv1 "

@@ -4,14 +4,19 @@ Classification of Pathology Images With Limited Annotations)."""
 from __future__ import annotations
 
 import itertools
+from typing import Annotated
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
 from study.data.pipeline import AugmentConfig
-from study.ssl.base import SSLMethod
+from study.ssl.base import Jitter, SSLMethod
 from study.ssl.transforms import crop_resize
+
+#: a magnification level: a crop side as a fraction of the image side
+Zoom = Annotated[float, Field(gt=0, le=1)]
 
 
 class JigMag(SSLMethod):
@@ -27,23 +32,29 @@ class JigMag(SSLMethod):
     """
 
     name = "jigmag"
-    defaults = dict(optimizer="adam", lr=1e-3, weight_decay=1e-6, zooms=(1.0, 0.5, 0.25, 0.125), jitter=0.2)
+
+    class Hparams(SSLMethod.Hparams):
+        zooms: tuple[Zoom, ...] = Field(
+            (1.0, 0.5, 0.25, 0.125), min_length=4, max_length=4,
+            description="crop sides of the four magnification levels, fractions of the image side in (0, 1]")
+        jitter: Jitter = 0.2
+
+    hp: Hparams
+    perms: torch.Tensor
 
     def build(self) -> None:
-        k = len(self.hp["zooms"])
-        if k != 4:
-            raise ValueError(f"jigmag: zooms must list 4 magnifications for the 2 x 2 grid, got {k}")
-        self.register_buffer("perms", torch.tensor(list(itertools.permutations(range(k)))), persistent=False)
+        levels = len(self.hp.zooms)  # 4, one per slot of the 2 x 2 grid
+        self.register_buffer("perms", torch.tensor(list(itertools.permutations(range(levels)))), persistent=False)
         self.classifier = nn.Linear(self.feature_dim, self.perms.shape[0])
 
     def augment_config(self) -> AugmentConfig:
-        return AugmentConfig(scale=(1.0, 1.0), flip=True, jitter=self.hp["jitter"])
+        return AugmentConfig(scale=(1.0, 1.0), flip=True, jitter=self.hp.jitter)
 
     def puzzle(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Composed 2 x 2 magnification grids (B x C x H x W, H and W even-rounded to the input) and labels."""
         b, c, h, w = x.shape
         half = max(1, h // 2)
-        zooms = [float(z) for z in self.hp["zooms"]]
+        zooms = self.hp.zooms
         z_min = min(zooms)
         # nested regions: the finest crop's centre is uniform over where it fits; a coarser crop of side z
         # is centred at fine_centre * (1 - z) / (1 - z_min), which contains every finer crop (normalised coords)

@@ -3,11 +3,15 @@ Jigsaw Puzzles)."""
 
 from __future__ import annotations
 
+import math
+from typing import Self
+
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 
 from study.data.pipeline import AugmentConfig
-from study.ssl.base import SSLMethod, mlp
+from study.ssl.base import CropMin, LearningRate, Optimizer, SSLMethod, WeightDecay, mlp
 from study.ssl.permutations import max_hamming_permutations
 from study.ssl.transforms import standardise_per_sample
 
@@ -41,23 +45,44 @@ class Jigsaw(SSLMethod):
     """
 
     name = "jigsaw"
-    defaults = dict(optimizer="sgd", lr=0.01, weight_decay=5e-4, momentum=0.9, grid=3, num_permutations=1000,
-                    tile_fraction=0.75, hidden_dim=512, crop_min=0.6)
+
+    class Hparams(SSLMethod.Hparams):
+        optimizer: Optimizer = "sgd"
+        lr: LearningRate = 0.01
+        weight_decay: WeightDecay = 5e-4
+        grid: int = Field(3, ge=2, le=3, description="tiles per side (3: the paper's 3 x 3; larger grids have "
+                                                     "too many permutations to choose from)")
+        num_permutations: int = Field(1000, ge=2, description="size of the permutation set, the classes "
+                                                              "(at most (grid²)!)")
+        tile_fraction: float = Field(0.75, gt=0, le=1, description="tile side as a fraction of its cell's")
+        hidden_dim: int = Field(512, ge=1, description="hidden width of the MLP on the tiles' features")
+        crop_min: CropMin = 0.6
+
+        @model_validator(mode="after")
+        def _enough_permutations(self) -> Self:
+            available = math.factorial(self.grid ** 2)
+            if self.num_permutations > available:
+                raise ValueError(f"num_permutations {self.num_permutations} is more than the {available} "
+                                 f"permutations of a {self.grid} x {self.grid} grid")
+            return self
+
+    hp: Hparams
+    perms: torch.Tensor
 
     def build(self) -> None:
-        n = self.hp["grid"] ** 2
-        perms = max_hamming_permutations(n, self.hp["num_permutations"])
+        n = self.hp.grid ** 2
+        perms = max_hamming_permutations(n, self.hp.num_permutations)
         self.register_buffer("perms", torch.as_tensor(perms), persistent=False)
-        self.classifier = mlp([n * self.feature_dim, self.hp["hidden_dim"], self.hp["num_permutations"]])
+        self.classifier = mlp([n * self.feature_dim, self.hp.hidden_dim, self.hp.num_permutations])
 
     def augment_config(self) -> AugmentConfig:
-        return AugmentConfig(scale=(self.hp["crop_min"], 1.0), flip=True)
+        return AugmentConfig(scale=(self.hp.crop_min, 1.0), flip=True)
 
     def training_step(self, x: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
-        g = self.hp["grid"]
+        g = self.hp.grid
         b, c, h, _ = x.shape
         cell = h // g
-        tile = max(min(cell, 4), int(cell * self.hp["tile_fraction"]))  # >= 4 px, so CNN backbones can pool
+        tile = max(min(cell, 4), int(cell * self.hp.tile_fraction))  # >= 4 px, so CNN backbones can pool
         tiles = make_tiles(self.view(x), g, tile, self.generator)  # B x g² x C x t x t
         labels = torch.randint(0, self.perms.shape[0], (b,), generator=self.generator).to(x.device)
         order = self.perms[labels]  # B x g²: position j shows tile order[j]

@@ -50,6 +50,11 @@ class MICLe(SimCLR):
 
     name = "micle"
 
+    class Hparams(SimCLR.Hparams):
+        """SimCLR's, unchanged."""
+
+    hp: Hparams
+
     def bind(self, images: torch.Tensor, patient_ids: np.ndarray | None) -> None:
         self.images = images
         self.groups = patient_groups(patient_ids, images.shape[0])

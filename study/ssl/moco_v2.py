@@ -11,13 +11,13 @@ import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules.heads import MoCoProjectionHead
 from lightly.models.utils import deactivate_requires_grad, update_momentum
+from pydantic import Field
 from torch import nn
 
-from study.data.pipeline import AugmentConfig
-from study.ssl.base import SSLMethod
+from study.ssl.base import ContrastiveMethod, CropMin, LearningRate, Optimizer, WeightDecay
 
 
-class MoCoV2(SSLMethod):
+class MoCoV2(ContrastiveMethod):
     """A query encoder trained by InfoNCE against keys from a momentum (EMA) copy of itself, with a queue
     of past keys as the negatives; v2 adds the MLP projection head, stronger augmentation and cosine decay.
 
@@ -29,14 +29,22 @@ class MoCoV2(SSLMethod):
     """
 
     name = "moco_v2"
-    defaults = dict(
-        optimizer="sgd", lr=0.03, weight_decay=1e-4, momentum=0.9, warmup_epochs=0, temperature=0.2,
-        ema_momentum=0.999, queue_size=65536, proj_hidden_dim=2048, proj_dim=128,
-        crop_min=0.2, rotation=45.0, jitter=0.5, saturation=0.5, grayscale_p=0.2,
-    )
+
+    class Hparams(ContrastiveMethod.Hparams):
+        optimizer: Optimizer = "sgd"
+        lr: LearningRate = 0.03
+        weight_decay: WeightDecay = 1e-4
+        temperature: float = Field(0.2, gt=0, description="InfoNCE temperature")
+        ema_momentum: float = Field(0.999, ge=0, le=1, description="momentum of the key encoder's EMA update")
+        queue_size: int = Field(65536, ge=1, description="negative keys kept (capped at the training images)")
+        proj_hidden_dim: int = Field(2048, ge=1, description="projection head's hidden width")
+        proj_dim: int = Field(128, ge=1, description="projection width")
+        crop_min: CropMin = 0.2
+
+    hp: Hparams
 
     def build(self) -> None:
-        self.projection_head = MoCoProjectionHead(self.feature_dim, self.hp["proj_hidden_dim"], self.hp["proj_dim"])
+        self.projection_head = MoCoProjectionHead(self.feature_dim, self.hp.proj_hidden_dim, self.hp.proj_dim)
         self.backbone_momentum = copy.deepcopy(self.backbone)
         self.projection_head_momentum = copy.deepcopy(self.projection_head)
         deactivate_requires_grad(self.backbone_momentum)
@@ -44,16 +52,12 @@ class MoCoV2(SSLMethod):
         self.criterion: nn.Module | None = None  # built in bind, when the dataset size is known
 
     def bind(self, images: torch.Tensor, patient_ids: np.ndarray | None) -> None:
-        queue = min(int(self.hp["queue_size"]), int(images.shape[0]))
-        if queue < self.hp["queue_size"]:
-            warnings.warn(f"moco_v2: queue_size {self.hp['queue_size']} capped at the {queue} training images",
+        queue = min(self.hp.queue_size, int(images.shape[0]))
+        if queue < self.hp.queue_size:
+            warnings.warn(f"moco_v2: queue_size {self.hp.queue_size} capped at the {queue} training images",
                           stacklevel=2)
-        self.criterion = NTXentLoss(temperature=self.hp["temperature"],
-                                    memory_bank_size=(queue, self.hp["proj_dim"])).to(images.device)
-
-    def augment_config(self) -> AugmentConfig:
-        return AugmentConfig(scale=(self.hp["crop_min"], 1.0), flip=True, rotation=self.hp["rotation"],
-                             jitter=self.hp["jitter"])
+        self.criterion = NTXentLoss(temperature=self.hp.temperature,
+                                    memory_bank_size=(queue, self.hp.proj_dim)).to(images.device)
 
     def training_step(self, x: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
         assert self.criterion is not None, "bind() builds the queue"
@@ -63,6 +67,6 @@ class MoCoV2(SSLMethod):
         return {"loss": self.criterion(q, k)}
 
     def after_step(self) -> None:
-        m = self.hp["ema_momentum"]
+        m = self.hp.ema_momentum
         update_momentum(self.backbone, self.backbone_momentum, m)
         update_momentum(self.projection_head, self.projection_head_momentum, m)

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from study.data.pipeline import AugmentConfig
-from study.ssl.base import SSLMethod
+from study.ssl.base import CropMin, LearningRate, Optimizer, SSLMethod, WeightDecay
 
 
 def rotate_batch(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -27,13 +27,20 @@ class Rotation(SSLMethod):
     """
 
     name = "rotation"
-    defaults = dict(optimizer="sgd", lr=0.1, weight_decay=5e-4, momentum=0.9, crop_min=0.6)
+
+    class Hparams(SSLMethod.Hparams):
+        optimizer: Optimizer = "sgd"
+        lr: LearningRate = 0.1
+        weight_decay: WeightDecay = 5e-4
+        crop_min: CropMin = 0.6
+
+    hp: Hparams
 
     def build(self) -> None:
         self.classifier = nn.Linear(self.feature_dim, 4)
 
     def augment_config(self) -> AugmentConfig:
-        return AugmentConfig(scale=(self.hp["crop_min"], 1.0), flip=True)
+        return AugmentConfig(scale=(self.hp.crop_min, 1.0), flip=True)
 
     def training_step(self, x: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
         views, labels = rotate_batch(self.view(x))  # 4B x C x H x W

@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from lightly.loss import NTXentLoss
 from lightly.models.modules.heads import SimCLRProjectionHead
+from pydantic import Field
 
-from study.data.pipeline import AugmentConfig
-from study.ssl.base import SSLMethod
+from study.ssl.base import ContrastiveMethod, WarmupEpochs
 
 
-class SimCLR(SSLMethod):
+class SimCLR(ContrastiveMethod):
     """Two augmented views of each image, an MLP projection head, and the NT-Xent loss with the other
     2(B-1) views of the batch as negatives (lightly's head and loss).
 
@@ -20,23 +20,24 @@ class SimCLR(SSLMethod):
     """
 
     name = "simclr"
-    defaults = dict(
-        optimizer="adam", lr=1e-3, weight_decay=1e-6, warmup_epochs=10, temperature=0.07,
-        proj_hidden_dim=0, proj_dim=128,  # proj_hidden_dim 0: the backbone's feature width
-        crop_min=0.08, rotation=45.0, jitter=0.5, saturation=0.5, grayscale_p=0.2,
-    )
+
+    class Hparams(ContrastiveMethod.Hparams):
+        warmup_epochs: WarmupEpochs = 10
+        temperature: float = Field(0.07, gt=0, description="NT-Xent temperature")
+        proj_hidden_dim: int = Field(0, ge=0, description="projection head's hidden width; 0: the backbone's "
+                                                          "feature width")
+        proj_dim: int = Field(128, ge=1, description="projection width")
+
+    hp: Hparams
 
     def build(self) -> None:
-        hidden = self.hp["proj_hidden_dim"] or self.feature_dim
-        self.projection_head = SimCLRProjectionHead(self.feature_dim, hidden, self.hp["proj_dim"])
-        self.criterion = NTXentLoss(temperature=self.hp["temperature"])
-
-    def augment_config(self) -> AugmentConfig:
-        return AugmentConfig(scale=(self.hp["crop_min"], 1.0), flip=True, rotation=self.hp["rotation"],
-                             jitter=self.hp["jitter"])
+        hidden = self.hp.proj_hidden_dim or self.feature_dim
+        self.projection_head = SimCLRProjectionHead(self.feature_dim, hidden, self.hp.proj_dim)
+        self.criterion = NTXentLoss(temperature=self.hp.temperature)
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        return self.projection_head(self.backbone(x))  # B x proj_dim
+        z: torch.Tensor = self.projection_head(self.backbone(x))  # B x proj_dim
+        return z
 
     def pair(self, x: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The positive pair's two views: two crops of the same image."""

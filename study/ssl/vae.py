@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from study.data.pipeline import AugmentConfig
-from study.ssl.base import SSLMethod
+from study.ssl.base import SSLMethod, WeightDecay
 from study.ssl.decoders import UpsamplingDecoder
 
 
@@ -20,12 +21,19 @@ class VAE(SSLMethod):
     """
 
     name = "vae"
-    defaults = dict(optimizer="adam", lr=1e-3, weight_decay=0.0, latent_dim=128, beta=1.0, decoder_width=16)
+
+    class Hparams(SSLMethod.Hparams):
+        weight_decay: WeightDecay = 0.0
+        latent_dim: int = Field(128, ge=1, description="latent dimension")
+        beta: float = Field(1.0, ge=0, description="weight of the KL term (1: the VAE's ELBO)")
+        decoder_width: int = Field(16, ge=1, description="the decoder's narrowest width")
+
+    hp: Hparams
 
     def build(self) -> None:
-        latent = self.hp["latent_dim"]
+        latent = self.hp.latent_dim
         self.to_posterior = nn.Linear(self.feature_dim, 2 * latent)
-        self.decoder = UpsamplingDecoder(latent, self.in_channels, self.image_size, self.hp["decoder_width"])
+        self.decoder = UpsamplingDecoder(latent, self.in_channels, self.image_size, self.hp.decoder_width)
 
     def augment_config(self) -> AugmentConfig:
         return AugmentConfig(scale=(1.0, 1.0), flip=True)
@@ -38,4 +46,4 @@ class VAE(SSLMethod):
         recon = self.decoder(z)  # B x C x H x W
         rec = 0.5 * (recon - x).pow(2).flatten(1).sum(1).mean()
         kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
-        return {"loss": rec + self.hp["beta"] * kl, "recon": rec, "kl": kl}
+        return {"loss": rec + self.hp.beta * kl, "recon": rec, "kl": kl}

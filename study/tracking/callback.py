@@ -2,7 +2,8 @@
 
 Unlike Ray's stock ``MLflowLoggerCallback``, which opens a new run whenever a trial starts (so a
 restored trial gets a second run), this one looks the trial's run up by its tag ``study.trial_id`` and
-continues it. Per-epoch metrics are logged with ``step=epoch``; the final report adds the test metrics
+continues it. The run's tags and params come from the trial's ``TrialConfig`` (its axes, its cell, its
+hyperparameters); what it logs from the trial's reports is read by the keys of ``study.tuning.results``. Per-epoch metrics are logged with ``step=epoch``; the final report adds the test metrics
 and the artifacts the trial wrote to its artifact folder.
 
 Each epoch is logged once. Ray processes a result before it registers the checkpoint that came with it
@@ -15,12 +16,19 @@ values are the same), and the run's tag ``study.resumed_from_epoch`` says where 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from ray.tune import Callback
+from ray.tune.result import TRAINING_ITERATION
 
-from study.tracking.store import AXIS_TAGS, EPOCH_METRICS, FINAL_METRICS, Tracker
+from study.tracking.store import (AXIS_TAGS, CELL, EPOCH_METRICS, ERROR, FINAL_METRICS, RETRIES, SSL_METRICS, STATE,
+                                  Tracker)
+from study.tuning.plan import TrialConfig
+from study.tuning.results import ARTIFACT_DIR, EPOCH, FINISHED, NODE_ID, PER_CLASS_F1, START_EPOCH
+from study.tuning.results import ERROR as REPORTED_ERROR
+
+#: the metrics whose last logged step says how far a run got (an LNL trial's, a pretraining job's)
+PROGRESS_METRICS = ("train_loss", "ssl_loss")
 
 
 def _error_text(trial) -> str:
@@ -60,16 +68,17 @@ class TrackingCallback(Callback):
         return self._tracker
 
     def _run(self, trial) -> str:
-        cfg = trial.config.get("run", trial.config.get("job", trial.config))
-        stage = cfg["stage"]
-        point = cfg.get("point", {})
-        tags = {a: point[a] for a in AXIS_TAGS if a in point}
+        """The trial's MLflow run (created on first sight, under its cell's parent run)."""
+        cfg = TrialConfig.from_ray(trial.config)
+        axes = cfg.axes()
+        tags = {a: axes[a] for a in AXIS_TAGS if a in axes}
         parent = None
-        if stage in ("lnl", "final"):
-            tags["study.cell"] = cfg["cell"]
-            parent = self.tracker.cell_run(cfg["cell"], point)
-        name = f"{stage}:{cfg.get('cell', cfg.get('id', trial.trial_id))}:{trial.trial_id}"
-        run_id, _ = self.tracker.trial_run(trial.trial_id, stage, name, tags, cfg, parent)
+        if cfg.cell is not None:
+            tags[CELL] = cfg.cell
+            parent = self.tracker.cell_run(cfg.cell, axes)
+        name = f"{cfg.stage}:{cfg.id}:{trial.trial_id}"
+        params = cfg.model_dump(mode="json", exclude_none=True)
+        run_id, _ = self.tracker.trial_run(trial.trial_id, cfg.stage, name, tags, params, parent)
         return run_id
 
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -79,30 +88,33 @@ class TrackingCallback(Callback):
         run_id = self._run(trial)
         if run_id in self.tracker.terminal:
             return
-        if result.get("node_id"):
-            if run_id not in self._nodes:  # after a driver restart, start from what the run already records
-                tag = self.tracker.client.get_run(run_id).data.tags.get("study.node_ids", "")
-                self._nodes[run_id] = set(filter(None, tag.split(",")))
-            nodes = self._nodes[run_id]
-            if result["node_id"] not in nodes:
-                nodes.add(result["node_id"])
-                self.tracker.set_tags(run_id, {"study.node_ids": ",".join(sorted(nodes))})
-        start = int(result.get("start_epoch", 0) or 0)
+        if result.get(NODE_ID):
+            self._record_node(run_id, result[NODE_ID])
+        start = int(result.get(START_EPOCH, 0) or 0)
         if start > 0 and self._resumed.get(run_id) != start:
             self._resumed[run_id] = start
             self.tracker.set_tags(run_id, {"study.resumed_from_epoch": start})
-        epoch = int(result.get("epoch", result.get("training_iteration", 1) - 1))
+        epoch = int(result.get(EPOCH, result.get(TRAINING_ITERATION, 1) - 1))
         if epoch <= self._logged_until(run_id):
             return  # an epoch recomputed after a restore from an earlier checkpoint: already recorded
         self._last_step[run_id] = epoch
-        self.tracker.log_metrics(run_id, {k: result[k] for k in (*EPOCH_METRICS, "ssl_loss", "knn_acc")
-                                          if k in result}, step=epoch)
+        self.tracker.log_metrics(run_id, {k: result[k] for k in (*EPOCH_METRICS, *SSL_METRICS) if k in result},
+                                 step=epoch)
+
+    def _record_node(self, run_id: str, node: str) -> None:
+        """Add ``node`` to the nodes the run's trial ran on (a trial moved by a node loss shows both)."""
+        if run_id not in self._nodes:  # after a driver restart, start from what the run already records
+            tag = self.tracker.client.get_run(run_id).data.tags.get("study.node_ids", "")
+            self._nodes[run_id] = set(filter(None, tag.split(",")))
+        nodes = self._nodes[run_id]
+        if node not in nodes:
+            nodes.add(node)
+            self.tracker.set_tags(run_id, {"study.node_ids": ",".join(sorted(nodes))})
 
     def _logged_until(self, run_id: str) -> int:
         """The last epoch whose metrics the run records (read from MLflow once per driver)."""
         if run_id not in self._last_step:
-            steps = [m.step for key in ("train_loss", "ssl_loss")
-                     for m in self.tracker.client.get_metric_history(run_id, key)]
+            steps = [m.step for key in PROGRESS_METRICS for m in self.tracker.client.get_metric_history(run_id, key)]
             self._last_step[run_id] = max(steps, default=-1)
         return self._last_step[run_id]
 
@@ -111,30 +123,31 @@ class TrackingCallback(Callback):
         if run_id in self.tracker.terminal:
             return  # finished before an interruption; Ray replayed its last report
         result = trial.last_result or {}
-        if result.get("error"):
-            self.tracker.set_tags(run_id, {"study.state": "failed", "study.error": result["error"]})
+        if result.get(REPORTED_ERROR):
+            self.tracker.set_tags(run_id, {STATE: "failed", ERROR: result[REPORTED_ERROR]})
             self.tracker.finish(run_id, "FAILED")
-            return
-        if result.get("trial_finished"):
-            self.tracker.log_metrics(run_id, {k: result[k] for k in FINAL_METRICS if k in result},
-                                     step=int(result.get("epoch", 0)))
-            if result.get("artifact_dir"):
-                self.tracker.log_artifacts(run_id, Path(result["artifact_dir"]))
-            if result.get("per_class_f1"):
-                self.tracker.set_tags(run_id, {"study.per_class_f1": json.dumps(result["per_class_f1"])})
-            self.tracker.set_tags(run_id, {"study.state": "complete"})
-            self.tracker.finish(run_id, "FINISHED")
+        elif result.get(FINISHED):
+            self._finish(run_id, result)
         else:  # stopped early by ASHA
-            self.tracker.set_tags(run_id, {"study.state": "pruned",
-                                           "study.pruned_at_epoch": result.get("epoch", -1)})
+            self.tracker.set_tags(run_id, {STATE: "pruned", "study.pruned_at_epoch": result.get(EPOCH, -1)})
             self.tracker.finish(run_id, "KILLED")
+
+    def _finish(self, run_id: str, result: dict) -> None:
+        """A trial that ran to its end: its final metrics, artifacts and per-class F1."""
+        self.tracker.log_metrics(run_id, {k: result[k] for k in FINAL_METRICS if k in result},
+                                 step=int(result.get(EPOCH, 0)))
+        if result.get(ARTIFACT_DIR):
+            self.tracker.log_artifacts(run_id, Path(result[ARTIFACT_DIR]))
+        if result.get(PER_CLASS_F1):  # already a JSON list
+            self.tracker.set_tags(run_id, {"study.per_class_f1": result[PER_CLASS_F1]})
+        self.tracker.set_tags(run_id, {STATE: "complete"})
+        self.tracker.finish(run_id, "FINISHED")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         run_id = self._run(trial)
-        self.tracker.set_tags(run_id, {"study.retries": trial.num_failures, "study.last_error": _error_text(trial)})
+        self.tracker.set_tags(run_id, {RETRIES: trial.num_failures, "study.last_error": _error_text(trial)})
 
     def on_trial_error(self, iteration, trials, trial, **info):
         run_id = self._run(trial)
-        self.tracker.set_tags(run_id, {"study.state": "failed", "study.error": _error_text(trial),
-                                       "study.retries": trial.num_failures})
+        self.tracker.set_tags(run_id, {STATE: "failed", ERROR: _error_text(trial), RETRIES: trial.num_failures})
         self.tracker.finish(run_id, "FAILED")

@@ -1,4 +1,4 @@
-"""The study's MLflow store (DESIGN.md, MLflow conventions).
+"""The study's MLflow store (docs/architecture.md, MLflow conventions).
 
 One experiment per study; a parent run per cell (tag ``study.kind=cell``); a child run per trial
 (``mlflow.parentRunId``) found by its tag ``study.trial_id``, which is Ray's trial id and survives a
@@ -16,9 +16,20 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-#: tag values of the run conventions
+#: tags of the run conventions: the axes, and the study's own (written here and by ``TrackingCallback``,
+#: read by ``study status``)
 AXIS_TAGS = ("dataset", "noise_kind", "noise_rate", "ssl", "lnl", "seed")
+KIND = "study.kind"  # "cell" (a cell's parent run) or "trial"
+STAGE = "study.stage"
+CELL = "study.cell"
+CELL_PARENT = "study.cell_parent"  # on a cell's parent run only
+TRIAL_ID = "study.trial_id"  # Ray's trial id: survives a restore
+STATE = "study.state"  # complete | pruned | failed
+ERROR = "study.error"
+RETRIES = "study.retries"
+#: per-epoch metrics of an LNL trial, and of a pretraining job
 EPOCH_METRICS = ("train_loss", "val_f1", "val_acc", "selected_label_precision", "selected_label_recall")
+SSL_METRICS = ("ssl_loss", "knn_acc")
 FINAL_METRICS = ("test_f1", "test_acc", "test_balanced_acc", "test_auroc", "test_f1_last5", "best_epoch",
                  "best_val_f1", "shifted_test_f1", "shifted_test_acc", "shifted_test_balanced_acc",
                  "shifted_test_auroc")
@@ -70,9 +81,9 @@ class Tracker:
         key = f"cell:{cell_id}"
         if key in self._cache:
             return self._cache[key]
-        run_id = self._find("study.cell_parent", cell_id)
+        run_id = self._find(CELL_PARENT, cell_id)
         if run_id is None:
-            tags = {"study.kind": "cell", "study.cell_parent": cell_id, "study.cell": cell_id,
+            tags = {KIND: "cell", CELL_PARENT: cell_id, CELL: cell_id,
                     **{a: str(point[a]) for a in AXIS_TAGS if a in point and a != "seed"}}
             run = self.client.create_run(self.experiment_id, tags=tags, run_name=cell_id)
             run_id = run.info.run_id
@@ -84,10 +95,10 @@ class Tracker:
         """The run of a Ray trial: (run id, created now)."""
         if trial_id in self._cache:
             return self._cache[trial_id], False
-        run_id = self._find("study.trial_id", trial_id)
+        run_id = self._find(TRIAL_ID, trial_id)
         created = run_id is None
         if created:
-            all_tags = {"study.trial_id": trial_id, "study.stage": stage, "study.kind": "trial", **tags}
+            all_tags = {TRIAL_ID: trial_id, STAGE: stage, KIND: "trial", **tags}
             if parent:
                 all_tags["mlflow.parentRunId"] = parent
             run = self.client.create_run(self.experiment_id, tags={k: str(v) for k, v in all_tags.items()},

@@ -10,12 +10,15 @@ algorithms never multiply them.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
 from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
 
-from study.tuning.spec import INIT_ONLY, Spec
+from pydantic import BaseModel, ConfigDict
+
+from study.data import DATASETS
+from study.lnl import ALGORITHMS
+from study.models import BACKBONE_COSTS
+from study.tuning.spec import Spec
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,44 @@ class PretrainJob:
     @property
     def id(self) -> str:
         return f"{self.dataset}|{self.ssl}|seed={self.seed}"
+
+
+class TrialConfig(BaseModel):
+    """What one Ray Tune trial runs: the message from the driver (grid stages) or the searcher (stage
+    ``lnl``) to the trainables, the scheduler and the tracking callback. Ray holds it under ``KEY``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    KEY: ClassVar[str] = "trial"
+
+    stage: Literal["pretrain", "lnl", "final"]
+    #: the pretraining job's id, or the cell's id (also its Optuna study's name) for lnl and final
+    id: str
+    #: lnl and final: the axis values the trial trains at
+    point: Point | None = None
+    #: pretrain: the job
+    job: PretrainJob | None = None
+    #: lnl and final: the trial's hyperparameters (the LNL entry's fixed ones and the sampled ones)
+    hparams: dict[str, Any] = {}
+    #: lnl: the number of the trial in its cell's Optuna study
+    optuna_trial: int | None = None
+
+    @property
+    def cell(self) -> str | None:
+        return None if self.stage == "pretrain" else self.id
+
+    def axes(self) -> dict[str, Any]:
+        """The axis values this trial has (its MLflow tags)."""
+        if self.point is not None:
+            return asdict(self.point)
+        assert self.job is not None
+        return {"dataset": self.job.dataset, "ssl": self.job.ssl, "seed": self.job.seed}
+
+    def to_ray(self) -> dict[str, Any]:
+        return {self.KEY: self.model_dump(mode="json")}
+
+    @classmethod
+    def from_ray(cls, config: dict[str, Any]) -> "TrialConfig":
+        return cls.model_validate(config[cls.KEY])
 
 
 @dataclass
@@ -147,31 +188,17 @@ def pretrain_jobs(spec: Spec, points: list[Point]) -> list[PretrainJob]:
 
 # -- compute estimate -------------------------------------------------------------------------------
 
-#: approximate images per dataset (the papers' releases), for the estimate only
-DATASET_SIZES = {"nct_crc_he": 107180, "covid_qu_ex": 33920, "fetal_planes": 12400, "mura": 40005,
-                 "dermnet": 19500, "fashion_mnist": 70000, "medmnist": 10000, "folder": 10000, "manifest": 10000}
-#: training images per second on one reference GPU (A100, mixed precision) at the native resolution
-THROUGHPUT = {("resnet18", 224): 2500.0, ("small_cnn", 32): 40000.0}
-#: relative cost of a training step (two networks, two views)
-LNL_COST = {"co_teaching": 2.0, "co_teaching_plus": 2.0, "dividemix": 3.0, "linear_probe": 0.4}
-
-
 def dataset_images(spec: Spec, key: str) -> int:
+    """The entry's image count for the estimate: the spec's ``estimated_images``, else the dataset's figure."""
     d = spec.dataset_map[key]
-    if d.estimated_images:
-        return d.estimated_images
-    if d.name == "synthetic":
-        return int(d.options.get("num_samples", 600))
-    if d.name == "fashion_mnist" and d.options.get("limit"):
-        return int(d.options["limit"]) + int(d.options.get("test_limit") or 10000)
-    return DATASET_SIZES.get(d.name, 10000)
+    return d.estimated_images or int(DATASETS[d.name].estimated_images(d.options))
 
 
 def images_per_second(spec: Spec) -> float:
-    backbone = spec.model.backbone
-    (_, native), base = next(((k, v) for k, v in THROUGHPUT.items() if k[0] == backbone))
-    res = spec.model.resolution or native
-    return base * (native / res) ** 2
+    """Training throughput of the spec's backbone on one reference GPU at the spec's resolution."""
+    cost = BACKBONE_COSTS[spec.model.backbone]
+    res = spec.model.resolution or cost.native_resolution
+    return cost.images_per_second * (cost.native_resolution / res) ** 2
 
 
 def estimate_gpu_hours(spec: Spec, plan: Plan) -> dict[str, float]:
@@ -182,7 +209,7 @@ def estimate_gpu_hours(spec: Spec, plan: Plan) -> dict[str, float]:
     def lnl_cost(point: Point) -> float:
         a = spec.lnl_map[point.lnl]
         n = dataset_images(spec, point.dataset) * 0.8
-        factor = LNL_COST.get(a.algorithm, 1.0) * (0.4 if a.head.frozen else 1.0)
+        factor = ALGORITHMS[a.algorithm].step_cost * (0.4 if a.head.frozen else 1.0)
         return n * a.epochs * factor / ips / 3600
 
     tune = sum(lnl_cost(c.tune_point) for c in plan.cells) * spec.tuning.samples_per_cell
@@ -190,15 +217,11 @@ def estimate_gpu_hours(spec: Spec, plan: Plan) -> dict[str, float]:
     return {"pretraining": pre, "tuning": tune, "final": final, "total": pre + tune + final}
 
 
-def config_hash(obj) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def format_plan(spec: Spec, plan: Plan, source: str) -> str:
     s = plan.summary(spec)
     ax = s["axes"]
     gh = s["estimated_gpu_hours"]
-    n_pre = sum(1 for e in spec.ssl if e.method not in INIT_ONLY)
+    n_pre = sum(1 for e in spec.ssl if e.needs_pretraining)
     lines = [
         f"{source}: study {spec.name!r}",
         f"  axes: {ax['datasets']} datasets x {ax['noise_settings']} noise settings x {ax['ssl']} SSL x "

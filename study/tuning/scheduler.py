@@ -11,12 +11,17 @@ from __future__ import annotations
 import pickle
 
 from ray.tune import Callback
+from ray.tune.result import TRAINING_ITERATION
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+
+from study.tuning.plan import TrialConfig
 
 
 class PerCellASHA(FIFOScheduler):
+    """One ``AsyncHyperBandScheduler`` per cell, found by the trial's ``TrialConfig.id``."""
+
     def __init__(self, metric: str, mode: str, max_t: int, grace_period: int = 1, reduction_factor: float = 2.0,
-                 time_attr: str = "training_iteration") -> None:
+                 time_attr: str = TRAINING_ITERATION) -> None:
         super().__init__()
         self._cfg = dict(metric=metric, mode=mode, max_t=max_t, grace_period=min(grace_period, max_t),
                          reduction_factor=reduction_factor, time_attr=time_attr)
@@ -27,7 +32,7 @@ class PerCellASHA(FIFOScheduler):
         return True
 
     def _asha(self, trial) -> AsyncHyperBandScheduler:
-        cell = trial.config.get("cell", "")
+        cell = TrialConfig.from_ray(trial.config).id
         if cell not in self.cells:
             self.cells[cell] = AsyncHyperBandScheduler(**self._cfg)
         return self.cells[cell]

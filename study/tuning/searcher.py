@@ -12,6 +12,10 @@ many asks this driver made. So an interrupted and resumed study samples the same
 uninterrupted one (exactly while the sampler draws at random: TPE's first ``n_startup_trials``, or the
 random sampler; TPE's later draws depend on which trials have finished by then). Orphans still RUNNING
 when the stage ends are told FAIL (user attr ``orphaned``) by the driver.
+
+Each suggestion is a ``TrialConfig`` (stage ``lnl``, the cell's id, its tuning point, the hyperparameters
+and the Optuna trial's number); the hyperparameters are also kept on the Optuna trial (user attr
+``config``), where ``best_hparams`` reads the cell's best for stage ``final``.
 """
 
 from __future__ import annotations
@@ -25,7 +29,18 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
+from study.tuning.results import EPOCH, ERROR, FINISHED, OBJECTIVE
+from study.tuning.plan import Cell, TrialConfig
+
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+#: Optuna user attrs of a cell's trials: the hyperparameters (JSON), the Ray trial that runs them, a trial
+#: handed out again after a restore, why it failed, and one told FAIL because no Ray trial will finish it
+ATTR_CONFIG = "config"
+ATTR_RAY_TRIAL = "ray_trial_id"
+ATTR_REUSED = "reused_after_restore"
+ATTR_ERROR = "error"
+ATTR_ORPHANED = "orphaned"
 
 
 def sample(trial: optuna.Trial, space: dict[str, dict]) -> dict[str, Any]:
@@ -54,26 +69,38 @@ def open_study(storage: str, cell_id: str, mode: str, sampler: str = "tpe", seed
                                direction="maximize" if mode == "max" else "minimize")
 
 
-class CellSearcher(Searcher):
-    """``cells``: [{"id", "point", "lnl"}]; ``spaces``/``fixed``: per LNL entry key."""
+def best_hparams(study: optuna.Study) -> dict[str, Any] | None:
+    """The hyperparameters of the cell's best completed trial; None when no trial completed."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    return json.loads(study.best_trial.user_attrs.get(ATTR_CONFIG, "{}"))
 
-    def __init__(self, cells: list[dict], spaces: dict[str, dict], fixed: dict[str, dict], samples_per_cell: int,
+
+class CellSearcher(Searcher):
+    """``samples_per_cell`` trials for each of ``cells``, asked of the cell's Optuna study in turn.
+    ``spaces``/``fixed``: the search space and the fixed hyperparameters per LNL entry key."""
+
+    def __init__(self, cells: list[Cell], spaces: dict[str, dict], fixed: dict[str, dict], samples_per_cell: int,
                  storage: str, metric: str, mode: str, sampler: str = "tpe", sampler_seed: int = 0) -> None:
         super().__init__(metric=metric, mode=mode)
         self.cells, self.spaces, self.fixed = cells, spaces, fixed
         self.samples, self.storage = samples_per_cell, storage
         self.sampler, self.sampler_seed = sampler, sampler_seed
         self.assigned: dict[str, tuple[str, int, int]] = {}  # ray trial id -> (cell, number, optuna trial id)
-        self.counts = {c["id"]: 0 for c in cells}
+        self.counts = {c.id: 0 for c in cells}
         self.turn = 0
         self._studies: dict[str, optuna.Study] = {}
         #: per cell, Optuna trials asked by a killed driver after Ray's last snapshot: handed out again
-        self.orphans: dict[str, list[int]] = {}
+        self.orphans: dict[str, list[int]] | None = {}
 
     def __getstate__(self) -> dict:
         d = dict(self.__dict__)
         d["_studies"] = {}
         return d
+
+    def use_storage(self, storage: str) -> None:
+        """Read and write the cells' studies in ``storage`` (a restored searcher names the previous driver's)."""
+        self.storage, self._studies = storage, {}
 
     def _seed(self, cell_id: str, number: int = 0) -> int:
         """Distinct and reproducible per cell and trial number."""
@@ -87,35 +114,43 @@ class CellSearcher(Searcher):
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
         return True  # the metric and mode come from the spec
 
-    def suggest(self, trial_id: str):
-        open_cells = [c for c in self.cells if self.counts[c["id"]] < self.samples]
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        open_cells = [c for c in self.cells if self.counts[c.id] < self.samples]
         if not open_cells:
             return Searcher.FINISHED
         cell = open_cells[self.turn % len(open_cells)]
         self.turn += 1
-        study = self.study(cell["id"])
         if self.orphans is None:
             self.orphans = self._find_orphans()
-        orphans = self.orphans.get(cell["id"])
+        orphans = self.orphans.get(cell.id)
         if orphans:  # asked before the driver died, never run: the same trial and sample again
-            frozen = study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(
-                study._study_id, orphans.pop(0)))
-            number, tid = frozen.number, frozen._trial_id
-            hparams = json.loads(frozen.user_attrs["config"])
-            study._storage.set_trial_user_attr(tid, "ray_trial_id", trial_id)
-            study._storage.set_trial_user_attr(tid, "reused_after_restore", True)
+            number, tid, hparams = self._reuse(cell, orphans.pop(0), trial_id)
         else:
-            study.sampler = make_sampler(self.sampler, self._seed(cell["id"], len(study.get_trials(deepcopy=False))))
-            trial = study.ask()
-            hp = sample(trial, self.spaces.get(cell["lnl"], {}))
-            hparams = {**self.fixed.get(cell["lnl"], {}), **hp}
-            trial.set_user_attr("ray_trial_id", trial_id)
-            trial.set_user_attr("config", json.dumps(hparams))
-            number, tid = trial.number, trial._trial_id
-        self.assigned[trial_id] = (cell["id"], number, tid)
-        self.counts[cell["id"]] += 1
-        return {"stage": "lnl", "cell": cell["id"], "point": cell["point"], "hparams": hparams,
-                "optuna_trial": number}
+            number, tid, hparams = self._ask(cell, trial_id)
+        self.assigned[trial_id] = (cell.id, number, tid)
+        self.counts[cell.id] += 1
+        return TrialConfig(stage="lnl", id=cell.id, point=cell.tune_point, hparams=hparams,
+                           optuna_trial=number).to_ray()
+
+    def _ask(self, cell: Cell, trial_id: str) -> tuple[int, int, dict[str, Any]]:
+        """A new trial of the cell's study: (number, Optuna trial id, hyperparameters)."""
+        study = self.study(cell.id)
+        study.sampler = make_sampler(self.sampler, self._seed(cell.id, len(study.get_trials(deepcopy=False))))
+        trial = study.ask()
+        lnl = cell.tune_point.lnl
+        hparams = {**self.fixed.get(lnl, {}), **sample(trial, self.spaces.get(lnl, {}))}
+        trial.set_user_attr(ATTR_RAY_TRIAL, trial_id)
+        trial.set_user_attr(ATTR_CONFIG, json.dumps(hparams))
+        return trial.number, trial._trial_id, hparams
+
+    def _reuse(self, cell: Cell, number: int, trial_id: str) -> tuple[int, int, dict[str, Any]]:
+        """The orphaned trial ``number`` of the cell's study, now run by ``trial_id``."""
+        study = self.study(cell.id)
+        storage = study._storage
+        frozen = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+        storage.set_trial_user_attr(frozen._trial_id, ATTR_RAY_TRIAL, trial_id)
+        storage.set_trial_user_attr(frozen._trial_id, ATTR_REUSED, True)
+        return frozen.number, frozen._trial_id, json.loads(frozen.user_attrs[ATTR_CONFIG])
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id not in self.assigned or self.metric not in result:
@@ -124,7 +159,7 @@ class CellSearcher(Searcher):
         value = float(result[self.metric])
         if math.isfinite(value):
             try:
-                optuna.Trial(self.study(cell), tid).report(value, int(result.get("epoch", 0)))
+                optuna.Trial(self.study(cell), tid).report(value, int(result.get(EPOCH, 0)))
             except (RuntimeError, ValueError):
                 pass  # already reported at this step (a resumed epoch) or finished
 
@@ -134,12 +169,12 @@ class CellSearcher(Searcher):
         cell, number, tid = self.assigned[trial_id]
         study = self.study(cell)
         result = result or {}
-        storage = study._storage
-        if error or result.get("error"):
-            storage.set_trial_user_attr(tid, "error", str(result.get("error") or "the trial raised; see study status"))
+        if error or result.get(ERROR):
+            reason = str(result.get(ERROR) or "the trial raised; see study status")
+            study._storage.set_trial_user_attr(tid, ATTR_ERROR, reason)
             study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
-        elif result.get("trial_finished") and math.isfinite(float(result.get("objective", math.nan))):
-            study.tell(number, float(result["objective"]), skip_if_finished=True)
+        elif result.get(FINISHED) and math.isfinite(float(result.get(OBJECTIVE, math.nan))):
+            study.tell(number, float(result[OBJECTIVE]), skip_if_finished=True)
         else:
             study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
 
@@ -158,20 +193,7 @@ class CellSearcher(Searcher):
         known = {(c, n) for c, n, _ in self.assigned.values()}
         orphans: dict[str, list[int]] = {}
         for c in self.cells:
-            for t in self.study(c["id"]).get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-                if (c["id"], t.number) not in known and "config" in t.user_attrs:
-                    orphans.setdefault(c["id"], []).append(t.number)
+            for t in self.study(c.id).get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+                if (c.id, t.number) not in known and ATTR_CONFIG in t.user_attrs:
+                    orphans.setdefault(c.id, []).append(t.number)
         return orphans
-
-    def fail_orphans(self, known: set[tuple[str, int]] | None = None) -> int:
-        """Tell FAIL to every RUNNING Optuna trial that no Ray trial will finish; returns how many."""
-        known = known if known is not None else {(c, n) for c, n, _ in self.assigned.values()}
-        n_failed = 0
-        for c in self.cells:
-            study = self.study(c["id"])
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-                if (c["id"], t.number) not in known:
-                    study._storage.set_trial_user_attr(t._trial_id, "orphaned", True)
-                    study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-                    n_failed += 1
-        return n_failed

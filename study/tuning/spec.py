@@ -11,30 +11,45 @@ resources of a pretraining job and of a trial, and where the study stores its st
 
 from __future__ import annotations
 
-import inspect
-import math
+import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
-# Names of the contract (DESIGN.md, Registries). A spec naming one of these validates even where the
-# implementing module is not installed yet; `study launch` then checks the registry itself.
-DATASET_NAMES = ("nct_crc_he", "covid_qu_ex", "fetal_planes", "mura", "dermnet", "folder", "manifest", "medmnist",
-                 "fashion_mnist", "synthetic")
-SSL_NAMES = ("random", "imagenet", "simclr", "moco_v2", "barlow_twins", "rotation", "jigsaw", "jigmag", "vae",
-             "bigbigan", "micle")
-#: initialisations that need no stage-1 training job
-INIT_ONLY = ("random", "imagenet")
-LNL_NAMES = ("ce", "co_teaching", "co_teaching_plus", "dividemix", "elr", "gce", "sce", "linear_probe")
-NOISE_KINDS = ("symmetric", "uniform", "pairflip", "class_dependent", "transition")
-BACKBONE_NAMES = ("resnet18", "small_cnn")
+from study import hparams as hp
+from study.data import DATASETS, DataError
+from study.data.pipeline import AugmentConfig
+from study.lnl import ALGORITHMS
+from study.lnl.base import LoaderHparams, OptimConfig
+from study.models import BACKBONES
+from study.noise import KINDS as NOISE_KINDS
+from study.ssl import METHODS
+
+# Names come from the registries (study.data.DATASETS, study.ssl.METHODS, study.lnl.ALGORITHMS,
+# study.noise.KINDS, study.models.BACKBONES): registering a class there is all a spec needs to name it.
 AXES = ("dataset", "noise_kind", "noise_rate", "ssl", "lnl", "seed")
-#: hyperparameters that configure the optimiser (study.lnl.OptimConfig) or the loader, for every algorithm
-OPTIM_PARAMS = ("optimizer", "lr", "momentum", "weight_decay", "schedule")
-LOADER_PARAMS = ("batch_size",)
 METRICS = {"val_f1": "max", "val_acc": "max", "val_balanced_acc": "max", "val_auroc": "max", "train_loss": "min"}
+
+
+class SubPathError(ValueError):
+    """A validator's problem below the field it checks (``fixed.lr``): ``parse_spec`` joins the paths."""
+
+    def __init__(self, sub: str, message: str) -> None:
+        self.sub = sub
+        super().__init__(message)
+
+
+def lnl_models(algorithm: str) -> list[type[BaseModel]]:
+    """What an LNL entry's ``fixed`` and ``search_space`` are checked against: the optimiser, the loader
+    and the algorithm's own declaration (``epochs`` is the entry's field, not a hyperparameter)."""
+    return [OptimConfig, LoaderHparams, ALGORITHMS[algorithm].Hparams]
+
+
+LNL_EXCLUDE = ("epochs",)
 
 
 class SpecError(ValueError):
@@ -133,11 +148,85 @@ def check_conditions(space: dict[str, Any]) -> None:
         seen[name] = p
 
 
+# -- hyperparameters checked against their declarations ------------------------------------------------
+
+def _check_hparams(models: Sequence[type[BaseModel]], values: dict[str, Any], owner: str,
+                   exclude: Sequence[str] = ()) -> dict[str, Any]:
+    """``values`` as their owners accept them (see ``study.hparams.check_value``), or SubPathError at the
+    first bad one."""
+    out = {}
+    for name, value in values.items():
+        try:
+            out[name] = hp.check_value(models, name, value, exclude, owner)
+        except hp.HparamError as e:
+            raise SubPathError(name, str(e).removeprefix(f"{name}: ")) from None
+    return out
+
+
+def _check_space(models: Sequence[type[BaseModel]], space: dict[str, Any], owner: str) -> None:
+    """Each search-space parameter is a declared hyperparameter, of a compatible type, whose bounds (or
+    choices) are values the hyperparameter accepts."""
+    for name, p in space.items():
+        try:
+            hp.field(models, name, LNL_EXCLUDE, owner)
+            kind = hp.kind(models, name)
+        except hp.HparamError as e:
+            raise SubPathError(name, str(e)) from None
+        if isinstance(p, CategoricalParam):
+            for i, c in enumerate(p.choices):
+                _bound(models, name, f"choices[{i}]", c)
+            continue
+        if kind is not None and kind not in (int, float):
+            raise SubPathError(f"{name}.type", f"{name} is {hp.describe_field(hp.field(models, name))[8:]}; "
+                               "search it with type categorical")
+        if kind is int and isinstance(p, FloatParam):
+            raise SubPathError(f"{name}.type", f"{name} is an integer; search it with type int")
+        _bound(models, name, "low", p.low)
+        _bound(models, name, "high", p.high)
+
+
+def _bound(models: Sequence[type[BaseModel]], name: str, where: str, value: Any) -> None:
+    try:
+        hp.check_value(models, name, value, LNL_EXCLUDE)
+    except hp.HparamError as e:
+        raise SubPathError(f"{name}.{where}", f"{value!r} is outside what {name} accepts: "
+                           f"{str(e).split('; ')[-1]}") from None
+
+
 # -- axes -------------------------------------------------------------------------------------------
 
 class SplitSpec(Strict):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     test_fraction: float = Field(0.2, ge=0.0, lt=1.0)
+
+
+class AugmentSpec(Strict):
+    """Training augmentation of an LNL trial (``study.data.pipeline.AugmentConfig``); ``augment: none``
+    in a spec turns it off."""
+
+    #: area range of the random resized crop, as a fraction of the image
+    scale: tuple[float, float] = (0.7, 1.0)
+    flip: bool = True
+    vflip: bool = False
+    #: maximum rotation in degrees
+    rotation: float = Field(0.0, ge=0.0, le=180.0)
+    #: brightness/contrast jitter strength
+    jitter: float = Field(0.0, ge=0.0, le=1.0)
+    #: maximum translation as a fraction of the side
+    translate: float = Field(0.0, ge=0.0, lt=1.0)
+
+    @field_validator("scale")
+    @classmethod
+    def _scale(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 < v[0] <= v[1] <= 1.0:
+            raise ValueError(f"scale {list(v)} must satisfy 0 < low <= high <= 1")
+        return v
+
+    def config(self) -> AugmentConfig:
+        return AugmentConfig(**self.model_dump())
+
+
+Augment = Literal["none"] | AugmentSpec
 
 
 class ShiftedTestSpec(Strict):
@@ -146,13 +235,31 @@ class ShiftedTestSpec(Strict):
     name: str
     options: dict[str, Any] = Field(default_factory=dict)
 
-    _n = field_validator("name")(classmethod(lambda cls, v: _name_in(v, DATASET_NAMES, "dataset")))
+    _n = field_validator("name")(classmethod(lambda cls, v: _name_in(v, DATASETS, "dataset")))
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return _dataset_options(info.data.get("name"), v)
+
+
+def _dataset_options(name: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """Each option checked against the dataset's declaration, then the options together (required ones,
+    options that must agree)."""
+    if name not in DATASETS:
+        return options  # the name's own error is reported
+    checked = _check_hparams([DATASETS[name].Options], options, f"dataset {name}")
+    try:
+        DATASETS[name].check_options(checked)
+    except DataError as e:
+        raise ValueError(str(e)) from None
+    return checked
 
 
 class DatasetSpec(Strict):
     name: str
     #: label of this entry in cells and MLflow tags (default: name); lets one dataset appear twice
-    id: str | None = None
+    id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     options: dict[str, Any] = Field(default_factory=dict)
     splits: SplitSpec = SplitSpec()
     shifted_test: ShiftedTestSpec | None = None
@@ -161,8 +268,21 @@ class DatasetSpec(Strict):
     noise_groups: list[list[int | str]] | None = None
     #: number of images, for `study plan`'s compute estimate where the dataset's size is not known
     estimated_images: int | None = Field(None, gt=0)
+    #: training augmentation of this dataset's trials (default: the dataset's own, see docs/datasets.md)
+    augment: Augment | None = None
 
-    _n = field_validator("name")(classmethod(lambda cls, v: _name_in(v, DATASET_NAMES, "dataset")))
+    _n = field_validator("name")(classmethod(lambda cls, v: _name_in(v, DATASETS, "dataset")))
+
+    @field_validator("options")
+    @classmethod
+    def _options(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        return _dataset_options(info.data.get("name"), v)
+
+    @model_validator(mode="after")
+    def _fractions(self) -> "DatasetSpec":
+        if self.splits.val_fraction + self.splits.test_fraction >= 1.0:
+            raise SubPathError("splits", "val_fraction + test_fraction must be below 1 (nothing left to train on)")
+        return self
 
     @property
     def key(self) -> str:
@@ -174,7 +294,7 @@ class NoiseSpec(Strict):
     rates: list[float] = Field(min_length=1)
     #: extra options of study.noise.inject_noise (exact, groups, transition)
     options: dict[str, Any] = Field(default_factory=dict)
-    #: corrupt the validation labels too (DESIGN default); Dedieu et al. keep them clean
+    #: corrupt the validation labels too (the default); Dedieu et al. keep them clean
     noisy_validation: bool = True
 
     @field_validator("kinds")
@@ -198,11 +318,13 @@ class NoiseSpec(Strict):
 
     @field_validator("options")
     @classmethod
-    def _opts(cls, v: dict) -> dict:
+    def _opts(cls, v: dict[str, Any]) -> dict[str, Any]:
         allowed = ("exact", "groups", "transition")
         for k in v:
             if k not in allowed:
                 raise ValueError(f"unknown noise option {k!r} {_allowed(allowed)}")
+        if "exact" in v and not isinstance(v["exact"], bool):
+            raise SubPathError("exact", f"{v['exact']!r} is not allowed (allowed: true, false)")
         return v
 
     @model_validator(mode="after")
@@ -217,19 +339,26 @@ class NoiseSpec(Strict):
 class SSLSpec(Strict):
     method: str
     #: label of this entry (default: method); two entries of one method with different hparams need ids
-    id: str | None = None
+    id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+    #: the method's hyperparameters (study.ssl.METHODS[method].Hparams: names, types, ranges)
     hparams: dict[str, Any] = Field(default_factory=dict)
     #: pretraining epochs, one number or per dataset id (key `default` for the others)
     epochs: int | dict[str, int] = 100
-    batch_size: int = Field(256, gt=0)
+    batch_size: int = Field(256, ge=2)
     #: what the encoder starts from (Azizi et al.: imagenet, then in-domain SSL)
     init: Literal["random", "imagenet"] = "random"
 
-    _m = field_validator("method")(classmethod(lambda cls, v: _name_in(v, SSL_NAMES, "SSL method")))
+    _m = field_validator("method")(classmethod(lambda cls, v: _name_in(v, METHODS, "SSL method")))
+
+    @field_validator("hparams")
+    @classmethod
+    def _hparams(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        method = info.data.get("method")
+        return _check_hparams([METHODS[method].Hparams], v, f"SSL method {method}") if method in METHODS else v
 
     @field_validator("epochs")
     @classmethod
-    def _epochs(cls, v):
+    def _epochs(cls, v: int | dict[str, int]) -> int | dict[str, int]:
         vals = v.values() if isinstance(v, dict) else [v]
         if any(e < 0 for e in vals):
             raise ValueError("epochs must be >= 0")
@@ -241,7 +370,7 @@ class SSLSpec(Strict):
 
     @property
     def needs_pretraining(self) -> bool:
-        return self.method not in INIT_ONLY
+        return bool(METHODS[self.method].trains)
 
     def epochs_for(self, dataset_key: str) -> int:
         if isinstance(self.epochs, int):
@@ -251,35 +380,47 @@ class SSLSpec(Strict):
 
 class HeadSpec(Strict):
     #: hidden widths of the MLP head (Dedieu et al.: [512, 128, 64]); empty = linear head
-    hidden: list[int] = Field(default_factory=list)
+    hidden: list[Annotated[int, Field(gt=0)]] = Field(default_factory=list)
     #: keep the encoder frozen (embeddings + head protocol)
     frozen: bool = False
 
 
 class LNLSpec(Strict):
     algorithm: str
-    id: str | None = None
+    id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(128, gt=0)
-    #: hyperparameters used as given (optimiser fields, batch_size, or the algorithm's own)
+    #: hyperparameters used as given (optimiser fields, batch_size, or the algorithm's own; see
+    #: ``lnl_models``), each checked against its declaration
     fixed: dict[str, Any] = Field(default_factory=dict)
     search_space: dict[str, Param] = Field(default_factory=dict)
     head: HeadSpec = HeadSpec()
+    #: training augmentation of this entry's trials (default: the dataset entry's)
+    augment: Augment | None = None
 
-    _a = field_validator("algorithm")(classmethod(lambda cls, v: _name_in(v, LNL_NAMES, "LNL algorithm")))
+    _a = field_validator("algorithm")(classmethod(lambda cls, v: _name_in(v, ALGORITHMS, "LNL algorithm")))
+
+    @field_validator("fixed")
+    @classmethod
+    def _fixed(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        algorithm = info.data.get("algorithm")
+        if algorithm not in ALGORITHMS:
+            return v
+        return _check_hparams(lnl_models(algorithm), v, f"LNL algorithm {algorithm}", LNL_EXCLUDE)
 
     @model_validator(mode="after")
     def _space(self) -> "LNLSpec":
-        check_conditions(self.search_space)
+        try:
+            check_conditions(self.search_space)
+        except ValueError as e:
+            raise SubPathError("search_space", str(e)) from None
         both = set(self.fixed) & set(self.search_space)
         if both:
             raise ValueError(f"{sorted(both)} are both fixed and searched; keep one")
-        known = algorithm_hparams(self.algorithm)
-        if known is not None:
-            allowed = (*OPTIM_PARAMS, *LOADER_PARAMS, *known)
-            for name in (*self.fixed, *self.search_space):
-                if name not in allowed:
-                    raise ValueError(f"{name!r} is not a hyperparameter of {self.algorithm} {_allowed(allowed)}")
+        try:
+            _check_space(lnl_models(self.algorithm), self.search_space, f"LNL algorithm {self.algorithm}")
+        except SubPathError as e:
+            raise SubPathError(f"search_space.{e.sub}", str(e)) from None
         return self
 
     @property
@@ -287,36 +428,12 @@ class LNLSpec(Strict):
         return self.id or self.algorithm
 
 
-def algorithm_hparams(name: str) -> tuple[str, ...] | None:
-    """The algorithm's own keyword hyperparameters (along its ``__init__`` chain up to ``Algorithm``),
-    when it is registered; None where the registry is not importable or the name not yet registered."""
-    try:
-        from study.lnl import ALGORITHMS
-        from study.lnl.base import Algorithm
-        cls = dict.get(ALGORITHMS, name)
-    except Exception:  # the registry is another module's; a broken import must not break validation
-        return None
-    if cls is None:
-        return None
-    names: list[str] = []
-    for klass in cls.__mro__:
-        if klass is Algorithm or "__init__" not in klass.__dict__:
-            if klass is Algorithm:
-                break
-            continue
-        params = inspect.signature(klass.__dict__["__init__"]).parameters
-        names += [n for n, p in params.items() if n != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
-        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            break  # does not forward to the base
-    return tuple(dict.fromkeys(names))
-
-
 class ModelSpec(Strict):
     backbone: str = "resnet18"
     #: side of the square images after decoding (None: the dataset's own)
     resolution: int | None = Field(None, ge=8)
 
-    _b = field_validator("backbone")(classmethod(lambda cls, v: _name_in(v, BACKBONE_NAMES, "backbone")))
+    _b = field_validator("backbone")(classmethod(lambda cls, v: _name_in(v, BACKBONES, "backbone")))
 
 
 class TuningSpec(Strict):
@@ -326,7 +443,7 @@ class TuningSpec(Strict):
     #: value in stage `final`
     cell_axes: list[str] = Field(default_factory=lambda: ["dataset", "noise_kind", "noise_rate", "ssl", "lnl"])
     sampler: Literal["tpe", "random"] = "tpe"
-    sampler_seed: int = 0
+    sampler_seed: int = Field(0, ge=0, lt=2**31)
 
     _m = field_validator("metric")(classmethod(lambda cls, v: _name_in(v, tuple(METRICS), "metric")))
 
@@ -383,14 +500,18 @@ class TrackingSpec(Strict):
     uri: str | None = None
 
 
+Seed = Annotated[int, Field(strict=True, ge=0, lt=2**32)]
+
+
 class Spec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
     description: str = ""
     datasets: list[DatasetSpec] = Field(min_length=1)
     noise: NoiseSpec
     ssl: list[SSLSpec] = Field(min_length=1)
     lnl: list[LNLSpec] = Field(min_length=1)
-    seeds: list[int] = Field(min_length=1)
+    #: trial seeds (numpy's seeds are 32-bit)
+    seeds: list[Seed] = Field(min_length=1)
     model: ModelSpec = ModelSpec()
     tuning: TuningSpec = TuningSpec()
     early_stopping: EarlyStoppingSpec = EarlyStoppingSpec()
@@ -406,20 +527,21 @@ class Spec(Strict):
             dup = sorted({str(k) for k in keys if keys.count(k) > 1})
             if dup:
                 raise ValueError(f"{field}: duplicate entries {dup}; give them distinct ids")
+        dataset_keys = [d.key for d in self.datasets]
         for i, s in enumerate(self.ssl):
             if s.method == "random" and s.init == "imagenet":
                 raise ValueError(f"ssl[{i}].init: method 'random' with init 'imagenet' is method 'imagenet'")
+            for k in s.epochs if isinstance(s.epochs, dict) else ():
+                if k != "default" and k not in dataset_keys:
+                    raise ValueError(f"ssl[{i}].epochs.{k}: not a dataset of this spec "
+                                     f"{_allowed([*dataset_keys, 'default'])}")
         if "transition" in self.noise.options:
             _check_transition_option(self.noise.options["transition"])
-        _check_dataset_options(self.datasets)
         if "class_dependent" in self.noise.kinds and "groups" not in self.noise.options:
-            from study.data import DATASETS
             for i, d in enumerate(self.datasets):
-                cls = dict.get(DATASETS, d.name)
-                if cls is not None and not d.noise_groups and not getattr(cls, "noise_groups", None):
+                if not d.noise_groups and not DATASETS[d.name].noise_groups:
                     raise ValueError(f"datasets[{i}]: {d.name} has no default groups of confusable classes for "
-                                     "class_dependent noise; set its noise_groups"
-                                     " or noise.options.groups")
+                                     "class_dependent noise; set its noise_groups or noise.options.groups")
         return self
 
     @property
@@ -449,25 +571,6 @@ def _check_transition_option(t: Any) -> None:
                          ) from None
 
 
-def _check_dataset_options(datasets: list[DatasetSpec]) -> None:
-    """Every dataset option is one the dataset's class takes (a typo fails here, not inside a trial)."""
-    try:
-        from study.data import dataset_option_names
-    except Exception:  # the data package is another module's; a broken import must not break validation
-        return
-    for i, d in enumerate(datasets):
-        entries = [(f"datasets[{i}].options", d.name, d.options)]
-        if d.shifted_test is not None:
-            entries.append((f"datasets[{i}].shifted_test.options", d.shifted_test.name, d.shifted_test.options))
-        for where, name, options in entries:
-            allowed = dataset_option_names(name)
-            if allowed is None:
-                continue
-            unknown = [k for k in options if k not in allowed]
-            if unknown:
-                raise ValueError(f"{where}: unknown option {unknown[0]!r} for dataset {name} {_allowed(allowed)}")
-
-
 # -- loading ----------------------------------------------------------------------------------------
 
 def _loc(loc: tuple) -> str:
@@ -487,8 +590,6 @@ _TAGS = {"float": FloatParam, "int": IntParam, "categorical": CategoricalParam}
 
 def _unwrap(ann: Any) -> Any:
     """The model inside list[...], dict[str, ...], Optional[...]; None when there is none."""
-    import typing
-
     while True:
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             return ann
@@ -551,13 +652,23 @@ def parse_spec(data: Any, source: str = "SPEC") -> Spec:
         for err in e.errors():
             path = _loc(tuple(err["loc"]))
             msg = _message(err)
-            # a model-level check reports the sub-path itself ("ssl[1].init: ...")
-            if ": " in msg and msg.split(": ", 1)[0].replace("[", "").replace("]", "").replace(".", "").isalnum() \
-                    and msg.split(": ", 1)[0].split("[")[0].split(".")[0] in Spec.model_fields:
+            cause = err.get("ctx", {}).get("error")
+            if isinstance(cause, SubPathError):
+                path = f"{path}.{cause.sub}" if path else cause.sub
+            elif _names_subpath(msg):  # a model-level check reports the sub-path itself ("ssl[1].init: ...")
                 sub, msg = msg.split(": ", 1)
                 path = f"{path}.{sub}" if path else sub
             problems.append((path, msg))
         raise SpecError(source, problems) from None
+
+
+def _names_subpath(msg: str) -> bool:
+    """Whether ``msg`` starts with a field path of the spec (``ssl[1].init: ...``)."""
+    if ": " not in msg:
+        return False
+    head = msg.split(": ", 1)[0]
+    return head.replace("[", "").replace("]", "").replace(".", "").replace("_", "").isalnum() and \
+        head.split("[")[0].split(".")[0] in Spec.model_fields
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -580,6 +691,3 @@ def spec_to_yaml(spec: Spec) -> str:
     """The resolved spec (every default filled in), as frozen into a study directory."""
     return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
 
-
-def is_finite(x: float) -> bool:
-    return math.isfinite(x)

@@ -275,9 +275,9 @@ def test_synthetic_is_deterministic_and_class_conditional():
 
 
 def test_bad_options_are_data_errors():
-    with pytest.raises(DataError, match="bad dataset options"):
-        get_dataset("synthetic", num_sampels=10)
-    with pytest.raises(DataError, match="num_classes"):
-        get_dataset("synthetic", num_classes=1)
-    with pytest.raises(DataError, match="channels must be 1 or 3"):
+    with pytest.raises(DataError, match=r"channels: 2 is not allowed.*must be one of 1, 3 or null"):
         get_dataset("synthetic", channels=2)
+    with pytest.raises(DataError, match=r"synthetic: bad options: num_samples \(3\) must be >= num_classes \(5\)"):
+        get_dataset("synthetic", num_samples=3, num_classes=5)
+    with pytest.raises(DataError, match="resolution: True is a boolean"):
+        get_dataset("folder", resolution=True)

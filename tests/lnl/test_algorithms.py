@@ -8,11 +8,12 @@ import torch
 
 from study.data import get_dataset, make_splits
 from study.data.pipeline import AugmentConfig, TensorLoader
+from study.hparams import HparamError
 from study.lnl import ALGORITHMS, OptimConfig
 from study.metrics import selection_quality
 from study.models import Classifier, SmallCNN
 from study.noise import inject_noise
-from study.train import NonFiniteLossError, final_test, fit
+from study.train import FitResult, NonFiniteLossError, final_test, fit
 
 HPARAMS = {"co_teaching": {"tk": 1}, "co_teaching_plus": {"tk": 1, "init_epochs": 1},
            "dividemix": {"warmup_epochs": 1}, "linear_probe": {"hidden": (16,)}}
@@ -53,7 +54,7 @@ def test_short_run(name, tiny):
     torch.manual_seed(0)
     train, val, test = loaders(data, splits, labels, noisy)
     algo = ALGORITHMS[name](make_model_for(data), data.num_classes, len(data), OptimConfig(lr=0.05, epochs=3),
-                            torch.device("cpu"), noise_rate=0.3, **HPARAMS.get(name, {}))
+                            torch.device("cpu"), noise_rate=0.3, seed=0, **HPARAMS.get(name, {}))
     res = fit(algo, train, val, 3, clean_train_labels=labels, noisy_train_labels=noisy)
     assert len(res.history) == 3 and all(np.isfinite(h["train_loss"]) for h in res.history)
     if algo.selects_samples:
@@ -68,9 +69,19 @@ def test_short_run(name, tiny):
 
 def test_unknown_hyperparameter_fails(tiny):
     data = tiny[0]
-    with pytest.raises(TypeError, match="unknown hyperparameters"):
+    with pytest.raises(HparamError, match=r"'co_teaching': .*'bogus'.*allowed: forget_rate, tk, c"):
         ALGORITHMS["co_teaching"](make_model_for(data), 4, len(data), OptimConfig(), torch.device("cpu"),
                                   bogus=1)
+
+
+def test_out_of_range_hyperparameter_fails_before_building_networks(tiny):
+    data = tiny[0]
+
+    def make_model():
+        raise AssertionError("networks built before the hyperparameters were checked")
+
+    with pytest.raises(HparamError, match=r"'gce': q: 1\.5 is not allowed"):
+        ALGORITHMS["gce"](make_model, 4, len(data), OptimConfig(), torch.device("cpu"), q=1.5)
 
 
 def test_non_finite_loss_stops_training(tiny):
@@ -78,9 +89,10 @@ def test_non_finite_loss_stops_training(tiny):
     train, val, _ = loaders(data, splits, labels, noisy)
     algo = ALGORITHMS["ce"](make_model_for(data), data.num_classes, len(data), OptimConfig(), torch.device("cpu"))
     algo.loss_fn = lambda logits, y, index: logits.sum() * float("nan")
-    with pytest.raises(NonFiniteLossError, match="epoch 0, step 0") as info:
-        fit(algo, train, val, 1)
-    assert info.value.result is not None and "non-finite" in info.value.result.error
+    result = FitResult()
+    with pytest.raises(NonFiniteLossError, match="epoch 0, step 0"):
+        fit(algo, train, val, 1, result=result)
+    assert result.error is not None and "non-finite" in result.error and not result.history
 
 
 def test_selection_quality_counts_only_the_training_split():

@@ -7,8 +7,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from study.lnl.dividemix import (gmm_clean_probability, mixmatch_losses, mixmatch_mix, negative_entropy, sharpen,
-                                 uniform_prior_penalty)
+from study.lnl.dividemix import (
+    gmm_clean_probability,
+    mixmatch_losses,
+    mixmatch_mix,
+    negative_entropy,
+    sharpen,
+    uniform_prior_penalty,
+)
 
 
 def test_gmm_separates_low_and_high_losses():

@@ -9,8 +9,8 @@ from sklearn.metrics import f1_score
 
 from study.data import get_dataset
 from study.lnl.linear_probe import HeadGroup, cached_embeddings, encoder_embeddings, predict_heads, train_heads
-from study.models import build_backbone
 from study.metrics import macro_f1_batched
+from study.models import build_backbone
 
 
 def test_macro_f1_batched_matches_sklearn():

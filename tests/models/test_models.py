@@ -34,3 +34,13 @@ def test_frozen_classifier_keeps_encoder():
         opt.step()
     for k, v in clf.encoder.state_dict().items():
         assert torch.equal(v, before[k]), k  # weights and BatchNorm statistics
+
+
+def test_every_backbone_has_its_cost_figure():
+    from study.models import BACKBONE_COSTS, BackboneCost
+
+    assert set(BACKBONE_COSTS) == set(BACKBONES)
+    assert BACKBONE_COSTS["resnet18"] == BackboneCost(native_resolution=224, images_per_second=2500.0)
+    assert BACKBONE_COSTS["small_cnn"] == BackboneCost(native_resolution=32, images_per_second=40000.0)
+    with pytest.raises(UnknownNameError, match="allowed: resnet18, small_cnn"):
+        BACKBONE_COSTS["vit"]

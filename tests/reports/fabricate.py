@@ -1,4 +1,4 @@
-"""A study directory with fabricated-but-realistic MLflow runs, logged the way DESIGN.md says a launched
+"""A study directory with fabricated-but-realistic MLflow runs, logged the way docs/architecture.md says a launched
 study logs them: one experiment named after the spec, a parent run per cell (stage lnl) with one tuning
 trial child, final-seed runs (stage final) as children of their cell, and pretraining runs (stage
 pretrain) with per-epoch ``ssl_loss`` and ``knn_acc``. Tuning trials carry a deliberately absurd

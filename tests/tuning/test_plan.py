@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from study.tuning.plan import make_plan
-from study.tuning.spec import INIT_ONLY, load_spec, parse_spec
+from study.tuning.spec import load_spec, parse_spec
 
 SPECS = Path(__file__).resolve().parents[2] / "search_spaces"
 
@@ -15,7 +15,7 @@ SPECS = Path(__file__).resolve().parents[2] / "search_spaces"
 def test_khanal_pretraining_jobs_are_datasets_x_ssl_x_seeds():
     spec = load_spec(SPECS / "khanal2024.yaml")
     plan = make_plan(spec)
-    n_ssl = sum(1 for s in spec.ssl if s.method not in INIT_ONLY)
+    n_ssl = sum(1 for s in spec.ssl if s.needs_pretraining)
     assert n_ssl == 8
     assert len(plan.pretrain_jobs) == len(spec.datasets) * n_ssl * len(spec.seeds) == 120
     # not multiplied by noise settings or LNL algorithms

@@ -1,0 +1,239 @@
+"""The one recipe of an LNL trial: from (spec, point, hyperparameters, device) to a trained and tested model.
+
+``build_trial`` loads the dataset from the decode cache, splits it, corrupts the train (and, by default,
+validation) labels with the trial's seed, builds the encoder (the stage-1 encoder from the cache, or a
+fresh one), the model, the loaders with the spec's augmentation and the LNL algorithm. ``Trial.fit``
+trains with ``study.train.fit`` (noisy-validation selection), ``Trial.final_metrics`` evaluates the
+clean test split (and the shifted test set, where the spec has one) at the selected epoch, and
+``Trial.write_artifacts`` writes what MLflow records. The Ray trainable (``study.tuning.trainables``),
+``python -m study.single`` and the benchmarks' plain loop (``benchmarks/_plain.py``) all use it, so the
+three train the same thing; only the trainable adds Ray's parts (checkpoints, reports).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from study.data import DATASETS, ImageData, Splits, get_dataset, make_splits
+from study.data.pipeline import AugmentConfig, TensorLoader
+from study.lnl import ALGORITHMS, Algorithm, OptimConfig
+from study.lnl.base import LoaderHparams
+from study.metrics import classification_metrics
+from study.models import Classifier
+from study.noise import NoisyLabels, inject_noise
+from study.ssl import PretrainRequest, load_encoder, pretrain
+from study.train import FitResult, final_test, fit, predict_probs
+from study.tuning.plan import Point
+from study.tuning.spec import AugmentSpec, LNLSpec, Spec
+
+#: evaluation batch size (validation, test): no gradients, so larger than any training batch
+EVAL_BATCH = 512
+
+
+# -- data ---------------------------------------------------------------------------------------------
+
+def dataset_options(spec: Spec, key: str) -> dict[str, Any]:
+    """The dataset entry's options, with the spec's model resolution unless the entry sets its own."""
+    d = spec.dataset_map[key]
+    opts = dict(d.options)
+    if spec.model.resolution and "resolution" not in opts:
+        opts["resolution"] = spec.model.resolution
+    return opts
+
+
+def load_dataset(spec: Spec, key: str, data_cache: str | Path) -> ImageData:
+    """The decoded dataset of the entry ``key`` (decoded once into ``data_cache``)."""
+    return get_dataset(spec.dataset_map[key].name, **dataset_options(spec, key)).load(data_cache)
+
+
+def noise_options(spec: Spec, data: ImageData, key: str, kind: str) -> dict[str, Any]:
+    """``inject_noise`` options of one noise kind: the spec's options that apply to the kind, and for
+    ``class_dependent`` the groups of the dataset entry (by class name or index), else the dataset's own."""
+    opts = dict(spec.noise.options)
+    if kind == "class_dependent" and "groups" not in opts:
+        groups = spec.dataset_map[key].noise_groups
+        if groups:
+            index = {c: i for i, c in enumerate(data.class_names)}
+            opts["groups"] = [[index[g] if isinstance(g, str) else int(g) for g in grp] for grp in groups]
+        else:
+            opts["groups"] = data.noise_groups
+    if kind != "class_dependent":
+        opts.pop("groups", None)
+    if kind != "transition":
+        opts.pop("transition", None)
+    return opts
+
+
+def corrupt(spec: Spec, data: ImageData, splits: Splits, point: Point) -> tuple[np.ndarray, NoisyLabels]:
+    """Labels of the whole dataset with the train (and, unless the spec keeps them clean, validation)
+    samples corrupted at the point's noise; test labels stay clean."""
+    labels = np.asarray(data.labels)
+    idx = np.concatenate([splits.train, splits.val]) if spec.noise.noisy_validation else splits.train
+    noisy = inject_noise(labels[idx], data.num_classes, point.noise_kind, point.noise_rate, point.seed,
+                         **noise_options(spec, data, point.dataset, point.noise_kind))
+    out = labels.copy()
+    out[idx] = noisy.labels
+    return out, noisy
+
+
+def augmentation(spec: Spec, point: Point) -> AugmentConfig | None:
+    """The training augmentation: the LNL entry's, else the dataset entry's, else the dataset's default."""
+    chosen: AugmentSpec | str | None = spec.lnl_map[point.lnl].augment
+    if chosen is None:
+        chosen = spec.dataset_map[point.dataset].augment
+    if chosen is None:
+        default: AugmentConfig | None = DATASETS[spec.dataset_map[point.dataset].name].default_augment
+        return default
+    if chosen == "none":
+        return None
+    assert isinstance(chosen, AugmentSpec)
+    return chosen.config()
+
+
+# -- encoder ------------------------------------------------------------------------------------------
+
+def pretrain_request(spec: Spec, dataset_key: str, ssl_key: str, seed: int) -> PretrainRequest:
+    """The stage-1 job that produces the encoder of (dataset entry, SSL entry, seed)."""
+    d, s = spec.dataset_map[dataset_key], spec.ssl_map[ssl_key]
+    return PretrainRequest(dataset=d.name, dataset_options=dataset_options(spec, dataset_key), split_seed=seed,
+                           method=s.method, hparams=dict(s.hparams), backbone=spec.model.backbone,
+                           resolution=spec.model.resolution, epochs=s.epochs_for(dataset_key), init=s.init,
+                           seed=seed, batch_size=s.batch_size, val_fraction=d.splits.val_fraction,
+                           test_fraction=d.splits.test_fraction)
+
+
+def build_encoder(spec: Spec, point: Point, cache_dir: str | Path, data_cache: str | Path,
+                  device: torch.device, owner: str | None = None) -> torch.nn.Module:
+    """The trial's encoder from stage 1 (reused from the cache, or trained here under the cache's lock).
+
+    Leaves torch's global generator seeded with the trial's seed, so what is initialised next (the heads)
+    does not depend on whether this process trained the encoder or found it in the cache."""
+    request = pretrain_request(spec, point.dataset, point.ssl, point.seed)
+    path = pretrain(request, cache_dir, device=device, data_cache_dir=data_cache, owner=owner)
+    encoder = load_encoder(path, device="cpu")
+    torch.manual_seed(point.seed)
+    return encoder
+
+
+# -- hyperparameters ----------------------------------------------------------------------------------
+
+OPTIM_FIELDS = tuple(n for n in OptimConfig.model_fields if n != "epochs")
+LOADER_FIELDS = tuple(LoaderHparams.model_fields)
+
+
+def split_hparams(entry: LNLSpec, hparams: dict[str, Any]) -> tuple[OptimConfig, int, dict[str, Any]]:
+    """A trial's hyperparameters as (optimiser config, batch size, the algorithm's own)."""
+    optim = OptimConfig(epochs=entry.epochs, **{k: v for k, v in hparams.items() if k in OPTIM_FIELDS})
+    batch = int(hparams.get("batch_size", entry.batch_size))
+    own = {k: v for k, v in hparams.items() if k not in OPTIM_FIELDS and k not in LOADER_FIELDS}
+    return optim, batch, own
+
+
+def hparam_models(algorithm: str) -> list[Any]:
+    """The declarations a spec's ``fixed`` and ``search_space`` of an LNL entry are checked against."""
+    return [OptimConfig, LoaderHparams, ALGORITHMS[algorithm].Hparams]
+
+
+# -- the trial ----------------------------------------------------------------------------------------
+
+@dataclass
+class Trial:
+    """Everything one LNL trial trains and evaluates. ``labels`` are the dataset's labels with the
+    train/val ones corrupted (indexed by dataset index); ``clean`` the true ones."""
+
+    spec: Spec
+    point: Point
+    data: ImageData
+    splits: Splits
+    labels: np.ndarray
+    noise: NoisyLabels
+    algo: Algorithm
+    train: TensorLoader
+    val: TensorLoader
+    device: torch.device
+
+    @property
+    def entry(self) -> LNLSpec:
+        return self.spec.lnl_map[self.point.lnl]
+
+    @property
+    def clean(self) -> np.ndarray:
+        return np.asarray(self.data.labels)
+
+    def fit(self, start_epoch: int = 0, result: FitResult | None = None,
+            on_epoch: Callable[[int, dict[str, Any], FitResult], None] | None = None) -> FitResult:
+        """Train to the entry's epochs (from ``start_epoch`` with ``result`` when restored)."""
+        return fit(self.algo, self.train, self.val, self.entry.epochs, clean_train_labels=self.clean,
+                   noisy_train_labels=self.labels, start_epoch=start_epoch, result=result, on_epoch=on_epoch)
+
+    def final_metrics(self, result: FitResult, data_cache: str | Path) -> dict[str, Any]:
+        """Clean-test metrics at the best noisy-validation epoch (and on the shifted test set, if any)."""
+        test = self._loader(self.data.images[self.splits.test], self.clean[self.splits.test])
+        out = final_test(self.algo, result, test)
+        shifted = self.spec.dataset_map[self.point.dataset].shifted_test
+        if shifted is not None:
+            sdata = get_dataset(shifted.name, **{"resolution": self.data.resolution, **shifted.options}
+                                ).load(data_cache)
+            probs, y = predict_probs(self.algo, self._loader(sdata.images, np.asarray(sdata.labels)))
+            out.update(classification_metrics(y, probs, prefix="shifted_test_"))
+        return out
+
+    def write_artifacts(self, folder: Path, result: FitResult, final: dict[str, Any]) -> None:
+        """The best checkpoint, the noisy labels with their transition matrices (``NoisyLabels.save``:
+        ``noisy_labels.csv`` and ``noise.json``), the splits, and the clean-test confusion matrix."""
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({"state": self.algo.state_dict(), "best_epoch": result.best_epoch}, folder / "best_checkpoint.pt")
+        idx = (np.concatenate([self.splits.train, self.splits.val]) if self.spec.noise.noisy_validation
+               else self.splits.train)
+        self.noise.save(folder, self.clean[idx], indices=idx)
+        np.savez_compressed(folder / "splits.npz", train=self.splits.train, val=self.splits.val,
+                            test=self.splits.test)
+        (folder / "confusion_matrix.json").write_text(json.dumps({"class_names": self.data.class_names,
+                                                                  "matrix": final.get("test_confusion")}))
+
+    def _loader(self, images: np.ndarray, labels: np.ndarray) -> TensorLoader:
+        return TensorLoader(images, labels, EVAL_BATCH, device=self.device, channels_last=self.device.type == "cuda")
+
+
+def build_trial(spec: Spec, point: Point, hparams: dict[str, Any], device: torch.device, cache_dir: str | Path,
+                data_cache: str | Path, owner: str | None = None) -> Trial:
+    """The trial of ``point`` with ``hparams`` (a cell's fixed and sampled values), ready to ``fit``."""
+    entry = spec.lnl_map[point.lnl]
+    ds = spec.dataset_map[point.dataset]
+    on_gpu = device.type == "cuda"
+    torch.manual_seed(point.seed)
+    np.random.seed(point.seed)
+    # data: decode (cached), split, corrupt the train/val labels
+    data = load_dataset(spec, point.dataset, data_cache)
+    splits = make_splits(data, ds.splits.val_fraction, ds.splits.test_fraction, seed=point.seed)
+    labels, noise = corrupt(spec, data, splits, point)
+    # model: the stage-1 encoder and the entry's head
+    optim, batch, own = split_hparams(entry, hparams)
+    encoder = build_encoder(spec, point, cache_dir, data_cache, device, owner)
+
+    def make_model() -> torch.nn.Module:
+        return Classifier(copy.deepcopy(encoder), data.num_classes, tuple(entry.head.hidden), frozen=entry.head.frozen)
+
+    # loaders: the training split with its noisy labels and the spec's augmentation; noisy validation
+    train = TensorLoader(data.images[splits.train], labels[splits.train], batch, shuffle=True,
+                         augment_cfg=augmentation(spec, point), device=device, seed=point.seed,
+                         indices=splits.train, channels_last=on_gpu)
+    val = TensorLoader(data.images[splits.val], labels[splits.val], EVAL_BATCH, device=device, channels_last=on_gpu)
+    algo = ALGORITHMS[entry.algorithm](make_model, data.num_classes, len(data), optim, device,
+                                       noise_rate=point.noise_rate, amp=on_gpu, seed=point.seed, **own)
+    if on_gpu:
+        for net in algo.nets:
+            net.to(memory_format=torch.channels_last)
+    return Trial(spec, point, data, splits, labels, noise, algo, train, val, device)
+
+
+__all__ = ["Trial", "build_trial", "corrupt", "dataset_options", "load_dataset", "noise_options",
+           "pretrain_request", "split_hparams"]
