@@ -26,10 +26,10 @@ from torch import nn
 
 from study.data import ImageData, get_dataset, make_splits
 from study.data.cache import hash_key
+from study.errors import NonFiniteLossError
 from study.models import BACKBONES, build_backbone
 from study.registry import Registry
 from study.ssl.barlow_twins import BarlowTwins
-from study.errors import NonFiniteLossError
 from study.ssl.base import SSLMethod, feature_dim, knn_eval, train_ssl
 from study.ssl.bigbigan import BigBiGAN
 from study.ssl.init import ImageNetInit, RandomInit, find_imagenet_weights, load_imagenet_weights

@@ -7,9 +7,8 @@ in turn (BigBiGAN) override ``step`` instead.
 from __future__ import annotations
 
 import time
-import typing
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, cast
 
 import numpy as np
 import torch
@@ -20,7 +19,6 @@ import study.hparams
 from study.data.pipeline import AugmentConfig, TensorLoader, to_float
 from study.errors import NonFiniteLossError
 from study.ssl.transforms import view
-
 
 # Shared declarations: a method that changes a default writes ``lr: LearningRate = 0.03`` and keeps the range.
 Optimizer = Annotated[Literal["adam", "adamw", "sgd", "lars"], Field(description="optimiser")]
@@ -179,7 +177,7 @@ class ContrastiveMethod(SSLMethod):
 def feature_dim(backbone: nn.Module) -> int:
     """The width of a backbone's features (``study.models`` sets ``feature_dim`` on every backbone; torch's
     stubs type any module attribute as a tensor or module)."""
-    return int(typing.cast(int, backbone.feature_dim))
+    return int(cast(int, backbone.feature_dim))
 
 
 def check_finite(loss: torch.Tensor) -> None:

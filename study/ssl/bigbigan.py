@@ -8,8 +8,8 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from pydantic import Field
+from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from study.data.pipeline import AugmentConfig

@@ -9,7 +9,6 @@ import torch
 from study.data.pipeline import to_float
 from study.ssl.simclr import SimCLR
 
-
 Groups = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 

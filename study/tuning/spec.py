@@ -27,6 +27,7 @@ from study.lnl import ALGORITHMS
 from study.lnl.base import LoaderHparams, OptimConfig
 from study.models import BACKBONES
 from study.noise import KINDS as NOISE_KINDS
+from study.noise import transition_matrix
 from study.ssl import METHODS
 
 # Names come from the registries (study.data.DATASETS, study.ssl.METHODS, study.lnl.ALGORITHMS,
@@ -354,7 +355,11 @@ class SSLSpec(Strict):
     @classmethod
     def _hparams(cls, v: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         method = info.data.get("method")
-        return _check_hparams([METHODS[method].Hparams], v, f"SSL method {method}") if method in METHODS else v
+        if method not in METHODS:
+            return v
+        checked = _check_hparams([METHODS[method].Hparams], v, f"SSL method {method}")
+        METHODS[method].build_hparams(checked)  # checks that tie several names together (an HparamError)
+        return checked
 
     @field_validator("epochs")
     @classmethod
@@ -559,8 +564,6 @@ class Spec(Strict):
 
 def _check_transition_option(t: Any) -> None:
     """noise.options.transition is a square row-stochastic matrix (its size is checked against the data)."""
-    from study.noise import transition_matrix
-
     where = "noise.options.transition"
     if not (isinstance(t, list) and t and all(isinstance(r, list) and len(r) == len(t) for r in t)):
         raise ValueError(f"{where}: a K x K matrix (a list of K rows of K numbers), one row per true class")

@@ -10,7 +10,6 @@ import torch
 from study.data.pipeline import to_float
 from study.models import build_backbone
 from study.ssl import METHODS
-
 from tests.ssl.conftest import SMALL_HPARAMS
 
 TRAINED = [name for name, cls in METHODS.items() if cls.trains]
@@ -29,7 +28,7 @@ def test_registry_names():
 
 
 def test_unknown_hparam_names_the_valid_ones():
-    with pytest.raises(ValueError, match="temprature.*allowed: .*temperature"):
+    with pytest.raises(ValueError, match=r"SSL method 'simclr': 'temprature'.*allowed: .*temperature"):
         METHODS["simclr"].resolve_hparams({"temprature": 0.1})
 
 

@@ -116,8 +116,10 @@ def test_random_init_is_seeded_and_untrained(tmp_path):
 def test_bad_requests_fail_at_the_door():
     with pytest.raises(KeyError, match="allowed"):
         request(method="byol")
-    with pytest.raises(ValueError, match="unknown hyperparameter"):
+    with pytest.raises(ValueError, match=r"SSL method 'simclr': 'lr_typo'.*allowed: .*lr"):
         request(hparams={"lr_typo": 1})
+    with pytest.raises(ValueError, match=r"lr: 'fast'.*must be a number"):
+        request(hparams={"lr": "fast"})
     with pytest.raises(ValueError, match="resnet18"):
         request(init="imagenet")
     with pytest.raises(ValueError, match="epochs"):
