@@ -1,4 +1,8 @@
-"""The ``study`` command line (DESIGN.md, CLI). Exit codes: 0 success, 2 bad input, 1 a failed run."""
+"""The ``study`` command line (docs/architecture.md, CLI). Exit codes: 0 success, 2 bad input, 1 a failed run.
+
+``validate`` and ``plan`` import only the spec and the plan; the verbs that run or read a study import
+Ray, MLflow and torch (seconds) inside their handlers, so that a wrong flag or spec fails at once.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,12 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 from study.tuning.errors import StudyInputError
+from study.tuning.plan import format_plan, make_plan
+from study.tuning.spec import SpecError, load_spec
 
 VERBS = {
     "validate": "check a spec; a one-line summary, or SPEC: path.to.field: problem",
@@ -61,9 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _validate(args) -> int:
-    from study.tuning.plan import make_plan
-    from study.tuning.spec import load_spec
-
     spec = load_spec(args.spec)
     s = make_plan(spec).summary(spec)
     print(f"{args.spec}: ok: study {spec.name!r}, {s['cells']} cells, {s['pretraining_jobs']} pretraining jobs, "
@@ -72,9 +77,6 @@ def _validate(args) -> int:
 
 
 def _plan(args) -> int:
-    from study.tuning.plan import format_plan, make_plan
-    from study.tuning.spec import load_spec
-
     spec = load_spec(args.spec)
     plan = make_plan(spec)
     if args.json:
@@ -88,11 +90,9 @@ def _plan(args) -> int:
 
 
 def _launch(args) -> int:
-    from study.tuning.spec import SpecError, load_spec
-
     # Everything a launch needs from this machine is checked here, before the study directory exists
-    # (DESIGN.md: a bad input never leaves a half-written study directory behind): the flags first (a wrong
-    # flag fails in a fraction of a second, before the spec's imports), then what the spec names.
+    # (docs/architecture.md: a bad input never leaves a half-written study directory behind): the flags
+    # first (a wrong flag fails in a fraction of a second, before Ray is imported), then what the spec names.
     if args.address:
         check_address(args.address)
     if args.tracking_uri:
@@ -103,20 +103,20 @@ def _launch(args) -> int:
     root = args.storage or spec.storage.root
     if not args.storage and _local(root):
         check_writable(Path(root).expanduser(), "storage.root")
-    cache = spec.storage.cache or (str(Path(root) / "cache") if _local(root) else None)  # as launch does
-    if spec.storage.cache and _local(cache):
-        check_writable(Path(cache).expanduser(), "storage.cache")
-    data_cache = spec.storage.data_cache or (str(Path(cache) / "data") if _local(cache) else None)
-    if spec.storage.data_cache and _local(data_cache):
-        check_writable(Path(data_cache).expanduser(), "storage.data_cache")
+    # Ray, MLflow and torch: imported only by the verbs that run a study, once the flags are checked
+    from study.tuning.launch import launch
+    from study.tuning.studydir import cache_locations
+
+    caches = cache_locations(spec, root)  # as launch computes them
+    if spec.storage.cache and _local(caches.cache):
+        check_writable(Path(caches.cache), "storage.cache")
+    if spec.storage.data_cache:  # always a path: cache_locations refuses a URI
+        check_writable(Path(caches.data_cache), "storage.data_cache")
     if spec.tracking.uri and not args.tracking_uri:
         check_tracking_uri(spec.tracking.uri, "tracking.uri")
     # launch decodes the datasets into the data cache before it creates the study directory; what a
     # failed launch created there (a new storage folder, lock files, a half-decoded dataset) goes again
-    created = _first_missing(Path(data_cache).expanduser()) if _local(data_cache) else None
-
-    from study.tuning.launch import launch
-
+    created = _first_missing(Path(caches.data_cache)) if caches.data_cache else None
     try:
         return launch(args.spec, storage=args.storage, name=args.name, address=args.address,
                       tracking_uri=args.tracking_uri, quiet=args.quiet)
@@ -131,6 +131,7 @@ def _launch(args) -> int:
 def _resume(args) -> int:
     if args.address:
         check_address(args.address)
+    # Ray, MLflow and torch: imported only by the verbs that run a study, once the flags are checked
     from study.tuning.launch import resume
 
     return resume(args.study_dir, address=args.address, quiet=args.quiet)
@@ -203,9 +204,6 @@ def _tcp_error(host: str, port: int, timeout: float = 3.0) -> str | None:
 
 def check_tracking_uri(uri: str, flag: str) -> None:
     """A known MLflow scheme; a tracking server that answers; a sqlite file whose folder exists."""
-    from urllib.parse import urlsplit
-    from urllib.request import getproxies, proxy_bypass
-
     parts = urlsplit(uri)
     scheme = parts.scheme.lower().split("+")[0]
     if not scheme or (len(scheme) == 1 and uri[1:2] == ":"):  # a bare path (or a Windows drive)
@@ -246,6 +244,7 @@ def check_address(address: str) -> None:
         return
     if address == "auto":
         try:
+            # Ray's own lookup of a running cluster; importing Ray takes seconds, so only for --address auto
             from ray._private.services import canonicalize_bootstrap_address
             found = canonicalize_bootstrap_address("auto")
         except (ImportError, AttributeError):
@@ -271,25 +270,26 @@ def check_address(address: str) -> None:
 
 def _refine(e):
     """launch's noise check reports a rate the data cannot take under ``noise``; it belongs to noise.rates."""
-    from study.tuning.spec import SpecError
-
     problems = [("noise.rates" if p == "noise" and "noise rate" in m else p, m) for p, m in e.problems]
     return SpecError(e.source, problems) if problems != e.problems else e
 
 
 def _status(args) -> int:
+    # MLflow and Ray: imported only by the verbs that read a study (module docstring)
     from study.tuning.status import status
 
     return status(args.study_dir, as_json=args.json)
 
 
 def _report(args) -> int:
+    # MLflow, pandas and matplotlib: imported only by the verbs that read a study (module docstring)
     from study.reports.cli import report_main
 
     return report_main(args)
 
 
 def _ui(args) -> int:
+    # MLflow: imported only by the verbs that read a study (module docstring)
     from study.reports.cli import ui_main
 
     return ui_main(args)
@@ -300,8 +300,6 @@ HANDLERS = {"validate": _validate, "plan": _plan, "launch": _launch, "resume": _
 
 
 def main(argv: list[str] | None = None) -> int:
-    from study.tuning.spec import SpecError
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.verb is None:

@@ -260,7 +260,7 @@ def _check_groups(groups: Any, k: int) -> list[tuple[int, ...]]:
     if groups is None:
         raise ValueError(
             "class_dependent noise needs groups=[[...], [...]] of confusable classes "
-            "(datasets provide defaults: study.data.default_noise_groups)"
+            "(datasets provide defaults: their noise_groups, e.g. study.data.DATASETS[name].noise_groups)"
         )
     seen: set[int] = set()
     out = []

@@ -37,3 +37,15 @@ def test_plan_text(capsys):
 
 def test_stub_verbs_exit_2(capsys):
     assert main(["report", "x"]) == 2
+
+
+def test_a_corrupt_state_json_is_exit_2_naming_the_file(tmp_path, capsys):
+    study_dir = tmp_path / "s1"
+    study_dir.mkdir()
+    (study_dir / "spec.yaml").write_text((SPECS / "smoke.yaml").read_text())
+    (study_dir / "state.json").write_text('{"name": "s1", "stages": {"pretrain": "do')  # cut off mid-write
+    for verb in ("status", "resume"):
+        assert main([verb, str(study_dir)]) == 2
+        err = capsys.readouterr().err
+        assert f"study {verb}: {study_dir / 'state.json'}: not a study's state (" in err, err
+    assert sorted(p.name for p in study_dir.iterdir()) == ["spec.yaml", "state.json"]

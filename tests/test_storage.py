@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from study import storage as st
-from study.tuning.errors import StudyInputError
 from tests.conftest import SMOKE, free_port
 
 moto_server = pytest.importorskip("moto.server")
@@ -223,36 +222,38 @@ def test_uri_study_dir_goes_through_the_bucket(s3, tmp_path, monkeypatch, capsys
 
     from study.cli import main
     from study.tracking import default_tracking_uri
-    from study.tuning.launch import StudyPaths, open_study_dir
-    from study.tuning.spec import load_spec, spec_to_yaml
+    from study.tuning.spec import load_spec
+    from study.tuning.studydir import cache_locations, create_study_dir, existing_study, new_state, open_study_dir
 
     root = make_bucket("study-dirs") + "/studies"
     uri = f"{root}/s1"
     monkeypatch.setenv("STUDY_NODE_CACHE", str(tmp_path / "head1"))
+    spec = load_spec(SMOKE)
+    state = new_state(uri, str(SMOKE), cache_locations(spec, root), {}, None, None)
+    assert state.artifact_location == f"{uri}/mlartifacts" and state.storage_uri == uri and state.tracking_local
+    paths = create_study_dir(uri, spec, state)  # spec.yaml and state.json written here and uploaded
     local = st.local_mirror(uri)
-    local.mkdir(parents=True)
-    (local / "spec.yaml").write_text(spec_to_yaml(load_spec(SMOKE)))
+    assert paths.dir == local and st.list_files(uri) == ["spec.yaml", "state.json"]
     con = sqlite3.connect(local / "optuna.db")
     con.execute("create table t (x)")
     con.commit()
-    paths = StudyPaths(local, {"tracking_uri": default_tracking_uri(local), "tracking_local": True,
-                               "stages": {"pretrain": "running"}}, uri)
-    paths.save()  # state.json written here and, with spec.yaml and optuna.db, uploaded
+    paths.set_stage("pretrain", "running")  # with optuna.db, uploaded
     assert st.list_files(uri) == ["optuna.db", "spec.yaml", "state.json"]
     assert paths.location == uri and paths.artifacts_uri == f"{uri}/trial_artifacts"
     storage_path, fs = paths.tune_storage()
     assert storage_path == "study-dirs/studies/s1/tune" and fs.type_name == "s3"
+    assert existing_study(uri, spec, relaunch=True)
 
     # a restarted head: an empty disk; the driver's working copy and a reader's view both come from the bucket
     monkeypatch.setenv("STUDY_NODE_CACHE", str(tmp_path / "head2"))
     _, driver = open_study_dir(uri, driver=True)
     assert driver.dir == tmp_path / "head2" / "mirror" / "s3" / "study-dirs" / "studies" / "s1"
-    assert (driver.dir / "optuna.db").is_file() and driver.state["stages"] == {"pretrain": "running"}
-    assert driver.state["tracking_uri"] == default_tracking_uri(driver.dir)  # not head1's file
-    _, view = open_study_dir(uri)
+    assert (driver.dir / "optuna.db").is_file() and driver.state.stages["pretrain"] == "running"
+    assert driver.state.tracking_uri == default_tracking_uri(driver.dir)  # not head1's file
+    _, view = open_study_dir(uri + "/")
     assert view.dir != driver.dir and (view.dir / "spec.yaml").is_file()
 
-    # relaunching the name with another spec is bad input; so is resuming a folder that holds no study
+    # relaunching the name with another spec is bad input; so is launching into a folder that holds no study
     other = tmp_path / "other.yaml"
     other.write_text(SMOKE.read_text().replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
     assert main(["launch", str(other), "--storage", root, "--name", "s1", "--quiet"]) == 2
@@ -260,3 +261,29 @@ def test_uri_study_dir_goes_through_the_bucket(s3, tmp_path, monkeypatch, capsys
     st.write_text(f"{root}/junk/file.txt", "x")
     assert main(["launch", str(SMOKE), "--storage", root, "--name", "junk", "--quiet"]) == 2
     assert "exists" in capsys.readouterr().err
+
+    # a corrupt state.json in the bucket is bad input naming it
+    st.write_text(f"{uri}/state.json", "{")
+    assert main(["status", uri]) == 2
+    assert f"{uri}/state.json: not a study's state" in capsys.readouterr().err
+
+
+def test_a_failed_uri_creation_leaves_neither_prefix_nor_working_copy(s3, tmp_path, monkeypatch):
+    from study.tuning.spec import load_spec
+    from study.tuning.studydir import StudyPaths, cache_locations, create_study_dir, new_state
+
+    root = make_bucket("half-written") + "/studies"
+    uri = f"{root}/s1"
+    monkeypatch.setenv("STUDY_NODE_CACHE", str(tmp_path / "node"))
+    spec = load_spec(SMOKE)
+    state = new_state(uri, str(SMOKE), cache_locations(spec, root), {}, None, None)
+    real = StudyPaths.push
+
+    def push_then_fail(self, force=False):
+        real(self, force)  # the bucket already holds the files
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(StudyPaths, "push", push_then_fail)
+    with pytest.raises(OSError):
+        create_study_dir(uri, spec, state)
+    assert st.list_files(root) == [] and not st.local_mirror(uri).exists()

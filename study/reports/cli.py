@@ -1,5 +1,8 @@
-"""Entry points for ``study report`` and ``study ui`` (wired into study/cli.py).
-Exit codes: 0 success, 2 bad input (not a study, no MLflow store, bad dashboard definition)."""
+"""The handlers of ``study report`` and ``study ui`` (``study.cli`` parses their arguments).
+Exit codes: 0 success, 2 bad input (not a study, no MLflow store, bad dashboard definition).
+
+``python -m study.reports.cli report|ui ...`` is ``study report|ui ...``.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,15 @@ import argparse
 import sys
 import time
 
+from study import cli
 from study.reports.definitions import DefinitionError
+from study.reports.report import make_report
 from study.reports.store import StudyInputError
+from study.reports.ui import serve
 
 
 def report_main(args: argparse.Namespace) -> int:
-    """``study report STUDY_DIR [--out DIR]`` (args.study_dir, args.out; optional args.dashboard)."""
-    from study.reports.report import make_report
-
+    """``study report STUDY_DIR [--out DIR] [--dashboard DEF]`` (args.study_dir, args.out; optional args.dashboard)."""
     t0 = time.perf_counter()
     try:
         rep = make_report(args.study_dir, out=getattr(args, "out", None),
@@ -32,8 +36,6 @@ def report_main(args: argparse.Namespace) -> int:
 
 def ui_main(args: argparse.Namespace) -> int:
     """``study ui STUDY_DIR [--port P]`` (args.study_dir, args.port)."""
-    from study.reports.ui import serve
-
     try:
         return serve(args.study_dir, port=getattr(args, "port", None) or 5000)
     except StudyInputError as e:
@@ -41,20 +43,5 @@ def ui_main(args: argparse.Namespace) -> int:
         return 2
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Standalone runner (``python -m study.reports.cli report|ui ...``) until study/cli.py wires these."""
-    p = argparse.ArgumentParser(prog="python -m study.reports.cli")
-    sub = p.add_subparsers(dest="verb", required=True)
-    s = sub.add_parser("report")
-    s.add_argument("study_dir")
-    s.add_argument("--out")
-    s.add_argument("--dashboard", help="a dashboards/*.yaml definition (default: dashboards/default.yaml)")
-    s = sub.add_parser("ui")
-    s.add_argument("study_dir")
-    s.add_argument("--port", type=int, default=5000)
-    args = p.parse_args(argv)
-    return report_main(args) if args.verb == "report" else ui_main(args)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.main(sys.argv[1:]))

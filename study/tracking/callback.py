@@ -3,8 +3,9 @@
 Unlike Ray's stock ``MLflowLoggerCallback``, which opens a new run whenever a trial starts (so a
 restored trial gets a second run), this one looks the trial's run up by its tag ``study.trial_id`` and
 continues it. The run's tags and params come from the trial's ``TrialConfig`` (its axes, its cell, its
-hyperparameters); what it logs from the trial's reports is read by the keys of ``study.tuning.results``. Per-epoch metrics are logged with ``step=epoch``; the final report adds the test metrics
-and the artifacts the trial wrote to its artifact folder.
+hyperparameters); the trial's reports are read by the keys of ``study.tuning.results``. Per-epoch metrics
+are logged with ``step=epoch``; the final report adds the test metrics and the artifacts the trial wrote
+to its artifact folder.
 
 Each epoch is logged once. Ray processes a result before it registers the checkpoint that came with it
 (the save is a second task on the trial's actor), and the driver's experiment state is written only
@@ -21,11 +22,19 @@ from pathlib import Path
 from ray.tune import Callback
 from ray.tune.result import TRAINING_ITERATION
 
-from study.tracking.store import (AXIS_TAGS, CELL, EPOCH_METRICS, ERROR, FINAL_METRICS, RETRIES, SSL_METRICS, STATE,
-                                  Tracker)
+from study.tracking.store import (
+    AXIS_TAGS,
+    EPOCH_METRICS,
+    FINAL_METRICS,
+    SSL_METRICS,
+    TAG_CELL,
+    TAG_ERROR,
+    TAG_RETRIES,
+    TAG_STATE,
+    Tracker,
+)
 from study.tuning.plan import TrialConfig
-from study.tuning.results import ARTIFACT_DIR, EPOCH, FINISHED, NODE_ID, PER_CLASS_F1, START_EPOCH
-from study.tuning.results import ERROR as REPORTED_ERROR
+from study.tuning.results import ARTIFACT_DIR, EPOCH, ERROR, FINISHED, NODE_ID, PER_CLASS_F1, START_EPOCH
 
 #: the metrics whose last logged step says how far a run got (an LNL trial's, a pretraining job's)
 PROGRESS_METRICS = ("train_loss", "ssl_loss")
@@ -74,10 +83,10 @@ class TrackingCallback(Callback):
         tags = {a: axes[a] for a in AXIS_TAGS if a in axes}
         parent = None
         if cfg.cell is not None:
-            tags[CELL] = cfg.cell
+            tags[TAG_CELL] = cfg.cell
             parent = self.tracker.cell_run(cfg.cell, axes)
         name = f"{cfg.stage}:{cfg.id}:{trial.trial_id}"
-        params = cfg.model_dump(mode="json", exclude_none=True)
+        params = cfg.model_dump(mode="json", exclude_defaults=True)  # no empty point, job or hparams
         run_id, _ = self.tracker.trial_run(trial.trial_id, cfg.stage, name, tags, params, parent)
         return run_id
 
@@ -123,13 +132,14 @@ class TrackingCallback(Callback):
         if run_id in self.tracker.terminal:
             return  # finished before an interruption; Ray replayed its last report
         result = trial.last_result or {}
-        if result.get(REPORTED_ERROR):
-            self.tracker.set_tags(run_id, {STATE: "failed", ERROR: result[REPORTED_ERROR]})
+        if result.get(ERROR):
+            self.tracker.set_tags(run_id, {TAG_STATE: "failed", TAG_ERROR: result[ERROR]})
             self.tracker.finish(run_id, "FAILED")
         elif result.get(FINISHED):
             self._finish(run_id, result)
         else:  # stopped early by ASHA
-            self.tracker.set_tags(run_id, {STATE: "pruned", "study.pruned_at_epoch": result.get(EPOCH, -1)})
+            self.tracker.set_tags(run_id, {TAG_STATE: "pruned",
+                                           "study.pruned_at_epoch": result.get(EPOCH, -1)})
             self.tracker.finish(run_id, "KILLED")
 
     def _finish(self, run_id: str, result: dict) -> None:
@@ -140,14 +150,15 @@ class TrackingCallback(Callback):
             self.tracker.log_artifacts(run_id, Path(result[ARTIFACT_DIR]))
         if result.get(PER_CLASS_F1):  # already a JSON list
             self.tracker.set_tags(run_id, {"study.per_class_f1": result[PER_CLASS_F1]})
-        self.tracker.set_tags(run_id, {STATE: "complete"})
+        self.tracker.set_tags(run_id, {TAG_STATE: "complete"})
         self.tracker.finish(run_id, "FINISHED")
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         run_id = self._run(trial)
-        self.tracker.set_tags(run_id, {RETRIES: trial.num_failures, "study.last_error": _error_text(trial)})
+        self.tracker.set_tags(run_id, {TAG_RETRIES: trial.num_failures, "study.last_error": _error_text(trial)})
 
     def on_trial_error(self, iteration, trials, trial, **info):
         run_id = self._run(trial)
-        self.tracker.set_tags(run_id, {STATE: "failed", ERROR: _error_text(trial), RETRIES: trial.num_failures})
+        self.tracker.set_tags(run_id, {TAG_STATE: "failed", TAG_ERROR: _error_text(trial),
+                                       TAG_RETRIES: trial.num_failures})
         self.tracker.finish(run_id, "FAILED")

@@ -19,14 +19,14 @@ from mlflow.tracking import MlflowClient
 #: tags of the run conventions: the axes, and the study's own (written here and by ``TrackingCallback``,
 #: read by ``study status``)
 AXIS_TAGS = ("dataset", "noise_kind", "noise_rate", "ssl", "lnl", "seed")
-KIND = "study.kind"  # "cell" (a cell's parent run) or "trial"
-STAGE = "study.stage"
-CELL = "study.cell"
-CELL_PARENT = "study.cell_parent"  # on a cell's parent run only
-TRIAL_ID = "study.trial_id"  # Ray's trial id: survives a restore
-STATE = "study.state"  # complete | pruned | failed
-ERROR = "study.error"
-RETRIES = "study.retries"
+TAG_KIND = "study.kind"  # "cell" (a cell's parent run) or "trial"
+TAG_STAGE = "study.stage"
+TAG_CELL = "study.cell"
+TAG_CELL_PARENT = "study.cell_parent"  # on a cell's parent run only
+TAG_TRIAL_ID = "study.trial_id"  # Ray's trial id: survives a restore
+TAG_STATE = "study.state"  # complete | pruned | failed
+TAG_ERROR = "study.error"
+TAG_RETRIES = "study.retries"
 #: per-epoch metrics of an LNL trial, and of a pretraining job
 EPOCH_METRICS = ("train_loss", "val_f1", "val_acc", "selected_label_precision", "selected_label_recall")
 SSL_METRICS = ("ssl_loss", "knn_acc")
@@ -81,9 +81,9 @@ class Tracker:
         key = f"cell:{cell_id}"
         if key in self._cache:
             return self._cache[key]
-        run_id = self._find(CELL_PARENT, cell_id)
+        run_id = self._find(TAG_CELL_PARENT, cell_id)
         if run_id is None:
-            tags = {KIND: "cell", CELL_PARENT: cell_id, CELL: cell_id,
+            tags = {TAG_KIND: "cell", TAG_CELL_PARENT: cell_id, TAG_CELL: cell_id,
                     **{a: str(point[a]) for a in AXIS_TAGS if a in point and a != "seed"}}
             run = self.client.create_run(self.experiment_id, tags=tags, run_name=cell_id)
             run_id = run.info.run_id
@@ -95,10 +95,10 @@ class Tracker:
         """The run of a Ray trial: (run id, created now)."""
         if trial_id in self._cache:
             return self._cache[trial_id], False
-        run_id = self._find(TRIAL_ID, trial_id)
+        run_id = self._find(TAG_TRIAL_ID, trial_id)
         created = run_id is None
         if created:
-            all_tags = {TRIAL_ID: trial_id, STAGE: stage, KIND: "trial", **tags}
+            all_tags = {TAG_TRIAL_ID: trial_id, TAG_STAGE: stage, TAG_KIND: "trial", **tags}
             if parent:
                 all_tags["mlflow.parentRunId"] = parent
             run = self.client.create_run(self.experiment_id, tags={k: str(v) for k, v in all_tags.items()},

@@ -1,18 +1,17 @@
-"""What a spec needs from this installation and its data, checked before a study directory exists
-(docs/architecture.md: a bad input never leaves a half-written study directory behind).
+"""What a spec needs from its data, checked before a study directory exists (docs/architecture.md, CLI:
+a bad input never leaves a half-written study directory behind).
 
-The registries must hold every SSL method and LNL algorithm the spec names; every dataset entry must
-decode (into the data cache, where the trials find it); every noise kind must accept every rate on every
-dataset. All problems are reported at once, as a ``SpecError`` against the spec file.
+The spec itself was checked at the door (``load_spec``: names against the registries, hyperparameters
+against their declarations); what is left needs the data: every dataset entry must decode (into the data
+cache, where the trials find it) and every noise kind must accept every rate on every dataset. All
+problems are reported at once, as a ``SpecError`` against the spec file.
 """
 
 from __future__ import annotations
 
 from study.data import DataError, ImageData
 from study.experiment import load_dataset, noise_options
-from study.lnl import ALGORITHMS
 from study.noise import inject_noise
-from study.ssl import METHODS
 from study.tuning.spec import Spec, SpecError
 from study.tuning.studydir import DatasetFacts
 
@@ -21,9 +20,9 @@ NOISE_SAMPLE = 200
 
 
 def preflight(spec: Spec, source: str, data_cache: str) -> dict[str, DatasetFacts]:
-    """Check the spec against this installation and its datasets; the facts of each dataset (decoded into
-    ``data_cache`` on the way), or a ``SpecError`` from ``source`` listing every problem."""
-    problems = registry_problems(spec)
+    """Check the spec against its datasets; the facts of each dataset (decoded into ``data_cache`` on the
+    way), or a ``SpecError`` from ``source`` listing every problem."""
+    problems: list[tuple[str, str]] = []
     facts: dict[str, DatasetFacts] = {}
     for i, entry in enumerate(spec.datasets):
         try:
@@ -37,17 +36,6 @@ def preflight(spec: Spec, source: str, data_cache: str) -> dict[str, DatasetFact
     if problems:
         raise SpecError(source, problems)
     return facts
-
-
-def registry_problems(spec: Spec) -> list[tuple[str, str]]:
-    """SSL methods and LNL algorithms the spec names that this installation does not register."""
-    problems = [(f"ssl[{i}].method", f"{s.method!r} is not built in this installation "
-                 f"(allowed here: {', '.join(sorted(METHODS))})")
-                for i, s in enumerate(spec.ssl) if s.method not in METHODS]
-    problems += [(f"lnl[{i}].algorithm", f"{a.algorithm!r} is not built in this installation "
-                  f"(allowed here: {', '.join(sorted(ALGORITHMS))})")
-                 for i, a in enumerate(spec.lnl) if a.algorithm not in ALGORITHMS]
-    return problems
 
 
 def noise_problems(spec: Spec, data: ImageData, dataset_key: str) -> list[tuple[str, str]]:

@@ -20,6 +20,7 @@ and the Optuna trial's number); the hyperparameters are also kept on the Optuna 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import pickle
@@ -29,8 +30,8 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from study.tuning.results import EPOCH, ERROR, FINISHED, OBJECTIVE
 from study.tuning.plan import Cell, TrialConfig
+from study.tuning.results import EPOCH, ERROR, FINISHED, OBJECTIVE
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -158,10 +159,9 @@ class CellSearcher(Searcher):
         cell, _, tid = self.assigned[trial_id]
         value = float(result[self.metric])
         if math.isfinite(value):
-            try:
+            with contextlib.suppress(RuntimeError, ValueError):  # already reported at this step (a resumed
+                # epoch), or finished
                 optuna.Trial(self.study(cell), tid).report(value, int(result.get(EPOCH, 0)))
-            except (RuntimeError, ValueError):
-                pass  # already reported at this step (a resumed epoch) or finished
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         if trial_id not in self.assigned:

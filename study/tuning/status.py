@@ -1,48 +1,63 @@
-"""`study status`: trials by stage and state, and the errors with their reasons (from MLflow and Optuna)."""
+"""`study status`: trials by stage and state, and the errors with their reasons (from MLflow and Optuna).
+
+Reads the study's ``state.json`` through ``StudyState`` (a corrupt one is bad input, exit 2) and never
+writes the study's files: a study under a URI is read from a view of its bucket, not from the driver's
+working copy.
+"""
 
 from __future__ import annotations
 
 import json
-import sys
+
+import optuna
+from optuna.trial import TrialState
+
+from study.tracking import Tracker
+from study.tracking.store import TAG_CELL, TAG_ERROR, TAG_KIND, TAG_RETRIES, TAG_STAGE, TAG_STATE, TAG_TRIAL_ID
+from study.tuning.plan import make_plan
+from study.tuning.spec import Spec
+from study.tuning.studydir import STAGES, StudyPaths, open_study_dir
 
 
 def collect(study_dir: str) -> dict:
-    from optuna.trial import TrialState
-
-    from study.tracking import Tracker
-    from study.tuning.launch import open_study_dir
-    from study.tuning.plan import make_plan
-    from study.tuning.searcher import open_study
-
+    """What ``study status --json`` prints."""
     spec, paths = open_study_dir(study_dir)
-    st = paths.state
-    tracker = Tracker(st["tracking_uri"], st["experiment"], st.get("artifact_location"))
+    state = paths.state
+    runs, errors = _trial_runs(Tracker(state.tracking_uri, state.experiment, state.artifact_location))
+    return {"study_dir": paths.location, "stages": dict(state.stages), "runs": runs, "errors": errors,
+            "cells": _cells(spec, paths), "final_skipped_cells": state.final_skipped_cells}
+
+
+def _trial_runs(tracker: Tracker) -> tuple[dict[str, dict[str, int]], list[dict]]:
+    """Trial runs counted by stage and state, and the failed ones with their reasons."""
     stages: dict[str, dict[str, int]] = {}
     errors = []
     for run in tracker.runs():
         tags = run.data.tags
-        if tags.get("study.kind") != "trial":
+        if tags.get(TAG_KIND) != "trial":
             continue
-        stage = tags.get("study.stage", "?")
-        state = tags.get("study.state") or run.info.status.lower()
+        stage = tags.get(TAG_STAGE, "?")
+        state = tags.get(TAG_STATE) or run.info.status.lower()
         stages.setdefault(stage, {})
         stages[stage][state] = stages[stage].get(state, 0) + 1
         if state == "failed":
-            errors.append({"stage": stage, "trial": tags.get("study.trial_id"), "cell": tags.get("study.cell"),
-                           "error": tags.get("study.error", "?"), "retries": tags.get("study.retries", "0")})
+            errors.append({"stage": stage, "trial": tags.get(TAG_TRIAL_ID), "cell": tags.get(TAG_CELL),
+                           "error": tags.get(TAG_ERROR, "?"), "retries": tags.get(TAG_RETRIES, "0")})
+    return stages, errors
+
+
+def _cells(spec: Spec, paths: StudyPaths) -> dict[str, dict]:
+    """Per cell that has an Optuna study: its trials by state and its best value."""
+    existing = set(optuna.get_all_study_names(paths.optuna_url))
     cells = {}
-    plan = make_plan(spec)
-    for c in plan.cells:
-        try:
-            study = open_study(paths.optuna_url, c.id, spec.tuning.mode)
-        except Exception:
-            continue
+    for c in make_plan(spec).cells:
+        if c.id not in existing:
+            continue  # stage lnl has not asked this cell yet
+        study = optuna.load_study(study_name=c.id, storage=paths.optuna_url)
         trials = study.get_trials(deepcopy=False)
         by = {s.name.lower(): sum(1 for t in trials if t.state == s) for s in TrialState}
-        done = [t for t in trials if t.state == TrialState.COMPLETE]
-        cells[c.id] = {**{k: v for k, v in by.items() if v}, "best": study.best_value if done else None}
-    return {"study_dir": str(paths.dir), "stages": st["stages"], "runs": stages, "errors": errors, "cells": cells,
-            "final_skipped_cells": st.get("final_skipped_cells", [])}
+        cells[c.id] = {**{k: v for k, v in by.items() if v}, "best": study.best_value if by["complete"] else None}
+    return cells
 
 
 def status(study_dir: str, as_json: bool = False) -> int:
@@ -50,9 +65,9 @@ def status(study_dir: str, as_json: bool = False) -> int:
     if as_json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"{info['study_dir']}")
+    print(info["study_dir"])
     print("stages: " + ", ".join(f"{k} {v}" for k, v in info["stages"].items()))
-    for stage in ("pretrain", "lnl", "final"):
+    for stage in STAGES:
         if stage in info["runs"]:
             print(f"  {stage}: " + ", ".join(f"{n} {s}" for s, n in sorted(info["runs"][stage].items())))
     if info["cells"]:
@@ -66,5 +81,5 @@ def status(study_dir: str, as_json: bool = False) -> int:
         for e in info["errors"]:
             print(f"  [{e['stage']}] {e['trial']} {e['cell'] or ''}: {e['error']} (retries: {e['retries']})")
     for cid in info["final_skipped_cells"]:
-        print(f"  final skipped for {cid}: no complete tuning trial", file=sys.stdout)
+        print(f"  final skipped for {cid}: no complete tuning trial")
     return 0

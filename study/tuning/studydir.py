@@ -11,6 +11,7 @@ the trial checkpoints and MLflow's artifacts are written to the URI directly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from datetime import datetime
@@ -271,10 +272,8 @@ def create_study_dir(location: str, spec: Spec, state: StudyState) -> StudyPaths
     except BaseException:
         shutil.rmtree(local, ignore_errors=True)
         if uri:
-            try:
+            with contextlib.suppress(OSError):  # the original error is the one to report
                 st.delete(uri)
-            except OSError:
-                pass  # the original error is the one to report
         raise
     return paths
 

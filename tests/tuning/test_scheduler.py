@@ -6,11 +6,14 @@ from types import SimpleNamespace
 
 from ray.tune.schedulers import TrialScheduler
 
+from study.tuning.plan import Point, TrialConfig
 from study.tuning.scheduler import PerCellASHA, SchedulerState
 
 
 def trial(tid: str, cell: str):
-    return SimpleNamespace(trial_id=tid, config={"cell": cell})
+    """A Ray trial of the cell ``cell`` as the searcher configures it."""
+    point = Point("synthetic", "symmetric", 0.4, "random", "ce", 0)
+    return SimpleNamespace(trial_id=tid, config=TrialConfig(stage="lnl", id=cell, point=point).to_ray())
 
 
 def report(s: PerCellASHA, t, value: float, it: int = 1) -> str:

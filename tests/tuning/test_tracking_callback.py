@@ -3,13 +3,14 @@
 from types import SimpleNamespace
 
 from study.tracking.callback import TrackingCallback
+from study.tuning.plan import Point, PretrainJob, TrialConfig
+
+POINT = Point("synthetic", "symmetric", 0.4, "random", "ce", 0)
 
 
-def _trial(trial_id="t1"):
-    point = {"dataset": "synthetic", "noise_kind": "symmetric", "noise_rate": 0.4, "ssl": "random", "lnl": "ce",
-             "seed": 0}
-    return SimpleNamespace(trial_id=trial_id, num_failures=0,
-                           config={"run": {"stage": "lnl", "cell": "c1", "point": point}})
+def _trial(trial_id="t1", cfg: TrialConfig | None = None):
+    cfg = cfg or TrialConfig(stage="lnl", id="c1", point=POINT, hparams={"lr": 0.1}, optuna_trial=3)
+    return SimpleNamespace(trial_id=trial_id, num_failures=0, config=cfg.to_ray())
 
 
 def _history(cb, trial, key="train_loss"):
@@ -41,6 +42,21 @@ def test_an_epoch_recomputed_after_restore_is_logged_once(tmp_path):
         cb2.on_trial_result(0, [], trial, {"epoch": epoch, "train_loss": 0.5, "node_id": "b", "start_epoch": 3})
     assert [s for s, _ in _history(cb2, trial)] == [0, 1, 2, 3, 4]
     assert cb2.tracker.client.get_run(cb2._run(trial)).data.tags["study.resumed_from_epoch"] == "3"
+
+
+def test_runs_take_tags_and_params_from_the_trial_config(tmp_path):
+    cb = TrackingCallback(f"sqlite:///{tmp_path / 'mlflow.db'}", "s", None, str(tmp_path / "art"))
+    lnl = cb.tracker.client.get_run(cb._run(_trial()))
+    tags, params = lnl.data.tags, lnl.data.params
+    assert tags["study.stage"] == "lnl" and tags["study.cell"] == "c1" and tags["mlflow.parentRunId"]
+    assert {a: tags[a] for a in ("dataset", "noise_rate", "seed")} == {"dataset": "synthetic", "noise_rate": "0.4",
+                                                                      "seed": "0"}
+    assert params["hparams.lr"] == "0.1" and params["optuna_trial"] == "3" and params["point.lnl"] == "ce"
+    job = PretrainJob("synthetic", "simclr", 1, 5)
+    pre = cb.tracker.client.get_run(cb._run(_trial("t2", TrialConfig(stage="pretrain", id=job.id, job=job))))
+    assert pre.data.tags["study.stage"] == "pretrain" and "study.cell" not in pre.data.tags
+    assert "mlflow.parentRunId" not in pre.data.tags and pre.data.tags["ssl"] == "simclr"
+    assert pre.data.params["job.epochs"] == "5" and not {"point", "hparams", "optuna_trial"} & set(pre.data.params)
 
 
 def test_tracker_survives_another_process_creating_the_experiment_first(tmp_path, monkeypatch):

@@ -1,0 +1,258 @@
+"""The stage driver: runs a study's three stages on Ray Tune (docs/architecture.md, Data path).
+
+Stage ``pretrain``: one Ray Tune trial per deduplicated pretraining job (a grid). Stage ``lnl``: every
+cell's tuning trials in one Tuner, a ``CellSearcher`` (one Optuna study per cell) and a ``PerCellASHA``
+(one ASHA per cell). Stage ``final``: each cell's best configuration at every point of the cell (a grid).
+Every trial's config is a ``TrialConfig``. Each stage is a Ray Tune experiment under
+``STUDY_DIR/tune/<stage>``; ``state.json`` records which stages are done, so a resumed study restores the
+unfinished one (finished trials are not rerun, running ones continue from their last epoch checkpoint)
+and runs the rest. MLflow is written from the driver only (``TrackingCallback``).
+
+On a study under a URI, Ray Tune writes its experiment state and the trial checkpoints to the bucket
+itself (``storage_path`` + ``storage_filesystem``), and ``StorageSync`` uploads the driver's working copy
+(``optuna.db``, ``mlflow.db``, ``state.json``) at every Ray experiment checkpoint, just before Ray uploads
+its own state, so the bucket's copies are never older than Ray's.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from datetime import datetime
+
+import ray
+from optuna.trial import TrialState
+from ray import tune
+
+from study import storage as st
+from study.tracking import Tracker, TrackingCallback
+from study.tuning.plan import Plan, TrialConfig, make_plan
+from study.tuning.progress import ProgressCallback
+from study.tuning.results import ARTIFACT_DIR
+from study.tuning.scheduler import PerCellASHA, SchedulerState
+from study.tuning.searcher import ATTR_ORPHANED, CellSearcher, best_hparams, open_study
+from study.tuning.spec import Resources, Spec
+from study.tuning.studydir import STAGES, Stage, StudyPaths
+from study.tuning.trainables import lnl_trainable, pretrain_trainable
+
+
+def run_stages(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) -> int:
+    """Run every stage that is not done, in order, on the Ray cluster at ``address``; prints the study's
+    location last. Returns the exit code."""
+    plan = make_plan(spec)
+    has_gpu = _start(spec, paths, address, quiet)
+    t0 = time.time()
+    for stage in STAGES:
+        if paths.state.stages[stage] != "done":
+            _run_stage(stage, spec, plan, paths, has_gpu, quiet)
+    paths.state.finished_at = datetime.now().replace(microsecond=0)
+    paths.state.driver_seconds += round(time.time() - t0, 1)
+    paths.save()
+    paths.push(force=True)
+    if not quiet:
+        print(f"study: done. MLflow UI: mlflow ui --backend-store-uri {paths.state.tracking_uri} "
+              f"--host 127.0.0.1 ; status: study status {paths.location}")
+    print(paths.location)
+    return 0
+
+
+def init_ray(address: str | None, quiet: bool) -> None:
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if ray.is_initialized():
+        return
+    # `ray job submit` gives its entrypoint RAY_ADDRESS; without either, start a Ray of our own
+    # ("local"): a bare ray.init() would attach to any `ray start` cluster that happens to run on the machine
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        ray.init(address=address, log_to_driver=False)
+    else:  # trial output stays in Ray's session logs; the driver prints the progress line
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+
+
+def _start(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) -> bool:
+    """Connect to Ray and create the study's MLflow experiment; whether the cluster has GPUs."""
+    init_ray(address, quiet)
+    has_gpu = ray.cluster_resources().get("GPU", 0) > 0
+    if not has_gpu and not quiet and (spec.resources.trial.gpus or spec.resources.pretrain.gpus):
+        print("study: no GPU in this Ray cluster; trials run on CPU", file=sys.stderr)
+    if paths.uri:
+        st.mlflow_env(paths.uri)
+    # the experiment, with its artifact location, exists before the first trial reports
+    Tracker(paths.state.tracking_uri, paths.state.experiment, paths.state.artifact_location)
+    return has_gpu
+
+
+def _run_stage(stage: Stage, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu: bool, quiet: bool) -> None:
+    """One stage to its end (restored where an earlier driver left it), recorded in ``state.json``."""
+    if stage == "pretrain" and not plan.pretrain_jobs:
+        paths.set_stage(stage, "done")
+        return
+    finals = final_runs(spec, plan, paths) if stage == "final" else []
+    if stage == "final" and not finals:
+        # every tuning trial failed (or none completed): nothing to rerun, the study still ends
+        print("study: no cell has a completed tuning trial, so stage final has nothing to run "
+              f"(errors: `study status {paths.location}`)", file=sys.stderr)
+        paths.set_stage(stage, "done")
+        return
+    paths.set_stage(stage, "running")
+    results = _tuner(stage, spec, plan, paths, has_gpu, quiet, finals).fit()
+    if stage == "lnl":
+        _fail_orphans(spec, plan, paths)
+    errors = sum(1 for r in results if r.error is not None)
+    paths.state.errors[stage] = errors
+    paths.set_stage(stage, "done")
+    if stage == "pretrain" and errors:
+        print(f"study: {errors} pretraining job(s) failed; their cells' trials will fail too "
+              f"(see `study status {paths.location}`)", file=sys.stderr)
+
+
+def final_runs(spec: Spec, plan: Plan, paths: StudyPaths) -> list[TrialConfig]:
+    """Each cell's best configuration (from its Optuna study) at every point of the cell. Cells without a
+    completed tuning trial have none; ``state.json`` lists them."""
+    best = {}
+    for c in plan.cells:
+        hparams = best_hparams(open_study(paths.optuna_url, c.id, spec.tuning.mode))
+        if hparams is not None:
+            best[c.id] = hparams
+    paths.state.final_skipped_cells = [c.id for c in plan.cells if c.id not in best]
+    paths.save()
+    return [TrialConfig(stage="final", id=c.id, point=p, hparams=best[c.id]) for c, p in plan.final_runs
+            if c.id in best]
+
+
+def _fail_orphans(spec: Spec, plan: Plan, paths: StudyPaths) -> None:
+    """No Optuna trial stays RUNNING once stage lnl has ended."""
+    for c in plan.cells:
+        study = open_study(paths.optuna_url, c.id, spec.tuning.mode)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            study._storage.set_trial_user_attr(t._trial_id, ATTR_ORPHANED, True)
+            study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+
+
+# -- one stage's Tuner --------------------------------------------------------------------------------
+
+def _tuner(stage: Stage, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu: bool, quiet: bool,
+           finals: list[TrialConfig]) -> tune.Tuner:
+    """The stage's Tuner: restored where an earlier driver left it, else new."""
+    trainable = _trainable(stage, spec, paths, has_gpu)
+    restored = _restore(stage, plan, paths, trainable, quiet)
+    if restored is not None:
+        return restored
+    if stage == "lnl":
+        return _lnl_tuner(spec, plan, paths, trainable, quiet)
+    configs = finals if stage == "final" else [TrialConfig(stage="pretrain", id=j.id, job=j)
+                                               for j in plan.pretrain_jobs]
+    space = {TrialConfig.KEY: tune.grid_search([c.model_dump(mode="json") for c in configs])}
+    return tune.Tuner(trainable, param_space=space,
+                      tune_config=tune.TuneConfig(max_concurrent_trials=spec.resources.max_concurrent_trials),
+                      run_config=_run_config(paths, stage, spec, _callbacks(paths, stage, len(configs), quiet)))
+
+
+def _lnl_tuner(spec: Spec, plan: Plan, paths: StudyPaths, trainable, quiet: bool) -> tune.Tuner:
+    """Every cell's tuning trials: one Optuna study and one ASHA per cell."""
+    spaces = {a.key: {k: v.model_dump(exclude_none=True) for k, v in a.search_space.items()} for a in spec.lnl}
+    fixed = {a.key: dict(a.fixed) for a in spec.lnl}
+    t = spec.tuning
+    searcher = CellSearcher(plan.cells, spaces, fixed, t.samples_per_cell, paths.optuna_url, t.metric, t.mode,
+                            t.sampler, t.sampler_seed)
+    es = spec.early_stopping
+    scheduler = (PerCellASHA(t.metric, t.mode, max(a.epochs for a in spec.lnl), es.grace_period, es.reduction_factor)
+                 if es.enabled else None)
+    callbacks = _callbacks(paths, "lnl", plan.tuning_trials, quiet, scheduler)
+    return tune.Tuner(trainable, param_space={},
+                      tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
+                                                  num_samples=plan.tuning_trials,
+                                                  max_concurrent_trials=spec.resources.max_concurrent_trials),
+                      run_config=_run_config(paths, "lnl", spec, callbacks))
+
+
+def _restore(stage: Stage, plan: Plan, paths: StudyPaths, trainable, quiet: bool) -> tune.Tuner | None:
+    """The stage's Tuner from its Ray Tune experiment state, or None when the stage never started."""
+    storage_path, fs = paths.tune_storage()
+    path = f"{storage_path}/{stage}"
+    if not tune.Tuner.can_restore(path, storage_filesystem=fs):
+        return None
+    tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
+                               restart_errored=False, storage_filesystem=fs)
+    # this driver's callbacks and Optuna storage: the pickled ones name the previous driver's files,
+    # which on a restarted head (a URI study, a moved NFS mount) are elsewhere or gone
+    internal = getattr(tuner, "_local_tuner", None)
+    tune_config = getattr(internal, "_tune_config", None)
+    run_config = getattr(internal, "_run_config", None)
+    if run_config is not None:
+        total = {"pretrain": len(plan.pretrain_jobs), "lnl": plan.tuning_trials, "final": len(plan.final_runs)}
+        run_config.callbacks = _callbacks(paths, stage, total[stage], quiet, getattr(tune_config, "scheduler", None))
+    searcher = getattr(tune_config, "search_alg", None)
+    if isinstance(searcher, CellSearcher):
+        searcher.use_storage(paths.optuna_url)
+    elif stage == "lnl" and paths.uri:
+        raise RuntimeError("cannot point the restored searcher at this driver's optuna.db")
+    return tuner
+
+
+def _trainable(stage: Stage, spec: Spec, paths: StudyPaths, has_gpu: bool):
+    """The stage's trainable with the study's caches and its resources per trial."""
+    state = paths.state
+    data = spec.model_dump(mode="json")
+    if stage == "pretrain":
+        fn = tune.with_parameters(pretrain_trainable, spec_data=data, cache_dir=state.cache,
+                                  data_cache=state.data_cache)
+        return tune.with_resources(fn, _resources(spec.resources.pretrain, has_gpu))
+    fn = tune.with_parameters(lnl_trainable, spec_data=data, cache_dir=state.cache, data_cache=state.data_cache,
+                              artifacts_root=str(paths.artifacts), artifacts_uri=paths.artifacts_uri)
+    return tune.with_resources(fn, _resources(spec.resources.trial, has_gpu))
+
+
+def _resources(res: Resources, has_gpu: bool) -> dict[str, float]:
+    return {"cpu": res.cpus, "gpu": res.gpus if has_gpu else 0}
+
+
+def _run_config(paths: StudyPaths, stage: Stage, spec: Spec, callbacks: list) -> tune.RunConfig:
+    storage_path, fs = paths.tune_storage()
+    return tune.RunConfig(
+        name=stage, storage_path=storage_path, storage_filesystem=fs, verbose=0, callbacks=callbacks,
+        failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+    )
+
+
+def _callbacks(paths: StudyPaths, stage: Stage, total: int, quiet: bool, scheduler=None) -> list[tune.Callback]:
+    state = paths.state
+    cbs: list[tune.Callback] = [TrackingCallback(state.tracking_uri, state.experiment, state.artifact_location,
+                                                 str(paths.artifacts))]
+    if paths.uri:  # first: the artifacts must be on the driver before TrackingCallback logs them
+        cbs.insert(0, StorageSync(paths))
+    if isinstance(scheduler, PerCellASHA):  # first in every session: Ray restores callback state by index
+        cbs.insert(0, SchedulerState(scheduler))
+    if not quiet:
+        cbs.append(ProgressCallback(stage, total))
+    return cbs
+
+
+class StorageSync(tune.Callback):
+    """Keeps a URI study's driver-side files in its bucket: Ray asks callbacks for their state
+    (``get_state``) each time it saves its experiment state, before it uploads that, so the uploaded
+    ``optuna.db``/``mlflow.db`` are never older than the uploaded Ray state. It also brings a finished
+    trial's artifacts from the bucket to the driver before ``TrackingCallback`` logs them."""
+
+    def __init__(self, paths: StudyPaths) -> None:
+        self.paths = paths
+
+    def get_state(self) -> None:
+        self.paths.push()
+        return None
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        art = (trial.last_result or {}).get(ARTIFACT_DIR)
+        if art and self.paths.artifacts_uri:
+            try:
+                st.download_dir(st.join(self.paths.artifacts_uri, trial.trial_id), art)
+            except OSError as e:
+                print(f"study: could not fetch the artifacts of trial {trial.trial_id}: {e}", file=sys.stderr)
+
+    def on_experiment_end(self, trials, **info):
+        self.paths.push()
