@@ -30,8 +30,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("name", nargs="?")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="reduced size: a few minutes on 2 CPUs")
-    size.add_argument("--long", action="store_true",
-                      help="longer schedule (ssl_knn, lnl only): tests whether a claim needs more training")
+    size.add_argument(
+        "--long",
+        action="store_true",
+        help="longer schedule (ssl_knn, lnl only): tests whether a claim needs more training",
+    )
     args = p.parse_args(argv)
     names = available()
     if args.name is None:

@@ -42,13 +42,13 @@ ROOT = Path(__file__).resolve().parents[1]
 #: a tiny valid spec: synthetic 8 px images, random init, CE, one trial per cell; cases break one thing
 BASE_SPEC: dict = {
     "name": "bad",
-    "datasets": [{"name": "synthetic", "options": {"num_samples": 60, "num_classes": 3, "image_size": 8,
-                                                    "seed": 0}}],
+    "datasets": [{"name": "synthetic", "options": {"num_samples": 60, "num_classes": 3, "image_size": 8, "seed": 0}}],
     "noise": {"kinds": ["symmetric"], "rates": [0.2]},
     "ssl": [{"method": "random"}],
     "model": {"backbone": "small_cnn"},
-    "lnl": [{"algorithm": "ce", "epochs": 2, "batch_size": 16,
-             "fixed": {"optimizer": "sgd", "momentum": 0.9, "lr": 0.05}}],
+    "lnl": [
+        {"algorithm": "ce", "epochs": 2, "batch_size": 16, "fixed": {"optimizer": "sgd", "momentum": 0.9, "lr": 0.05}}
+    ],
     "seeds": [0],
     "tuning": {"samples_per_cell": 1},
     "early_stopping": {"enabled": False},
@@ -73,7 +73,9 @@ class Ctx:
     def tracking_uri(self) -> str:
         return f"sqlite:///{self.mlflow_db}"
 
-    def spec(self, edit: Callable[[dict], None] | None = None, text: str | None = None, name: str = "spec.yaml") -> Path:
+    def spec(
+        self, edit: Callable[[dict], None] | None = None, text: str | None = None, name: str = "spec.yaml"
+    ) -> Path:
         p = self.tmp / name
         if text is None:
             data = copy.deepcopy(BASE_SPEC)
@@ -101,7 +103,7 @@ class Case:
     #: starts Ray (a real study): subprocess only, and left out by --quick
     slow: bool = False
     #: extra check after the run: returns a problem or None
-    after: Callable[[Ctx, "Outcome"], str | None] | None = None
+    after: Callable[[Ctx, Outcome], str | None] | None = None
 
 
 @dataclass
@@ -139,6 +141,7 @@ def closed_port() -> int:
 
 # -- inputs ------------------------------------------------------------------------------------------
 
+
 def _png(path: Path, value: int) -> None:
     import numpy as np
     from PIL import Image
@@ -159,11 +162,13 @@ def _folder_dataset(root: Path, corrupt: bool = False) -> Path:
 def _with_dataset(name: str, options: dict) -> Callable[[dict], None]:
     def edit(s: dict) -> None:
         s["datasets"] = [{"name": name, "options": options}]
+
     return edit
 
 
 def _set(path: str, value) -> Callable[[dict], None]:
     """An edit that sets ``a.b[0].c`` (list indices in brackets) to ``value``."""
+
     def edit(s: dict) -> None:
         parts = path.replace("]", "").replace("[", ".").split(".")
         node = s
@@ -176,6 +181,7 @@ def _set(path: str, value) -> Callable[[dict], None]:
             node[int(last)] = value
         else:
             node[last] = value
+
     return edit
 
 
@@ -185,6 +191,7 @@ _DELETE = object()
 def _case_unknown_key(c: Ctx) -> list[str]:
     def edit(s):
         s["lnl"][0]["epoch"] = s["lnl"][0].pop("epochs")
+
     return c.launch(c.spec(edit))
 
 
@@ -221,8 +228,9 @@ def _case_medmnist_keys(c: Ctx) -> list[str]:
 
     p = c.tmp / "pathmnist_28.npz"
     rng = np.random.default_rng(0)
-    np.savez(p, train_images=rng.integers(0, 255, (20, 28, 28, 3), dtype=np.uint8),
-             train_labels=rng.integers(0, 3, (20, 1)))
+    np.savez(
+        p, train_images=rng.integers(0, 255, (20, 28, 28, 3), dtype=np.uint8), train_labels=rng.integers(0, 3, (20, 1))
+    )
     return c.launch(c.spec(_with_dataset("medmnist", {"path": str(p)})))
 
 
@@ -300,6 +308,7 @@ def _after_nan(c: Ctx, out: Outcome) -> str | None:
     if not (study_dir / "state.json").is_file():
         return "no study directory"
     import json
+
     state = json.loads((study_dir / "state.json").read_text())
     if not state.get("finished_at"):
         return f"study did not complete: stages {state.get('stages')}"
@@ -320,69 +329,159 @@ def _after_nan(c: Ctx, out: Outcome) -> str | None:
 # (name, setup, expected stderr substrings)
 CASES: list[Case] = [
     Case("spec_unknown_key", _case_unknown_key, ["lnl[0].epoch", "unknown field", "allowed:", "epochs"]),
-    Case("unknown_ssl_method", lambda c: c.launch(c.spec(_set("ssl[0].method", "simclrr"))),
-         ["ssl[0].method", "'simclrr'", "allowed:", "simclr"]),
-    Case("unknown_lnl_algorithm", lambda c: c.launch(c.spec(_set("lnl[0].algorithm", "coteaching"))),
-         ["lnl[0].algorithm", "'coteaching'", "allowed:", "co_teaching"]),
-    Case("unknown_dataset", lambda c: c.launch(c.spec(_set("datasets[0].name", "nct_crc"))),
-         ["datasets[0].name", "'nct_crc'", "allowed:", "nct_crc_he"]),
-    Case("unknown_dataset_option", lambda c: c.launch(c.spec(_set("datasets[0].options.num_sample", 60))),
-         ["datasets[0].options", "num_sample", "allowed:", "num_samples"]),
-    Case("noise_rate_negative", lambda c: c.launch(c.spec(_set("noise.rates", [-0.1]))),
-         ["noise.rates", "-0.1", "[0, 1)"]),
-    Case("noise_rate_one", lambda c: c.launch(c.spec(_set("noise.rates", [0.2, 1.0]))),
-         ["noise.rates", "1.0", "[0, 1)"]),
-    Case("symmetric_no_majority", lambda c: c.launch(c.spec(_set("noise.rates", [0.7]))),
-         ["noise.rates", "0.7", "K=3", "below"]),
-    Case("pairflip_rate", lambda c: c.launch(c.spec(lambda s: s["noise"].update(kinds=["pairflip"], rates=[0.5]))),
-         ["noise", "pairflip", "below 0.5"]),
-    Case("unknown_noise_kind", lambda c: c.launch(c.spec(_set("noise.kinds", ["symetric"]))),
-         ["noise.kinds", "'symetric'", "allowed:", "symmetric"]),
-    Case("transition_not_stochastic", lambda c: c.launch(c.spec(lambda s: s["noise"].update(
-        kinds=["transition"], options={"transition": [[0.9, 0.2, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]}))),
-         ["noise.options.transition", "row 0 sums to 1.1", "row-stochastic"]),
-    Case("empty_axis", lambda c: c.launch(c.spec(_set("seeds", []))),
-         ["seeds", "at least one"]),
-    Case("optuna_low_above_high", lambda c: c.launch(c.spec(lambda s: s["lnl"][0].update(
-        fixed={"optimizer": "sgd"}, search_space={"lr": {"type": "float", "low": 0.2, "high": 0.01, "log": True}}))),
-         ["lnl[0].search_space.lr", "low (0.2) must be below high (0.01)"]),
-    Case("unknown_hyperparameter", lambda c: c.launch(c.spec(_set("lnl[0].fixed.learning_rate", 0.1))),
-         ["lnl[0].fixed.learning_rate", "not a hyperparameter of LNL algorithm ce", "allowed:", "lr"]),
-    Case("hyperparameter_wrong_type", lambda c: c.launch(c.spec(_set("lnl[0].fixed.lr", "fast"))),
-         ["lnl[0].fixed.lr", "'fast'", "must be a number"]),
-    Case("hyperparameter_out_of_range", lambda c: c.launch(c.spec(_set("lnl[0].fixed.lr", -0.5))),
-         ["lnl[0].fixed.lr", "-0.5", "> 0"]),
-    Case("search_bound_out_of_range", lambda c: c.launch(c.spec(lambda s: s["lnl"][0].update(
-        fixed={"optimizer": "sgd"}, search_space={"lr": {"type": "float", "low": -1.0, "high": 0.1}}))),
-         ["lnl[0].search_space.lr.low", "outside", "> 0"]),
-    Case("ssl_hyperparameter_typo", lambda c: c.launch(c.spec(lambda s: s["ssl"].append(
-        {"method": "simclr", "epochs": 1, "batch_size": 16, "hparams": {"temprature": 0.1}}))),
-         ["ssl[1].hparams.temprature", "not a hyperparameter of SSL method simclr", "temperature"]),
-    Case("yaml_syntax_error", lambda c: c.launch(c.spec(text="name: bad\ndatasets:\n  - name: synthetic\n"
-                                                             "    options: {num_samples: 60\nnoise: [\n")),
-         ["spec.yaml", "not valid YAML", "line"]),
-    Case("spec_missing", lambda c: c.launch(c.tmp / "no_such_spec.yaml"),
-         ["no_such_spec.yaml", "no such file", "search_spaces/smoke.yaml"]),
-    Case("dataset_folder_missing", _case_folder_missing,
-         ["datasets[0]", "no_such_images", "not a directory", "sub-folder"]),
-    Case("corrupt_image", _case_corrupt_image, ["datasets[0]", "scan_corrupt.png", "cannot decode",
-                                                  "skip_corrupt"]),
-    Case("manifest_label_column", _case_manifest_label_column,
-         ["manifest.csv", "no column 'label'", "diagnosis", "label_column"]),
-    Case("manifest_missing_image", _case_manifest_missing_file,
-         ["manifest.csv:10", "lost_scan.png", "does not exist", "fix"]),
+    Case(
+        "unknown_ssl_method",
+        lambda c: c.launch(c.spec(_set("ssl[0].method", "simclrr"))),
+        ["ssl[0].method", "'simclrr'", "allowed:", "simclr"],
+    ),
+    Case(
+        "unknown_lnl_algorithm",
+        lambda c: c.launch(c.spec(_set("lnl[0].algorithm", "coteaching"))),
+        ["lnl[0].algorithm", "'coteaching'", "allowed:", "co_teaching"],
+    ),
+    Case(
+        "unknown_dataset",
+        lambda c: c.launch(c.spec(_set("datasets[0].name", "nct_crc"))),
+        ["datasets[0].name", "'nct_crc'", "allowed:", "nct_crc_he"],
+    ),
+    Case(
+        "unknown_dataset_option",
+        lambda c: c.launch(c.spec(_set("datasets[0].options.num_sample", 60))),
+        ["datasets[0].options", "num_sample", "allowed:", "num_samples"],
+    ),
+    Case(
+        "noise_rate_negative",
+        lambda c: c.launch(c.spec(_set("noise.rates", [-0.1]))),
+        ["noise.rates", "-0.1", "[0, 1)"],
+    ),
+    Case(
+        "noise_rate_one", lambda c: c.launch(c.spec(_set("noise.rates", [0.2, 1.0]))), ["noise.rates", "1.0", "[0, 1)"]
+    ),
+    Case(
+        "symmetric_no_majority",
+        lambda c: c.launch(c.spec(_set("noise.rates", [0.7]))),
+        ["noise.rates", "0.7", "K=3", "below"],
+    ),
+    Case(
+        "pairflip_rate",
+        lambda c: c.launch(c.spec(lambda s: s["noise"].update(kinds=["pairflip"], rates=[0.5]))),
+        ["noise", "pairflip", "below 0.5"],
+    ),
+    Case(
+        "unknown_noise_kind",
+        lambda c: c.launch(c.spec(_set("noise.kinds", ["symetric"]))),
+        ["noise.kinds", "'symetric'", "allowed:", "symmetric"],
+    ),
+    Case(
+        "transition_not_stochastic",
+        lambda c: c.launch(
+            c.spec(
+                lambda s: s["noise"].update(
+                    kinds=["transition"], options={"transition": [[0.9, 0.2, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]}
+                )
+            )
+        ),
+        ["noise.options.transition", "row 0 sums to 1.1", "row-stochastic"],
+    ),
+    Case("empty_axis", lambda c: c.launch(c.spec(_set("seeds", []))), ["seeds", "at least one"]),
+    Case(
+        "optuna_low_above_high",
+        lambda c: c.launch(
+            c.spec(
+                lambda s: s["lnl"][0].update(
+                    fixed={"optimizer": "sgd"},
+                    search_space={"lr": {"type": "float", "low": 0.2, "high": 0.01, "log": True}},
+                )
+            )
+        ),
+        ["lnl[0].search_space.lr", "low (0.2) must be below high (0.01)"],
+    ),
+    Case(
+        "unknown_hyperparameter",
+        lambda c: c.launch(c.spec(_set("lnl[0].fixed.learning_rate", 0.1))),
+        ["lnl[0].fixed.learning_rate", "not a hyperparameter of LNL algorithm ce", "allowed:", "lr"],
+    ),
+    Case(
+        "hyperparameter_wrong_type",
+        lambda c: c.launch(c.spec(_set("lnl[0].fixed.lr", "fast"))),
+        ["lnl[0].fixed.lr", "'fast'", "must be a number"],
+    ),
+    Case(
+        "hyperparameter_out_of_range",
+        lambda c: c.launch(c.spec(_set("lnl[0].fixed.lr", -0.5))),
+        ["lnl[0].fixed.lr", "-0.5", "> 0"],
+    ),
+    Case(
+        "search_bound_out_of_range",
+        lambda c: c.launch(
+            c.spec(
+                lambda s: s["lnl"][0].update(
+                    fixed={"optimizer": "sgd"}, search_space={"lr": {"type": "float", "low": -1.0, "high": 0.1}}
+                )
+            )
+        ),
+        ["lnl[0].search_space.lr.low", "outside", "> 0"],
+    ),
+    Case(
+        "ssl_hyperparameter_typo",
+        lambda c: c.launch(
+            c.spec(
+                lambda s: s["ssl"].append(
+                    {"method": "simclr", "epochs": 1, "batch_size": 16, "hparams": {"temprature": 0.1}}
+                )
+            )
+        ),
+        ["ssl[1].hparams.temprature", "not a hyperparameter of SSL method simclr", "temperature"],
+    ),
+    Case(
+        "yaml_syntax_error",
+        lambda c: c.launch(
+            c.spec(text="name: bad\ndatasets:\n  - name: synthetic\n    options: {num_samples: 60\nnoise: [\n")
+        ),
+        ["spec.yaml", "not valid YAML", "line"],
+    ),
+    Case(
+        "spec_missing",
+        lambda c: c.launch(c.tmp / "no_such_spec.yaml"),
+        ["no_such_spec.yaml", "no such file", "search_spaces/smoke.yaml"],
+    ),
+    Case(
+        "dataset_folder_missing",
+        _case_folder_missing,
+        ["datasets[0]", "no_such_images", "not a directory", "sub-folder"],
+    ),
+    Case("corrupt_image", _case_corrupt_image, ["datasets[0]", "scan_corrupt.png", "cannot decode", "skip_corrupt"]),
+    Case(
+        "manifest_label_column",
+        _case_manifest_label_column,
+        ["manifest.csv", "no column 'label'", "diagnosis", "label_column"],
+    ),
+    Case(
+        "manifest_missing_image",
+        _case_manifest_missing_file,
+        ["manifest.csv:10", "lost_scan.png", "does not exist", "fix"],
+    ),
     Case("manifest_csv_missing", _case_manifest_file_missing, ["datasets[0]", "no_manifest.csv", "does not exist"]),
-    Case("medmnist_missing_keys", _case_medmnist_keys,
-         ["pathmnist_28.npz", "missing arrays", "val_images", "test_labels"]),
+    Case(
+        "medmnist_missing_keys",
+        _case_medmnist_keys,
+        ["pathmnist_28.npz", "missing arrays", "val_images", "test_labels"],
+    ),
     Case("unwritable_storage", _case_unwritable_storage, _expect_unwritable),
-    Case("unreachable_tracking_server", _case_unreachable_tracking,
-         lambda c: ["--tracking-uri", f"127.0.0.1:{c.port}", "unreachable", "mlflow server"]),
+    Case(
+        "unreachable_tracking_server",
+        _case_unreachable_tracking,
+        lambda c: ["--tracking-uri", f"127.0.0.1:{c.port}", "unreachable", "mlflow server"],
+    ),
     Case("tracking_uri_scheme", _case_tracking_scheme, ["--tracking-uri", "'htp'", "allowed:", "http"]),
     Case("resume_not_a_study", _case_resume_not_study, ["just_a_folder", "not a study directory", "study launch"]),
     Case("status_missing_dir", _case_status_missing, ["no_such_study", "not a study directory"]),
     Case("bad_address", _case_bad_address, ["--address", "'head-node:port'", "HOST:PORT", "auto"]),
-    Case("address_unreachable", _case_address_unreachable,
-         lambda c: ["--address", f"127.0.0.1:{c.port}", "no Ray", "ray start --head"]),
+    Case(
+        "address_unreachable",
+        _case_address_unreachable,
+        lambda c: ["--address", f"127.0.0.1:{c.port}", "no Ray", "ray start --head"],
+    ),
     Case("bad_study_name", _case_bad_name, ["--name", "'../escape'", "plain directory name"]),
     Case("nan_loss", _case_nan, [], exit_code=0, slow=True, after=_after_nan),
     # every tuning trial of the study diverges: no cell has a best configuration for stage final
@@ -391,6 +490,7 @@ CASES: list[Case] = [
 
 
 # -- running and checking ----------------------------------------------------------------------------
+
 
 def mlflow_runs(db: Path) -> list[dict]:
     """Runs in an MLflow sqlite store (read with sqlite3: no MLflow import), with stage and error tags."""
@@ -404,8 +504,9 @@ def mlflow_runs(db: Path) -> list[dict]:
         out = []
         for run_id, status in con.execute("select run_uuid, status from runs"):
             tags = dict(con.execute("select key, value from tags where run_uuid = ?", (run_id,)))
-            out.append({"run_id": run_id, "status": status, "stage": tags.get("study.stage"),
-                        "error": tags.get("study.error")})
+            out.append(
+                {"run_id": run_id, "status": status, "stage": tags.get("study.stage"), "error": tags.get("study.error")}
+            )
         return out
     finally:
         con.close()
@@ -439,6 +540,7 @@ def _run_cli(args: list[str], ctx: Ctx, in_process: bool, timeout: float) -> tup
                     code = e.code if isinstance(e.code, int) else 2
                 except Exception:  # an uncaught error is a failed case, with its traceback as the message
                     import traceback
+
                     traceback.print_exc()
                     code = 1
         finally:
@@ -450,12 +552,21 @@ def _run_cli(args: list[str], ctx: Ctx, in_process: bool, timeout: float) -> tup
     env = {**os.environ, "MLFLOW_TRACKING_URI": env_uri, "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     try:
-        proc = subprocess.run([sys.executable, "-m", "study.cli", *args], cwd=ctx.tmp, env=env, capture_output=True,
-                              text=True, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, "-m", "study.cli", *args],
+            cwd=ctx.tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired as e:
-        return 124, (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or ""), \
-            f"timed out after {timeout:.0f}s\n" + ((e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes)
-                                                   else e.stderr) or "")
+        return (
+            124,
+            (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else (e.stdout or ""),
+            f"timed out after {timeout:.0f}s\n"
+            + ((e.stderr.decode(errors="replace") if isinstance(e.stderr, bytes) else e.stderr) or ""),
+        )
     return proc.returncode, proc.stdout, proc.stderr
 
 

@@ -51,9 +51,10 @@ def _terminal_trials(study_dir: Path) -> int:
         return -1
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-            return con.execute("SELECT count(*) FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
-                               "WHERE t.key = 'study.kind' AND t.value = 'trial' AND r.status != 'RUNNING'"
-                               ).fetchone()[0]
+            return con.execute(
+                "SELECT count(*) FROM runs r JOIN tags t ON t.run_uuid = r.run_uuid "
+                "WHERE t.key = 'study.kind' AND t.value = 'trial' AND r.status != 'RUNNING'"
+            ).fetchone()[0]
     except sqlite3.Error:  # no tables yet, or busy
         return -1
 
@@ -62,8 +63,7 @@ def _run_and_kill(cmd: list[str], study_dir: Path, after_trials: int, extra: flo
     """Run until ``after_trials`` trials of the study are terminal, then ``extra`` seconds more (mid-trial),
     then SIGKILL its process group; (seconds it ran, whether it was killed)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     while proc.poll() is None and _terminal_trials(study_dir) < after_trials:
         time.sleep(2)
     try:
@@ -85,8 +85,9 @@ def _runs(study_dir: Path) -> list:
     exp = client.get_experiment_by_name(study_dir.name)
     out, token = [], None
     while True:
-        page = client.search_runs([exp.experiment_id], filter_string="tags.`study.kind` = 'trial'",
-                                  max_results=1000, page_token=token)
+        page = client.search_runs(
+            [exp.experiment_id], filter_string="tags.`study.kind` = 'trial'", max_results=1000, page_token=token
+        )
         out += list(page)
         token = page.token
         if not token:
@@ -132,18 +133,23 @@ def main(quick: bool = False) -> None:
     kc, kx = by_key(clean), by_key(chaos)
     ids = [r.data.tags["study.trial_id"] for r in chaos]
     finals = [k for k, rs in kc.items() if rs[0].data.tags.get("study.stage") == "final"]
-    diffs = [abs(kc[k][0].data.metrics["test_f1"] - kx[k][0].data.metrics["test_f1"])
-             for k in finals if k in kx and "test_f1" in kx[k][0].data.metrics and "test_f1" in kc[k][0].data.metrics]
+    diffs = [
+        abs(kc[k][0].data.metrics["test_f1"] - kx[k][0].data.metrics["test_f1"])
+        for k in finals
+        if k in kx and "test_f1" in kx[k][0].data.metrics and "test_f1" in kc[k][0].data.metrics
+    ]
     restored = sum(1 for r in chaos if r.data.tags.get("study.resumed_from_epoch"))
+
     def show(r) -> str:
         p = r.data.params
-        return (f"{p.get('stage')} {p.get('cell', p.get('id', ''))} "
-                + json.dumps({k: v for k, v in p.items() if k.startswith("hparams.")}, sort_keys=True))
+        return f"{p.get('stage')} {p.get('cell', p.get('id', ''))} " + json.dumps(
+            {k: v for k, v in p.items() if k.startswith("hparams.")}, sort_keys=True
+        )
 
     for k in sorted(set(kc) ^ set(kx)):
         side = "clean" if k in kc else "interrupted"
         print(f"# only in {side}: {show((kc.get(k) or kx.get(k))[0])}")
-    for k, rs in kx.items():
+    for rs in kx.values():
         if len(rs) > 1:
             print(f"# {len(rs)} runs in the interrupted study: {show(rs[0])}")
     print(f"chaos_kills: {killed}")

@@ -68,28 +68,46 @@ def study_trial(n: int, epochs: int, work: Path) -> tuple[float, list[float], in
     from study.tuning.spec import Spec
     from study.tuning.trainables import lnl_trainable
 
-    spec = Spec.model_validate({
-        "name": "gpu", "datasets": [{"name": "synthetic", "options": {"num_samples": n, "num_classes": 10,
-                                                                        "image_size": RES, "seed": 0}}],
-        "noise": {"kinds": ["symmetric"], "rates": [0.2]}, "ssl": [{"method": "random"}],
-        "model": {"backbone": "resnet18"},
-        "lnl": [{"algorithm": "ce", "epochs": epochs, "batch_size": BATCH}], "seeds": [0]})
+    spec = Spec.model_validate(
+        {
+            "name": "gpu",
+            "datasets": [
+                {"name": "synthetic", "options": {"num_samples": n, "num_classes": 10, "image_size": RES, "seed": 0}}
+            ],
+            "noise": {"kinds": ["symmetric"], "rates": [0.2]},
+            "ssl": [{"method": "random"}],
+            "model": {"backbone": "resnet18"},
+            "lnl": [{"algorithm": "ce", "epochs": epochs, "batch_size": BATCH}],
+            "seeds": [0],
+        }
+    )
     data_cache = str(work / "cache" / "data")
     key = spec.datasets[0].key
     data = load_dataset(spec, key, data_cache)  # decoded into the cache before the timed trial
     ds = spec.dataset_map[key]
     n_train = len(make_splits(data, ds.splits.val_fraction, ds.splits.test_fraction, seed=0).train)
-    run = TrialConfig(stage="final", id="gpu", point=Point(key, "symmetric", 0.2, "random", "ce", 0),
-                      hparams={"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4})
+    run = TrialConfig(
+        stage="final",
+        id="gpu",
+        point=Point(key, "symmetric", 0.2, "random", "ce", 0),
+        hparams={"optimizer": "sgd", "lr": 0.05, "momentum": 0.9, "weight_decay": 5e-4},
+    )
     ray.init(address="local", include_dashboard=False, log_to_driver=False)
     try:
-        fn = tune.with_parameters(lnl_trainable, spec_data=spec.model_dump(mode="json"),
-                                  cache_dir=str(work / "cache"), data_cache=data_cache,
-                                  artifacts_root=str(work / "artifacts"))
+        fn = tune.with_parameters(
+            lnl_trainable,
+            spec_data=spec.model_dump(mode="json"),
+            cache_dir=str(work / "cache"),
+            data_cache=data_cache,
+            artifacts_root=str(work / "artifacts"),
+        )
         cpus = max(1, int(ray.cluster_resources().get("CPU", 1)) - 1)
         gpus = 1 if ray.cluster_resources().get("GPU") else 0
-        tuner = tune.Tuner(tune.with_resources(fn, {"cpu": cpus, "gpu": gpus}), param_space=run.to_ray(),
-                           run_config=tune.RunConfig(name="gpu", storage_path=str(work / "tune"), verbose=0))
+        tuner = tune.Tuner(
+            tune.with_resources(fn, {"cpu": cpus, "gpu": gpus}),
+            param_space=run.to_ray(),
+            run_config=tune.RunConfig(name="gpu", storage_path=str(work / "tune"), verbose=0),
+        )
         res = tuner.fit()[0]
         if res.error:
             raise SystemExit(f"gpu_throughput: the trial failed: {res.error}")

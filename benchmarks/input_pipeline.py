@@ -70,8 +70,16 @@ def _fashion_mnist(n: int) -> tuple[np.ndarray, np.ndarray]:
         return rng.integers(0, 255, (n, 28, 28, 1), dtype=np.uint8), rng.integers(0, 10, n)
 
 
-def run_setting(name: str, images: np.ndarray, labels: np.ndarray, backbone: str, batch: int, crop: int,
-                pipe_batches: int, steps: int) -> dict:
+def run_setting(
+    name: str,
+    images: np.ndarray,
+    labels: np.ndarray,
+    backbone: str,
+    batch: int,
+    crop: int,
+    pipe_batches: int,
+    steps: int,
+) -> dict:
     k = int(labels.max()) + 1
     aug = AugmentConfig(scale=((crop / images.shape[1]) ** 2, 1.0), flip=True, size=crop)
     loader = TensorLoader(images, labels, batch, shuffle=True, augment_cfg=aug, seed=0)
@@ -81,22 +89,35 @@ def run_setting(name: str, images: np.ndarray, labels: np.ndarray, backbone: str
     assert x.shape[-1] == crop
     consumed = _step_rate(model, x, y, steps)
     share = _epoch_share(model, loader, max(2, steps))
-    return {f"{name}_pipeline_images_per_s": delivered, f"{name}_model_step_images_per_s": consumed,
-            f"{name}_pipeline_ratio": delivered / consumed, f"{name}_pipeline_share_of_epoch": share}
+    return {
+        f"{name}_pipeline_images_per_s": delivered,
+        f"{name}_model_step_images_per_s": consumed,
+        f"{name}_pipeline_ratio": delivered / consumed,
+        f"{name}_pipeline_share_of_epoch": share,
+    }
 
 
 def main(quick: bool = False) -> None:
     torch.manual_seed(0)
     print(f"threads: {torch.get_num_threads()}")
     images, labels = _fashion_mnist(4096 if quick else 20000)
-    for k, v in run_setting("small_cnn_28px", images, labels, "small_cnn", 128, 28,
-                            pipe_batches=20 if quick else 100, steps=5 if quick else 20).items():
+    for k, v in run_setting(
+        "small_cnn_28px",
+        images,
+        labels,
+        "small_cnn",
+        128,
+        28,
+        pipe_batches=20 if quick else 100,
+        steps=5 if quick else 20,
+    ).items():
         print(f"{k}: {v:.3f}")
     rng = np.random.default_rng(0)
     n = 128 if quick else 512
     big = rng.integers(0, 255, (n, 256, 256, 3), dtype=np.uint8)
     big_labels = rng.integers(0, 9, n)
     # 224 px random resized crops of 256 px images, as in Khanal et al. 2024
-    for k, v in run_setting("resnet18_224px", big, big_labels, "resnet18", 32, 224,
-                            pipe_batches=4 if quick else 12, steps=1 if quick else 3).items():
+    for k, v in run_setting(
+        "resnet18_224px", big, big_labels, "resnet18", 32, 224, pipe_batches=4 if quick else 12, steps=1 if quick else 3
+    ).items():
         print(f"{k}: {v:.3f}")

@@ -36,8 +36,10 @@ def main(quick: bool = False) -> None:
     t_batched = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    singles = [train_heads(x, noisy[i:i + 1], xv, noisy_val[i:i + 1], k, epochs=epochs, patience=None, seeds=[i])
-               for i in range(heads)]
+    singles = [
+        train_heads(x, noisy[i : i + 1], xv, noisy_val[i : i + 1], k, epochs=epochs, patience=None, seeds=[i])
+        for i in range(heads)
+    ]
     t_single = time.perf_counter() - t0
 
     print(f"linear_probe_heads: {heads}")

@@ -46,16 +46,28 @@ class Size:
 
 # Sized for two shared CPU cores (about 30 minutes); the papers train for 200-300 epochs on GPUs, so the
 # ramps are shortened in proportion: Co-teaching's Tk and DivideMix's warm-up and lambda_u ramp.
-FULL = Size(train_limit=2500, test_limit=2000, epochs=12, seeds=(0, 1, 2), width=16,
-            hparams={"co_teaching": {"tk": 4}, "dividemix": {"warmup_epochs": 3, "rampup_epochs": 4}})
+FULL = Size(
+    train_limit=2500,
+    test_limit=2000,
+    epochs=12,
+    seeds=(0, 1, 2),
+    width=16,
+    hparams={"co_teaching": {"tk": 4}, "dividemix": {"warmup_epochs": 3, "rampup_epochs": 4}},
+)
 # --long: decided before it ran, once, to test the explanation docs/lnl.md gives for FULL (CE never reached
 # memorisation; DivideMix had 9 semi-supervised epochs): FULL's data, network and optimiser, 5x the epochs
 # (60, 1,080 SGD steps; about an hour on two CPU cores), and the papers' own ramps instead of shortened ones
 # (Co-teaching Tk 10, c 1; DivideMix warm-up 10, ramp-up 16, lambda_u 25). Symmetric 0.5 only, the claim.
 LONG = Size(train_limit=2500, test_limit=2000, epochs=60, seeds=(0, 1, 2), width=16, hparams={})
 LONG_NOISES = (("symmetric", 0.5),)
-QUICK = Size(train_limit=1000, test_limit=500, epochs=4, seeds=(0,), width=16,
-             hparams={"co_teaching": {"tk": 1}, "dividemix": {"warmup_epochs": 1, "rampup_epochs": 1}})
+QUICK = Size(
+    train_limit=1000,
+    test_limit=500,
+    epochs=4,
+    seeds=(0,),
+    width=16,
+    hparams={"co_teaching": {"tk": 1}, "dividemix": {"warmup_epochs": 1, "rampup_epochs": 1}},
+)
 
 
 def algo_hparams(size: Size, algo: str, kind: str) -> dict:
@@ -72,9 +84,16 @@ def run_one(data, algo: str, kind: str, rate: float, seed: int, size: Size, devi
     splits = make_splits(data, val_fraction=0.1, seed=seed)
     clean = np.asarray(data.labels)
     noisy, _ = corrupt_train_val(clean, splits, data.num_classes, kind, rate, seed)
-    train = TensorLoader(data.images[splits.train], noisy[splits.train], 128, shuffle=True,
-                         augment_cfg=AugmentConfig(scale=(0.7, 1.0), flip=True), device=device, seed=seed,
-                         indices=splits.train)
+    train = TensorLoader(
+        data.images[splits.train],
+        noisy[splits.train],
+        128,
+        shuffle=True,
+        augment_cfg=AugmentConfig(scale=(0.7, 1.0), flip=True),
+        device=device,
+        seed=seed,
+        indices=splits.train,
+    )
     val = TensorLoader(data.images[splits.val], noisy[splits.val], 1024, device=device)
 
     def make_model():
@@ -83,8 +102,9 @@ def run_one(data, algo: str, kind: str, rate: float, seed: int, size: Size, devi
     hp = algo_hparams(size, algo, kind)
     if algo == "dividemix":
         hp["seed"] = seed
-    model = ALGORITHMS[algo](make_model, data.num_classes, len(data), OptimConfig(lr=LR, epochs=size.epochs),
-                             device, noise_rate=rate, **hp)
+    model = ALGORITHMS[algo](
+        make_model, data.num_classes, len(data), OptimConfig(lr=LR, epochs=size.epochs), device, noise_rate=rate, **hp
+    )
     res = fit(model, train, val, size.epochs, clean_train_labels=clean, noisy_train_labels=noisy)
     test = TensorLoader(data.images[splits.test], clean[splits.test], 1024, device=device)
     out = final_test(model, res, test)
@@ -106,9 +126,12 @@ def run_grid(size: Size, noises=NOISES) -> None:
     torch.set_num_threads(THREADS)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     data = get_dataset("fashion_mnist", limit=size.train_limit, test_limit=size.test_limit).load(CACHE)
-    print(f"lnl_setup: fashion_mnist train {size.train_limit} (10% val) test {size.test_limit}, "
-          f"SmallCNN width {size.width}, {size.epochs} epochs, seeds {list(size.seeds)}, device {device}, "
-          f"torch threads {torch.get_num_threads()}", flush=True)
+    print(
+        f"lnl_setup: fashion_mnist train {size.train_limit} (10% val) test {size.test_limit}, "
+        f"SmallCNN width {size.width}, {size.epochs} epochs, seeds {list(size.seeds)}, device {device}, "
+        f"torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
     results: dict[tuple[str, str], list[dict]] = {}
     t_all = time.perf_counter()
     for kind, rate in noises:
@@ -118,11 +141,14 @@ def run_grid(size: Size, noises=NOISES) -> None:
                 r = run_one(data, algo, kind, rate, seed, size, device)
                 results.setdefault((algo, kind), []).append(r)
                 sel = r["history"][-1].get("selected_label_precision")
-                print(f"lnl_run_{algo}_{kind}_seed{seed}: test_f1 {r['test_f1']:.4f} test_acc {r['test_acc']:.4f} "
-                      f"best_epoch {r['best_epoch'] + 1} test_f1_last5 {r['test_f1_last5']:.4f} "
-                      f"epoch_s {r['epoch_time']:.1f}"
-                      + (f" last_sel_precision {sel:.3f}" if sel is not None else "")
-                      + f" ({time.perf_counter() - t0:.0f}s)", flush=True)
+                print(
+                    f"lnl_run_{algo}_{kind}_seed{seed}: test_f1 {r['test_f1']:.4f} test_acc {r['test_acc']:.4f} "
+                    f"best_epoch {r['best_epoch'] + 1} test_f1_last5 {r['test_f1_last5']:.4f} "
+                    f"epoch_s {r['epoch_time']:.1f}"
+                    + (f" last_sel_precision {sel:.3f}" if sel is not None else "")
+                    + f" ({time.perf_counter() - t0:.0f}s)",
+                    flush=True,
+                )
                 curve = " ".join(f"{h['val_f1']:.3f}" for h in r["history"])
                 print(f"lnl_val_f1_curve_{algo}_{kind}_seed{seed}: {curve}", flush=True)
     for (algo, kind), rs in results.items():

@@ -8,8 +8,9 @@ hyperparameters and thread count, `study.train.fit` in one process, nothing save
 Per-epoch time, study side: intervals between the MLflow timestamps of consecutive epochs of the trial's
 run (the driver logs an epoch when Ray hands it the report, so the interval holds the training, the
 validation, the checkpoint and everything Ray and MLflow do in between). Plain side: intervals between
-consecutive epoch ends, the plain loop run once before and once after the study. Epoch 0 (set-up, cluster start) and the last epoch (test evaluation, artifacts) are
-left out; the figure is the median interval. Target: ratio <= 1.05.
+consecutive epoch ends, the plain loop run once before and once after the study. Epoch 0 (set-up,
+cluster start) and the last epoch (test evaluation, artifacts) are left out; the figure is the median
+interval. Target: ratio <= 1.05.
 
 ``python -m benchmarks overhead [--quick]``
 """
@@ -56,9 +57,23 @@ def study_epoch_times(workdir: Path, spec_path: Path) -> tuple[list[float], floa
     from mlflow.tracking import MlflowClient
 
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "study.cli", "launch", str(spec_path), "--storage",
-                          str(workdir / "studies"), "--name", "overhead", "--quiet"],
-                         cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "study.cli",
+            "launch",
+            str(spec_path),
+            "--storage",
+            str(workdir / "studies"),
+            "--name",
+            "overhead",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     wall = time.perf_counter() - t0
     if out.returncode != 0:
         raise SystemExit(f"overhead: study launch failed:\n{out.stderr[-3000:]}")

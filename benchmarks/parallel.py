@@ -67,11 +67,13 @@ def main(quick: bool = False) -> None:
         cache = work / "studies" / "cache" / "data"
         # decode the dataset once, outside both timings (both sides read the same cache)
         from study.experiment import load_dataset
+
         load_dataset(load_spec(spec_path), load_spec(spec_path).datasets[0].key, str(cache))
 
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        loop = "; ".join(f"{sys.executable} -m benchmarks._plain {spec_path} {c} {cache} || exit 1"
-                         for c in range(cells))
+        loop = "; ".join(
+            f"{sys.executable} -m benchmarks._plain {spec_path} {c} {cache} || exit 1" for c in range(cells)
+        )
         t0 = time.perf_counter()
         out = subprocess.run(["bash", "-c", loop], cwd=ROOT, env=env, capture_output=True, text=True)
         t_loop = time.perf_counter() - t0
@@ -79,9 +81,23 @@ def main(quick: bool = False) -> None:
             raise SystemExit(f"parallel: shell loop failed:\n{out.stderr[-3000:]}")
 
         t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, "-m", "study.cli", "launch", str(spec_path), "--storage",
-                              str(work / "studies"), "--name", "parallel", "--quiet"], cwd=ROOT, capture_output=True,
-                             text=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "study.cli",
+                "launch",
+                str(spec_path),
+                "--storage",
+                str(work / "studies"),
+                "--name",
+                "parallel",
+                "--quiet",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
         t_launch = time.perf_counter() - t0
         if out.returncode != 0:
             raise SystemExit(f"parallel: study launch failed:\n{out.stderr[-3000:]}")

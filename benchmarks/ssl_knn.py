@@ -35,24 +35,41 @@ def main(quick: bool = False, long: bool = False) -> None:
     threads = int(os.environ.get("SSL_BENCH_THREADS", "1"))  # one thread is faster on a shared 2-core box
     torch.set_num_threads(threads)
     data_dir = os.environ.get("STUDY_DATA_CACHE")
-    common = dict(dataset="fashion_mnist", dataset_options={"limit": limit, "test_limit": 1000}, split_seed=0,
-                  backbone="small_cnn", resolution=None, init="random", seed=0, batch_size=batch,
-                  val_fraction=0.2, test_fraction=0.0)
+    common = dict(
+        dataset="fashion_mnist",
+        dataset_options={"limit": limit, "test_limit": 1000},
+        split_seed=0,
+        backbone="small_cnn",
+        resolution=None,
+        init="random",
+        seed=0,
+        batch_size=batch,
+        val_fraction=0.2,
+        test_fraction=0.0,
+    )
     print(f"ssl_bench_train_images: {int(limit * 0.8)}")
     print(f"ssl_bench_epochs: {epochs}")
     print(f"ssl_bench_batch_size: {batch}")
     print(f"ssl_bench_threads: {threads}")
     with tempfile.TemporaryDirectory() as cache:
-        base = pretrain(PretrainRequest(method="random", hparams={}, epochs=0, **common), cache, device="cpu",
-                        data_cache_dir=data_dir)
+        base = pretrain(
+            PretrainRequest(method="random", hparams={}, epochs=0, **common),
+            cache,
+            device="cpu",
+            data_cache_dir=data_dir,
+        )
         random_acc = read_meta(base)["knn_acc"]
         print(f"ssl_knn_random: {random_acc:.4f}")
         for name, cls in METHODS.items():
             if not cls.trains:
                 continue
             t0 = time.perf_counter()
-            path = pretrain(PretrainRequest(method=name, hparams=HPARAMS.get(name, {}), epochs=epochs, **common),
-                            cache, device="cpu", data_cache_dir=data_dir)
+            path = pretrain(
+                PretrainRequest(method=name, hparams=HPARAMS.get(name, {}), epochs=epochs, **common),
+                cache,
+                device="cpu",
+                data_cache_dir=data_dir,
+            )
             total = time.perf_counter() - t0
             hist = read_history(path)
             acc = hist[-1]["knn_acc"]

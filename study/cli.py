@@ -71,8 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _validate(args) -> int:
     spec = load_spec(args.spec)
     s = make_plan(spec).summary(spec)
-    print(f"{args.spec}: ok: study {spec.name!r}, {s['cells']} cells, {s['pretraining_jobs']} pretraining jobs, "
-          f"{s['lnl_trials']} LNL trials, {s['final_runs']} final runs")
+    print(
+        f"{args.spec}: ok: study {spec.name!r}, {s['cells']} cells, {s['pretraining_jobs']} pretraining jobs, "
+        f"{s['lnl_trials']} LNL trials, {s['final_runs']} final runs"
+    )
     return 0
 
 
@@ -118,8 +120,14 @@ def _launch(args) -> int:
     # failed launch created there (a new storage folder, lock files, a half-decoded dataset) goes again
     created = _first_missing(Path(caches.data_cache)) if caches.data_cache else None
     try:
-        return launch(args.spec, storage=args.storage, name=args.name, address=args.address,
-                      tracking_uri=args.tracking_uri, quiet=args.quiet)
+        return launch(
+            args.spec,
+            storage=args.storage,
+            name=args.name,
+            address=args.address,
+            tracking_uri=args.tracking_uri,
+            quiet=args.quiet,
+        )
     except SpecError as e:
         _remove_created(created)
         raise _refine(e) from None
@@ -138,6 +146,7 @@ def _resume(args) -> int:
 
 
 # -- checks of the machine-facing inputs (exit 2 before anything is written) --------------------------
+
 
 def _local(path: str | None) -> bool:
     """A local path (a URI is checked by whatever opens it)."""
@@ -174,15 +183,19 @@ def check_writable(folder: Path, flag: str) -> None:
     while not existing.exists():
         existing = existing.parent
     if not existing.is_dir():
-        raise StudyInputError(f"{flag} {text}: {existing} is a file, not a folder, so the study directory cannot be "
-                              "created there; pass a writable folder (e.g. --storage studies)")
+        raise StudyInputError(
+            f"{flag} {text}: {existing} is a file, not a folder, so the study directory cannot be "
+            "created there; pass a writable folder (e.g. --storage studies)"
+        )
     try:
         fd, probe = tempfile.mkstemp(prefix=".study-write-probe-", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise StudyInputError(f"{flag} {text}: {existing} is not writable ({e.strerror or e}); pass a writable "
-                              f"folder or fix its permissions (chmod u+w {existing})") from None
+        raise StudyInputError(
+            f"{flag} {text}: {existing} is not writable ({e.strerror or e}); pass a writable "
+            f"folder or fix its permissions (chmod u+w {existing})"
+        ) from None
 
 
 #: MLflow tracking URI schemes (a bare path is a local file store)
@@ -209,9 +222,11 @@ def check_tracking_uri(uri: str, flag: str) -> None:
     if not scheme or (len(scheme) == 1 and uri[1:2] == ":"):  # a bare path (or a Windows drive)
         return
     if scheme not in TRACKING_SCHEMES:
-        raise StudyInputError(f"{flag} {uri!r}: unknown scheme {parts.scheme!r} (allowed: "
-                              f"{', '.join(TRACKING_SCHEMES)}); e.g. http://127.0.0.1:5000 for an MLflow server, "
-                              "or leave it out to use the study's own sqlite store")
+        raise StudyInputError(
+            f"{flag} {uri!r}: unknown scheme {parts.scheme!r} (allowed: "
+            f"{', '.join(TRACKING_SCHEMES)}); e.g. http://127.0.0.1:5000 for an MLflow server, "
+            "or leave it out to use the study's own sqlite store"
+        )
     if scheme in ("http", "https"):
         host = parts.hostname
         if not host:
@@ -227,14 +242,17 @@ def check_tracking_uri(uri: str, flag: str) -> None:
             raise StudyInputError(
                 f"{flag} {uri}: the tracking server at {host}:{port} is unreachable ({why}); start it (e.g. "
                 f"`mlflow server --host 127.0.0.1 --port {port}`) or leave out {flag} to use the study's own "
-                "sqlite store")
+                "sqlite store"
+            )
     elif scheme == "sqlite":
         path = uri.split(":///", 1)[1] if ":///" in uri else ""
         if path and path != ":memory:":
             folder = Path(path).expanduser().absolute().parent
             if not folder.is_dir():
-                raise StudyInputError(f"{flag} {uri}: the folder {folder} of the sqlite file does not exist; "
-                                      "create it, or leave the option out to use the study's own store")
+                raise StudyInputError(
+                    f"{flag} {uri}: the folder {folder} of the sqlite file does not exist; "
+                    "create it, or leave the option out to use the study's own store"
+                )
 
 
 def check_address(address: str) -> None:
@@ -246,26 +264,36 @@ def check_address(address: str) -> None:
         try:
             # Ray's own lookup of a running cluster; importing Ray takes seconds, so only for --address auto
             from ray._private.services import canonicalize_bootstrap_address
+
             found = canonicalize_bootstrap_address("auto")
         except (ImportError, AttributeError):
             return  # Ray's own lookup moved: ray.init reports it
         except Exception:
             found = None
         if not found:
-            raise StudyInputError("--address auto: no running Ray cluster found on this machine; "
-                                  + fix.format(port=6379))
+            raise StudyInputError(
+                "--address auto: no running Ray cluster found on this machine; " + fix.format(port=6379)
+            )
         address = found
-    rest = address[len("ray://"):] if address.startswith("ray://") else address
+    rest = address[len("ray://") :] if address.startswith("ray://") else address
     host, sep, port_text = rest.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536 \
-            or not all(ch.isalnum() or ch in "-._:" for ch in host):
-        raise StudyInputError(f"--address {address!r}: expected auto or HOST:PORT of a Ray head node "
-                              "(e.g. 127.0.0.1:6379, or ray://HOST:10001 for Ray Client)")
+    if (
+        not sep
+        or not host
+        or not port_text.isdigit()
+        or not 0 < int(port_text) < 65536
+        or not all(ch.isalnum() or ch in "-._:" for ch in host)
+    ):
+        raise StudyInputError(
+            f"--address {address!r}: expected auto or HOST:PORT of a Ray head node "
+            "(e.g. 127.0.0.1:6379, or ray://HOST:10001 for Ray Client)"
+        )
     why = _tcp_error(host, int(port_text))
     if why:
-        raise StudyInputError(f"--address {address}: no Ray cluster answers there ({why}); "
-                              + fix.format(port=port_text))
+        raise StudyInputError(
+            f"--address {address}: no Ray cluster answers there ({why}); " + fix.format(port=port_text)
+        )
 
 
 def _refine(e):
@@ -295,8 +323,15 @@ def _ui(args) -> int:
     return ui_main(args)
 
 
-HANDLERS = {"validate": _validate, "plan": _plan, "launch": _launch, "resume": _resume, "status": _status,
-            "report": _report, "ui": _ui}
+HANDLERS = {
+    "validate": _validate,
+    "plan": _plan,
+    "launch": _launch,
+    "resume": _resume,
+    "status": _status,
+    "report": _report,
+    "ui": _ui,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

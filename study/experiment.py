@@ -40,6 +40,7 @@ EVAL_BATCH = 512
 
 # -- data ---------------------------------------------------------------------------------------------
 
+
 def dataset_options(spec: Spec, key: str) -> dict[str, Any]:
     """The dataset entry's options, with the spec's model resolution unless the entry sets its own."""
     d = spec.dataset_map[key]
@@ -77,8 +78,14 @@ def corrupt(spec: Spec, data: ImageData, splits: Splits, point: Point) -> tuple[
     samples corrupted at the point's noise; test labels stay clean."""
     labels = np.asarray(data.labels)
     idx = np.concatenate([splits.train, splits.val]) if spec.noise.noisy_validation else splits.train
-    noisy = inject_noise(labels[idx], data.num_classes, point.noise_kind, point.noise_rate, point.seed,
-                         **noise_options(spec, data, point.dataset, point.noise_kind))
+    noisy = inject_noise(
+        labels[idx],
+        data.num_classes,
+        point.noise_kind,
+        point.noise_rate,
+        point.seed,
+        **noise_options(spec, data, point.dataset, point.noise_kind),
+    )
     out = labels.copy()
     out[idx] = noisy.labels
     return out, noisy
@@ -100,18 +107,35 @@ def augmentation(spec: Spec, point: Point) -> AugmentConfig | None:
 
 # -- encoder ------------------------------------------------------------------------------------------
 
+
 def pretrain_request(spec: Spec, dataset_key: str, ssl_key: str, seed: int) -> PretrainRequest:
     """The stage-1 job that produces the encoder of (dataset entry, SSL entry, seed)."""
     d, s = spec.dataset_map[dataset_key], spec.ssl_map[ssl_key]
-    return PretrainRequest(dataset=d.name, dataset_options=dataset_options(spec, dataset_key), split_seed=seed,
-                           method=s.method, hparams=dict(s.hparams), backbone=spec.model.backbone,
-                           resolution=spec.model.resolution, epochs=s.epochs_for(dataset_key), init=s.init,
-                           seed=seed, batch_size=s.batch_size, val_fraction=d.splits.val_fraction,
-                           test_fraction=d.splits.test_fraction)
+    return PretrainRequest(
+        dataset=d.name,
+        dataset_options=dataset_options(spec, dataset_key),
+        split_seed=seed,
+        method=s.method,
+        hparams=dict(s.hparams),
+        backbone=spec.model.backbone,
+        resolution=spec.model.resolution,
+        epochs=s.epochs_for(dataset_key),
+        init=s.init,
+        seed=seed,
+        batch_size=s.batch_size,
+        val_fraction=d.splits.val_fraction,
+        test_fraction=d.splits.test_fraction,
+    )
 
 
-def build_encoder(spec: Spec, point: Point, cache_dir: str | Path, data_cache: str | Path,
-                  device: torch.device, owner: str | None = None) -> torch.nn.Module:
+def build_encoder(
+    spec: Spec,
+    point: Point,
+    cache_dir: str | Path,
+    data_cache: str | Path,
+    device: torch.device,
+    owner: str | None = None,
+) -> torch.nn.Module:
     """The trial's encoder from stage 1 (reused from the cache, or trained here under the cache's lock).
 
     Leaves torch's global generator seeded with the trial's seed, so what is initialised next (the heads)
@@ -144,6 +168,7 @@ def hparam_models(algorithm: str) -> list[Any]:
 
 # -- the trial ----------------------------------------------------------------------------------------
 
+
 @dataclass
 class Trial:
     """Everything one LNL trial trains and evaluates. ``labels`` are the dataset's labels with the
@@ -168,11 +193,24 @@ class Trial:
     def clean(self) -> np.ndarray:
         return np.asarray(self.data.labels)
 
-    def fit(self, start_epoch: int = 0, result: FitResult | None = None,
-            on_epoch: Callable[[int, dict[str, Any], FitResult], None] | None = None) -> FitResult:
+    def fit(
+        self,
+        start_epoch: int = 0,
+        result: FitResult | None = None,
+        on_epoch: Callable[[int, dict[str, Any], FitResult], None] | None = None,
+    ) -> FitResult:
         """Train to the entry's epochs (from ``start_epoch`` with ``result`` when restored)."""
-        return fit(self.algo, self.train, self.val, self.entry.epochs, clean_train_labels=self.clean,
-                   noisy_train_labels=self.labels, start_epoch=start_epoch, result=result, on_epoch=on_epoch)
+        return fit(
+            self.algo,
+            self.train,
+            self.val,
+            self.entry.epochs,
+            clean_train_labels=self.clean,
+            noisy_train_labels=self.labels,
+            start_epoch=start_epoch,
+            result=result,
+            on_epoch=on_epoch,
+        )
 
     def final_metrics(self, result: FitResult, data_cache: str | Path) -> dict[str, Any]:
         """Clean-test metrics at the best noisy-validation epoch (and on the shifted test set, if any)."""
@@ -180,8 +218,9 @@ class Trial:
         out = final_test(self.algo, result, test)
         shifted = self.spec.dataset_map[self.point.dataset].shifted_test
         if shifted is not None:
-            sdata = get_dataset(shifted.name, **{"resolution": self.data.resolution, **shifted.options}
-                                ).load(data_cache)
+            sdata = get_dataset(shifted.name, **{"resolution": self.data.resolution, **shifted.options}).load(
+                data_cache
+            )
             probs, y = predict_probs(self.algo, self._loader(sdata.images, np.asarray(sdata.labels)))
             out.update(classification_metrics(y, probs, prefix="shifted_test_"))
         return out
@@ -191,20 +230,30 @@ class Trial:
         ``noisy_labels.csv`` and ``noise.json``), the splits, and the clean-test confusion matrix."""
         folder.mkdir(parents=True, exist_ok=True)
         torch.save({"state": self.algo.state_dict(), "best_epoch": result.best_epoch}, folder / "best_checkpoint.pt")
-        idx = (np.concatenate([self.splits.train, self.splits.val]) if self.spec.noise.noisy_validation
-               else self.splits.train)
+        idx = (
+            np.concatenate([self.splits.train, self.splits.val])
+            if self.spec.noise.noisy_validation
+            else self.splits.train
+        )
         self.noise.save(folder, self.clean[idx], indices=idx)
-        np.savez_compressed(folder / "splits.npz", train=self.splits.train, val=self.splits.val,
-                            test=self.splits.test)
-        (folder / "confusion_matrix.json").write_text(json.dumps({"class_names": self.data.class_names,
-                                                                  "matrix": final.get("test_confusion")}))
+        np.savez_compressed(folder / "splits.npz", train=self.splits.train, val=self.splits.val, test=self.splits.test)
+        (folder / "confusion_matrix.json").write_text(
+            json.dumps({"class_names": self.data.class_names, "matrix": final.get("test_confusion")})
+        )
 
     def _loader(self, images: np.ndarray, labels: np.ndarray) -> TensorLoader:
         return TensorLoader(images, labels, EVAL_BATCH, device=self.device, channels_last=self.device.type == "cuda")
 
 
-def build_trial(spec: Spec, point: Point, hparams: dict[str, Any], device: torch.device, cache_dir: str | Path,
-                data_cache: str | Path, owner: str | None = None) -> Trial:
+def build_trial(
+    spec: Spec,
+    point: Point,
+    hparams: dict[str, Any],
+    device: torch.device,
+    cache_dir: str | Path,
+    data_cache: str | Path,
+    owner: str | None = None,
+) -> Trial:
     """The trial of ``point`` with ``hparams`` (a cell's fixed and sampled values), ready to ``fit``."""
     entry = spec.lnl_map[point.lnl]
     ds = spec.dataset_map[point.dataset]
@@ -223,17 +272,42 @@ def build_trial(spec: Spec, point: Point, hparams: dict[str, Any], device: torch
         return Classifier(copy.deepcopy(encoder), data.num_classes, tuple(entry.head.hidden), frozen=entry.head.frozen)
 
     # loaders: the training split with its noisy labels and the spec's augmentation; noisy validation
-    train = TensorLoader(data.images[splits.train], labels[splits.train], batch, shuffle=True,
-                         augment_cfg=augmentation(spec, point), device=device, seed=point.seed,
-                         indices=splits.train, channels_last=on_gpu)
+    train = TensorLoader(
+        data.images[splits.train],
+        labels[splits.train],
+        batch,
+        shuffle=True,
+        augment_cfg=augmentation(spec, point),
+        device=device,
+        seed=point.seed,
+        indices=splits.train,
+        channels_last=on_gpu,
+    )
     val = TensorLoader(data.images[splits.val], labels[splits.val], EVAL_BATCH, device=device, channels_last=on_gpu)
-    algo = ALGORITHMS[entry.algorithm](make_model, data.num_classes, len(data), optim, device,
-                                       noise_rate=point.noise_rate, amp=on_gpu, seed=point.seed, **own)
+    algo = ALGORITHMS[entry.algorithm](
+        make_model,
+        data.num_classes,
+        len(data),
+        optim,
+        device,
+        noise_rate=point.noise_rate,
+        amp=on_gpu,
+        seed=point.seed,
+        **own,
+    )
     if on_gpu:
         for net in algo.nets:
             net.to(memory_format=torch.channels_last)
     return Trial(spec, point, data, splits, labels, noise, algo, train, val, device)
 
 
-__all__ = ["Trial", "build_trial", "corrupt", "dataset_options", "load_dataset", "noise_options",
-           "pretrain_request", "split_hparams"]
+__all__ = [
+    "Trial",
+    "build_trial",
+    "corrupt",
+    "dataset_options",
+    "load_dataset",
+    "noise_options",
+    "pretrain_request",
+    "split_hparams",
+]

@@ -79,12 +79,14 @@ def check_value(models: Models, name: str, value: Any, exclude: Iterable[str] = 
         return _adapter(info).validate_python(value)
     except ValidationError as e:
         problem = e.errors()[0]["msg"]
-        raise HparamError(f"{name}: {value!r} is not allowed ({problem[0].lower()}{problem[1:]}); "
-                          f"{describe_field(info)}") from None
+        raise HparamError(
+            f"{name}: {value!r} is not allowed ({problem[0].lower()}{problem[1:]}); {describe_field(info)}"
+        ) from None
 
 
-def check_values(models: Models, values: Mapping[str, Any], exclude: Iterable[str] = (), owner: str = ""
-                 ) -> dict[str, Any]:
+def check_values(
+    models: Models, values: Mapping[str, Any], exclude: Iterable[str] = (), owner: str = ""
+) -> dict[str, Any]:
     """Every entry of ``values`` checked (see ``check_value``); the first problem raises."""
     return {k: check_value(models, k, v, exclude, owner) for k, v in values.items()}
 
@@ -149,6 +151,12 @@ def describe(models: Models, exclude: Iterable[str] = ()) -> list[dict[str, str]
     for n in names(models, exclude):
         info = field(models, n)
         default = "required" if info.is_required() else repr(info.default)
-        rows.append({"name": n, "default": default, "allowed": describe_field(info)[len("must be "):],
-                     "doc": info.description or ""})
+        rows.append(
+            {
+                "name": n,
+                "default": default,
+                "allowed": describe_field(info)[len("must be ") :],
+                "doc": info.description or "",
+            }
+        )
     return rows

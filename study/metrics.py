@@ -10,8 +10,9 @@ import torch
 from sklearn.metrics import balanced_accuracy_score, confusion_matrix, f1_score, roc_auc_score
 
 
-def classification_metrics(y_true: np.ndarray, probs: np.ndarray, prefix: str = "",
-                           full: bool = False) -> dict[str, Any]:
+def classification_metrics(
+    y_true: np.ndarray, probs: np.ndarray, prefix: str = "", full: bool = False
+) -> dict[str, Any]:
     """Metrics of predicted class probabilities ``probs`` (N x K) against ``y_true`` (N).
 
     Always ``f1`` (macro) and ``acc``; with ``full`` also ``balanced_acc``, ``auroc`` (macro one-vs-rest,
@@ -31,18 +32,21 @@ def classification_metrics(y_true: np.ndarray, probs: np.ndarray, prefix: str = 
                 if k == 2:
                     out[f"{prefix}auroc"] = float(roc_auc_score(y_true, probs[:, 1]))
                 else:
-                    out[f"{prefix}auroc"] = float(roc_auc_score(y_true, probs, multi_class="ovr", average="macro",
-                                                                labels=np.arange(k)))
+                    out[f"{prefix}auroc"] = float(
+                        roc_auc_score(y_true, probs, multi_class="ovr", average="macro", labels=np.arange(k))
+                    )
             except ValueError:
                 out[f"{prefix}auroc"] = float("nan")
-        out[f"{prefix}per_class_f1"] = f1_score(y_true, pred, average=None, labels=np.arange(k),
-                                                zero_division=0).tolist()
+        out[f"{prefix}per_class_f1"] = f1_score(
+            y_true, pred, average=None, labels=np.arange(k), zero_division=0
+        ).tolist()
         out[f"{prefix}confusion"] = confusion_matrix(y_true, pred, labels=np.arange(k)).tolist()
     return out
 
 
-def selection_quality(selected: np.ndarray, noisy: np.ndarray, clean: np.ndarray,
-                      among: np.ndarray | None = None) -> dict[str, float]:
+def selection_quality(
+    selected: np.ndarray, noisy: np.ndarray, clean: np.ndarray, among: np.ndarray | None = None
+) -> dict[str, float]:
     """Precision and recall of a selected (believed clean) set against the known clean samples.
 
     ``noisy`` and ``clean`` are indexed by dataset index; ``among`` are the indices the algorithm chose

@@ -66,7 +66,10 @@ class NoisyLabels:
     def summary(self, clean: np.ndarray) -> dict[str, Any]:
         """A JSON-able record: kind, rate, seed, options, realized rate, intended and empirical matrices."""
         return {
-            "kind": self.kind, "rate": self.rate, "seed": self.seed, "options": self.options,
+            "kind": self.kind,
+            "rate": self.rate,
+            "seed": self.seed,
+            "options": self.options,
             "realized_rate": self.realized_rate,
             "transition": self.transition.tolist(),
             "empirical_transition": self.empirical_transition(clean).tolist(),
@@ -158,9 +161,8 @@ def inject_noise(
     y = np.asarray(labels)
     if y.ndim != 1:
         raise ValueError(f"labels must be a 1-D array of class indices, got shape {y.shape}")
-    if y.size and not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise ValueError("labels must be integers")
+    if y.size and not np.issubdtype(y.dtype, np.integer) and not np.all(np.equal(np.mod(y, 1), 0)):
+        raise ValueError("labels must be integers")
     y = y.astype(np.int64)
     if y.size and (y.min() < 0 or y.max() >= k):
         bad = y[(y < 0) | (y >= k)][:5].tolist()

@@ -33,9 +33,7 @@ class Registry(dict[str, T], Generic[T]):
         try:
             return dict.__getitem__(self, name)
         except KeyError:
-            raise UnknownNameError(
-                f"unknown {self.kind} {name!r} (allowed: {', '.join(sorted(self))})"
-            ) from None
+            raise UnknownNameError(f"unknown {self.kind} {name!r} (allowed: {', '.join(sorted(self))})") from None
 
     def __iter__(self) -> Iterator[str]:
         return dict.__iter__(self)

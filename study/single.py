@@ -37,13 +37,20 @@ def spec_of(args: argparse.Namespace) -> Spec:
     opts: dict[str, Any] = {"limit": args.limit} if args.dataset == "fashion_mnist" and args.limit else {}
     if args.root:
         opts["root"] = args.root
-    return parse_spec({
-        "name": "single", "datasets": [{"name": args.dataset, "options": opts}],
-        "noise": {"kinds": [args.noise], "rates": [args.rate]}, "ssl": [{"method": "random"}],
-        "lnl": [{"algorithm": args.lnl, "epochs": args.epochs, "batch_size": args.batch_size,
-                 "fixed": {"lr": args.lr}}],
-        "seeds": [args.seed], "model": {"backbone": args.backbone},
-    }, source="python -m study.single")
+    return parse_spec(
+        {
+            "name": "single",
+            "datasets": [{"name": args.dataset, "options": opts}],
+            "noise": {"kinds": [args.noise], "rates": [args.rate]},
+            "ssl": [{"method": "random"}],
+            "lnl": [
+                {"algorithm": args.lnl, "epochs": args.epochs, "batch_size": args.batch_size, "fixed": {"lr": args.lr}}
+            ],
+            "seeds": [args.seed],
+            "model": {"backbone": args.backbone},
+        },
+        source="python -m study.single",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -53,20 +60,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     trial = build_trial(spec, point, dict(spec.lnl[0].fixed), device, args.cache, args.cache)
     data, splits = trial.data, trial.splits
-    print(f"{data.name}: {len(data)} images {data.resolution}px x{data.channels}, {data.num_classes} classes, "
-          f"splits {splits.sizes()}, {args.noise} noise rate {args.rate} (realized {trial.noise.realized_rate:.3f}), "
-          f"loaded in {time.perf_counter() - t0:.1f}s", flush=True)
+    print(
+        f"{data.name}: {len(data)} images {data.resolution}px x{data.channels}, {data.num_classes} classes, "
+        f"splits {splits.sizes()}, {args.noise} noise rate {args.rate} (realized {trial.noise.realized_rate:.3f}), "
+        f"loaded in {time.perf_counter() - t0:.1f}s",
+        flush=True,
+    )
 
     def report(epoch: int, m: dict[str, Any], _: object) -> None:
-        print(f"epoch {epoch + 1}/{args.epochs}: train_loss {m['train_loss']:.4f} val_f1 {m['val_f1']:.4f} "
-              f"({m['epoch_time']:.1f}s)", flush=True)
+        print(
+            f"epoch {epoch + 1}/{args.epochs}: train_loss {m['train_loss']:.4f} val_f1 {m['val_f1']:.4f} "
+            f"({m['epoch_time']:.1f}s)",
+            flush=True,
+        )
 
     result = trial.fit(on_epoch=report)
     metrics = trial.final_metrics(result, args.cache)
     summary = {k: v for k, v in metrics.items() if not isinstance(v, list)}
-    print(f"test_f1: {metrics['test_f1']:.4f} (macro, at best-val epoch {result.best_epoch + 1}); "
-          f"test_acc: {metrics['test_acc']:.4f}; test_balanced_acc: {metrics['test_balanced_acc']:.4f}; "
-          f"test_auroc: {metrics['test_auroc']:.4f}; test_f1_last5: {metrics['test_f1_last5']:.4f}")
+    print(
+        f"test_f1: {metrics['test_f1']:.4f} (macro, at best-val epoch {result.best_epoch + 1}); "
+        f"test_acc: {metrics['test_acc']:.4f}; test_balanced_acc: {metrics['test_balanced_acc']:.4f}; "
+        f"test_auroc: {metrics['test_auroc']:.4f}; test_f1_last5: {metrics['test_f1_last5']:.4f}"
+    )
     return summary
 
 

@@ -79,16 +79,20 @@ def _endpoint(scheme: str) -> tuple[str | None, str | None]:
 
 
 @lru_cache(maxsize=32)
-def _filesystem(scheme: str, bucket: str, endpoint: str | None, http: str | None, region: str | None,
-                attempts: int):
+def _filesystem(scheme: str, bucket: str, endpoint: str | None, http: str | None, region: str | None, attempts: int):
     import pyarrow.fs as pafs
 
     if scheme == "s3":
         if region is None and endpoint is None:
             region = pafs.resolve_s3_region(bucket)  # a real AWS bucket: talk to its region directly
-        return pafs.S3FileSystem(region=region or "us-east-1", endpoint_override=endpoint, scheme=http,
-                                 connect_timeout=5, request_timeout=60,
-                                 retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=attempts))
+        return pafs.S3FileSystem(
+            region=region or "us-east-1",
+            endpoint_override=endpoint,
+            scheme=http,
+            connect_timeout=5,
+            request_timeout=60,
+            retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=attempts),
+        )
     kwargs = {}
     if endpoint:  # an emulator: plain HTTP and no credentials
         kwargs.update(endpoint_override=endpoint, scheme=http or "http", anonymous=True)
@@ -101,7 +105,7 @@ def open_fs(uri: str, attempts: int = 5):
     import pyarrow.fs as pafs
 
     if not is_uri(uri):
-        p = str(uri)[len("file://"):] if str(uri).startswith("file://") else str(uri)
+        p = str(uri)[len("file://") :] if str(uri).startswith("file://") else str(uri)
         return pafs.LocalFileSystem(), str(Path(p).expanduser().resolve())
     scheme, bucket, key = _split(uri)
     if scheme not in SCHEMES:
@@ -117,8 +121,10 @@ def check(uri: str, option: str = "--storage") -> None:
     existing bucket. Writes nothing."""
     scheme, bucket, _ = _split(uri)
     if scheme not in SCHEMES:
-        raise StudyInputError(f"{option} {uri}: unknown storage scheme {scheme + '://'!r}; use s3://BUCKET/PREFIX, "
-                              "gs://BUCKET/PREFIX, or a local/NFS directory")
+        raise StudyInputError(
+            f"{option} {uri}: unknown storage scheme {scheme + '://'!r}; use s3://BUCKET/PREFIX, "
+            "gs://BUCKET/PREFIX, or a local/NFS directory"
+        )
     if not bucket:
         raise StudyInputError(f"{option} {uri}: no bucket; write it as {scheme}://BUCKET/PREFIX")
     import pyarrow.fs as pafs
@@ -133,13 +139,17 @@ def check(uri: str, option: str = "--storage") -> None:
         first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
         raise StudyInputError(
             f"{option} {uri}: cannot reach the object store{where} ({first}); check the endpoint ({env}), the "
-            "network and the credentials in the environment, or use a local/NFS directory") from e
+            "network and the credentials in the environment, or use a local/NFS directory"
+        ) from e
     if info.type == pafs.FileType.NotFound:
-        raise StudyInputError(f"{option} {uri}: bucket {bucket!r} does not exist{where}; create it "
-                              f"(e.g. `aws s3 mb {scheme}://{bucket}`) or name an existing one")
+        raise StudyInputError(
+            f"{option} {uri}: bucket {bucket!r} does not exist{where}; create it "
+            f"(e.g. `aws s3 mb {scheme}://{bucket}`) or name an existing one"
+        )
 
 
 # -- objects and folders -------------------------------------------------------------------------------
+
 
 def exists(uri: str) -> bool:
     import pyarrow.fs as pafs
@@ -171,7 +181,7 @@ def list_files(uri: str) -> list[str]:
 
     fs, path = open_fs(uri)
     infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True, recursive=True))
-    return sorted(i.path[len(path):].lstrip("/") for i in infos if i.type == pafs.FileType.File)
+    return sorted(i.path[len(path) :].lstrip("/") for i in infos if i.type == pafs.FileType.File)
 
 
 def read_bytes(uri: str) -> bytes:
@@ -278,6 +288,7 @@ def upload_sqlite(db: Path, uri: str) -> None:
 
 # -- node-local folders ------------------------------------------------------------------------------
 
+
 def node_root() -> Path:
     """This node's own cache folder (``$STUDY_NODE_CACHE``, default ``~/.cache/study``)."""
     return Path(os.environ.get("STUDY_NODE_CACHE") or "~/.cache/study").expanduser().resolve()
@@ -297,6 +308,7 @@ def node_data_cache(data_cache: str | None) -> str:
 
 # -- a claim on a job, for object stores ---------------------------------------------------------------
 
+
 class Claim:
     """A marker object ``uri`` (JSON: owner, token, heartbeat time) saying who is doing a job.
 
@@ -309,12 +321,14 @@ class Claim:
     under the same key, so the result is still correct; only the compute is spent twice.
     """
 
-    def __init__(self, uri: str, owner: str | None = None, stale_after: float | None = None,
-                 settle: float | None = None) -> None:
+    def __init__(
+        self, uri: str, owner: str | None = None, stale_after: float | None = None, settle: float | None = None
+    ) -> None:
         self.uri = uri
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
-        self.stale_after = float(stale_after if stale_after is not None
-                                 else os.environ.get("STUDY_CLAIM_STALE_S", 1800))
+        self.stale_after = float(
+            stale_after if stale_after is not None else os.environ.get("STUDY_CLAIM_STALE_S", 1800)
+        )
         self.settle = float(settle if settle is not None else os.environ.get("STUDY_CLAIM_SETTLE_S", 2))
         self.token = uuid.uuid4().hex
 
@@ -330,12 +344,17 @@ class Claim:
 
     def held_by_other(self) -> bool:
         cur = self.read()
-        return bool(cur and cur.get("owner") != self.owner and time.time() - float(cur.get("heartbeat", 0))
-                    < self.stale_after)
+        return bool(
+            cur and cur.get("owner") != self.owner and time.time() - float(cur.get("heartbeat", 0)) < self.stale_after
+        )
 
     def _write(self) -> None:
-        write_text(self.uri, json.dumps({"owner": self.owner, "token": self.token, "heartbeat": time.time(),
-                                         "host": socket.gethostname()}))
+        write_text(
+            self.uri,
+            json.dumps(
+                {"owner": self.owner, "token": self.token, "heartbeat": time.time(), "host": socket.gethostname()}
+            ),
+        )
 
     def acquire(self) -> bool:
         if self.held_by_other():

@@ -34,8 +34,13 @@ class FitResult:
 
     def to_state(self) -> dict[str, Any]:
         """Plain containers and tensors only, so a checkpoint loads with ``torch.load(weights_only=True)``."""
-        return {"history": self.history, "best_epoch": self.best_epoch, "best_val_f1": float(self.best_val_f1),
-                "best_state": self.best_state, "last_states": self.last_states}
+        return {
+            "history": self.history,
+            "best_epoch": self.best_epoch,
+            "best_val_f1": float(self.best_val_f1),
+            "best_state": self.best_state,
+            "last_states": self.last_states,
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> FitResult:
@@ -91,10 +96,17 @@ def train_one_epoch(algo: Algorithm, loader: TensorLoader, epoch: int) -> tuple[
     return total / max(count, 1), sel
 
 
-def fit(algo: Algorithm, train: TensorLoader, val: TensorLoader, epochs: int,
-        clean_train_labels: np.ndarray | None = None, noisy_train_labels: np.ndarray | None = None,
-        start_epoch: int = 0, result: FitResult | None = None,
-        on_epoch: Callable[[int, dict[str, Any], FitResult], None] | None = None) -> FitResult:
+def fit(
+    algo: Algorithm,
+    train: TensorLoader,
+    val: TensorLoader,
+    epochs: int,
+    clean_train_labels: np.ndarray | None = None,
+    noisy_train_labels: np.ndarray | None = None,
+    start_epoch: int = 0,
+    result: FitResult | None = None,
+    on_epoch: Callable[[int, dict[str, Any], FitResult], None] | None = None,
+) -> FitResult:
     """Train for ``epochs``, selecting by noisy-validation macro-F1.
 
     ``clean_train_labels`` (indexed by dataset index, like ``noisy_train_labels``) serve only the
@@ -112,11 +124,16 @@ def fit(algo: Algorithm, train: TensorLoader, val: TensorLoader, epochs: int,
             res.error = str(e)
             raise
         probs, y = predict_probs(algo, val)
-        metrics = {"epoch": epoch, "train_loss": loss, **classification_metrics(y, probs, prefix="val_"),
-                   "epoch_time": time.perf_counter() - t0}
+        metrics = {
+            "epoch": epoch,
+            "train_loss": loss,
+            **classification_metrics(y, probs, prefix="val_"),
+            "epoch_time": time.perf_counter() - t0,
+        }
         if selected is not None and clean_train_labels is not None and noisy_train_labels is not None:
-            metrics.update(selection_quality(selected, noisy_train_labels, clean_train_labels,
-                                             among=train.indices.cpu().numpy()))
+            metrics.update(
+                selection_quality(selected, noisy_train_labels, clean_train_labels, among=train.indices.cpu().numpy())
+            )
         res.history.append(metrics)
         state = cpu_state(algo.state_dict())
         if metrics["val_f1"] > res.best_val_f1:
@@ -147,5 +164,13 @@ def final_test(algo: Algorithm, result: FitResult, test: TensorLoader) -> dict[s
     return out
 
 
-__all__ = ["FitResult", "NonFiniteLossError", "cpu_state", "final_test", "fit", "labelled_batches", "predict_probs",
-           "train_one_epoch"]
+__all__ = [
+    "FitResult",
+    "NonFiniteLossError",
+    "cpu_state",
+    "final_test",
+    "fit",
+    "labelled_batches",
+    "predict_probs",
+    "train_one_epoch",
+]

@@ -59,8 +59,13 @@ def smoke_study(tmp_path_factory) -> Path:
     """The smoke study (search_spaces/smoke.yaml), launched once per test session through the CLI."""
     root = tmp_path_factory.mktemp("studies")
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "study.cli", "launch", str(SMOKE), "--storage", str(root),
-                           "--name", "smoke", "--quiet"], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    proc = subprocess.run(
+        [sys.executable, "-m", "study.cli", "launch", str(SMOKE), "--storage", str(root), "--name", "smoke", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     print(f"smoke study: {time.perf_counter() - t0:.0f}s")
     assert proc.stdout.strip().splitlines()[-1] == str(root / "smoke")

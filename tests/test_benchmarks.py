@@ -8,14 +8,25 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPECTED = {"overhead", "parallel", "reuse", "input_pipeline", "linear_probe", "gpu_throughput", "chaos",
-            "bad_inputs", "ssl_knn", "lnl"}
+EXPECTED = {
+    "overhead",
+    "parallel",
+    "reuse",
+    "input_pipeline",
+    "linear_probe",
+    "gpu_throughput",
+    "chaos",
+    "bad_inputs",
+    "ssl_knn",
+    "lnl",
+}
 LINE = re.compile(r"^[a-z0-9_]+: \S")
 
 
 def bench(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "benchmarks", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_runner_lists_every_benchmark_and_rejects_unknown_names():

@@ -50,8 +50,19 @@ def test_class_dependent_matrix_flips_within_groups_only():
         ("uniform", 0.5, {}),
         ("pairflip", 0.3, {}),
         ("class_dependent", 0.35, {"groups": [[0, 1, 2], [3, 4]]}),
-        ("transition", 0.0, {"transition": [[0.8, 0.2, 0, 0, 0], [0, 1, 0, 0, 0], [0.1, 0.1, 0.6, 0.1, 0.1],
-                                            [0, 0, 0, 0.5, 0.5], [0.25, 0, 0, 0, 0.75]]}),
+        (
+            "transition",
+            0.0,
+            {
+                "transition": [
+                    [0.8, 0.2, 0, 0, 0],
+                    [0, 1, 0, 0, 0],
+                    [0.1, 0.1, 0.6, 0.1, 0.1],
+                    [0, 0, 0, 0.5, 0.5],
+                    [0.25, 0, 0, 0, 0.75],
+                ]
+            },
+        ),
     ],
 )
 def test_empirical_transition_matches_intended(labels, kind, rate, opts):
@@ -74,9 +85,14 @@ def test_symmetric_never_redraws_true_class_and_uniform_does(labels):
     assert uni.realized_rate == pytest.approx(0.5 * (K - 1) / K, abs=0.02)
 
 
-@pytest.mark.parametrize("kind,rate,opts", [
-    ("symmetric", 0.37, {}), ("pairflip", 0.23, {}), ("class_dependent", 0.41, {"groups": [[0, 1, 2]]}),
-])
+@pytest.mark.parametrize(
+    "kind,rate,opts",
+    [
+        ("symmetric", 0.37, {}),
+        ("pairflip", 0.23, {}),
+        ("class_dependent", 0.41, {"groups": [[0, 1, 2]]}),
+    ],
+)
 def test_exact_corrupts_exactly_round_rate_n_per_class(kind, rate, opts):
     counts = [101, 250, 333, 40, 7]
     y = np.random.default_rng(5).permutation(np.repeat(np.arange(K), counts))
@@ -116,10 +132,16 @@ def test_deterministic_in_inputs(labels):
 PINNED = [0, 2, 1, 0, 0, 0, 2, 1, 1, 0]
 
 
-@pytest.mark.parametrize("kind,opts", [
-    ("symmetric", {}), ("uniform", {}), ("pairflip", {}), ("class_dependent", {"groups": [[0, 1, 2], [3, 4]]}),
-    ("transition", {"transition": np.full((K, K), 1 / K)}),
-])
+@pytest.mark.parametrize(
+    "kind,opts",
+    [
+        ("symmetric", {}),
+        ("uniform", {}),
+        ("pairflip", {}),
+        ("class_dependent", {"groups": [[0, 1, 2], [3, 4]]}),
+        ("transition", {"transition": np.full((K, K), 1 / K)}),
+    ],
+)
 @pytest.mark.parametrize("exact", [False, True])
 def test_labels_of_a_kind_do_not_depend_on_the_order_of_kinds(monkeypatch, labels, kind, opts, exact):
     import study.noise
@@ -169,12 +191,15 @@ def test_invalid_inputs_rejected(kwargs, match):
         inject_noise(y, 5, seed=0, **kwargs)
 
 
-@pytest.mark.parametrize("y,k,match", [
-    (np.array([0, 1, 5]), 5, r"labels must lie in \[0, 5\)"),
-    (np.array([0, -1]), 5, r"labels must lie"),
-    (np.array([[0, 1]]), 5, "1-D"),
-    (np.array([0, 1]), 1, "num_classes"),
-])
+@pytest.mark.parametrize(
+    "y,k,match",
+    [
+        (np.array([0, 1, 5]), 5, r"labels must lie in \[0, 5\)"),
+        (np.array([0, -1]), 5, r"labels must lie"),
+        (np.array([[0, 1]]), 5, "1-D"),
+        (np.array([0, 1]), 1, "num_classes"),
+    ],
+)
 def test_invalid_labels_rejected(y, k, match):
     with pytest.raises(ValueError, match=match):
         inject_noise(y, k, "symmetric", 0.1, seed=0)

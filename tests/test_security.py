@@ -21,9 +21,14 @@ def _python_files():
 def _calls(tree, dotted: str):
     mod, _, attr = dotted.rpartition(".")
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == attr:
-            if isinstance(node.func.value, ast.Name) and node.func.value.id == mod:
-                yield node
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == attr
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == mod
+        ):
+            yield node
 
 
 def test_every_torch_load_is_weights_only():
@@ -44,16 +49,22 @@ def test_yaml_is_loaded_safely():
             for call in _calls(tree, name):
                 kw = {k.arg: k.value for k in call.keywords}
                 loader = kw.get("Loader") or (call.args[1] if len(call.args) > 1 else None)
-                if name.endswith("unsafe_load") or name.endswith("full_load") or not (
-                        isinstance(loader, ast.Attribute) and loader.attr in ("SafeLoader", "CSafeLoader")):
+                if (
+                    name.endswith("unsafe_load")
+                    or name.endswith("full_load")
+                    or not (isinstance(loader, ast.Attribute) and loader.attr in ("SafeLoader", "CSafeLoader"))
+                ):
                     offenders.append(f"{f.relative_to(ROOT)}:{call.lineno}")
     assert not offenders, f"unsafe YAML loading: {offenders}"
 
 
 def test_uis_bind_to_loopback():
     # servers started by study itself (the MLflow UI, dashboards) never listen on all interfaces
-    offenders = [f"{f.relative_to(ROOT)}" for f in (ROOT / "study").rglob("*.py")
-                 if re.search(r"""["']0\.0\.0\.0["']|["']::["']""", f.read_text())]
+    offenders = [
+        f"{f.relative_to(ROOT)}"
+        for f in (ROOT / "study").rglob("*.py")
+        if re.search(r"""["']0\.0\.0\.0["']|["']::["']""", f.read_text())
+    ]
     assert not offenders, f"binds to all interfaces: {offenders}"
 
 
@@ -75,9 +86,9 @@ def _matches_in_tracked_files(files: list[str], patterns: list) -> list[str]:
 def test_no_secrets_in_repository():
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
     patterns = [
-        re.compile(r"AKIA[0-9A-Z]{16}"),                                    # AWS access key id
+        re.compile(r"AKIA[0-9A-Z]{16}"),  # AWS access key id
         re.compile(r"-----BEGIN (RSA |EC |OPENSSH )?PRIVATE KEY-----"),
-        re.compile(r"ghp_[A-Za-z0-9]{36}"),                                  # GitHub token
+        re.compile(r"ghp_[A-Za-z0-9]{36}"),  # GitHub token
         re.compile(r"(?i)aws_secret_access_key\s*[:=]\s*['\"]?[A-Za-z0-9/+]{30,}"),
         re.compile(r"(?i)postgres(ql)?://[^:\s/]+:(?!\$|PASSWORD)[^@\s$]{6,}@"),  # a literal DB password
     ]
@@ -87,13 +98,13 @@ def test_no_secrets_in_repository():
 
 # -- runtime checks of the same defaults -------------------------------------------------------------
 
+
 def test_study_ui_serves_mlflow_on_loopback_only(tmp_path):
     from types import SimpleNamespace
 
     from study.reports.ui import server_command
 
-    cmd = server_command(SimpleNamespace(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=tmp_path),
-                         5123)
+    cmd = server_command(SimpleNamespace(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", artifact_root=tmp_path), 5123)
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"
     assert "0.0.0.0" not in cmd
 
@@ -124,8 +135,9 @@ def test_cluster_dashboards_stay_inside_the_cluster():
                 assert "--dashboard-host=127.0.0.1" in line, f"{f.name}: {line.strip()}"
     for f in sorted((ROOT / "cluster").rglob("*.yaml")):
         text = f.read_text()
-        assert not re.search(r"(?m)^\s*(type|serviceType):\s*[\"']?(NodePort|LoadBalancer)", text), \
+        assert not re.search(r"(?m)^\s*(type|serviceType):\s*[\"']?(NodePort|LoadBalancer)", text), (
             f"{f.relative_to(ROOT)} exposes a service outside the cluster"
+        )
 
 
 def test_spec_yaml_with_python_tags_is_refused(tmp_path):
@@ -156,6 +168,7 @@ class _RunsCode:
 
     def __reduce__(self):
         import os
+
         return (os.system, (f"touch {self.marker}",))
 
 
@@ -186,15 +199,17 @@ def test_no_pickled_numpy_loads():
 
 def test_no_credential_files_or_urls_in_repository():
     files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-    names = re.compile(r"(?i)(^|/)(\.env(\..*)?|id_(rsa|ed25519|ecdsa)|.*\.(pem|p12|pfx|key)|credentials(\.json)?"
-                       r"|\.netrc|\.pgpass)$")
+    names = re.compile(
+        r"(?i)(^|/)(\.env(\..*)?|id_(rsa|ed25519|ecdsa)|.*\.(pem|p12|pfx|key)|credentials(\.json)?"
+        r"|\.netrc|\.pgpass)$"
+    )
     assert not [n for n in files if names.search(n)]
     tokens = [
         re.compile(r"\b[a-z][a-z0-9+.-]*://[^:\s/@'\"]+:(?!\$|\{|<|PASSWORD)[^@\s$/'\"]{6,}@"),  # user:password@host
         re.compile(r"github_pat_[A-Za-z0-9_]{40,}"),
-        re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),                               # Hugging Face token
-        re.compile(r"\bdapi[0-9a-f]{32}\b"),                                  # Databricks token
-        re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),                       # Slack token
+        re.compile(r"\bhf_[A-Za-z0-9]{30,}\b"),  # Hugging Face token
+        re.compile(r"\bdapi[0-9a-f]{32}\b"),  # Databricks token
+        re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),  # Slack token
     ]
     hits = _matches_in_tracked_files(files, tokens)
     assert not hits, hits

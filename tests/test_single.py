@@ -13,8 +13,9 @@ from study.tuning.plan import Point
 
 
 def test_single_run_prints_test_f1(capsys, tmp_path):
-    rc = main(["--dataset", "synthetic", "--epochs", "3", "--cache", str(tmp_path), "--json", "--rate", "0.2",
-               "--lr", "0.05"])
+    rc = main(
+        ["--dataset", "synthetic", "--epochs", "3", "--cache", str(tmp_path), "--json", "--rate", "0.2", "--lr", "0.05"]
+    )
     out = capsys.readouterr().out
     assert rc == 0
     summary = json.loads(out.strip().splitlines()[-1])
@@ -32,9 +33,24 @@ def test_single_run_bad_inputs_exit_2(capsys, tmp_path):
 def test_test_labels_never_corrupted():
     data = get_dataset("synthetic", num_samples=400).load(None)
     s = make_splits(data, seed=0)
-    args = type("Args", (), dict(dataset="synthetic", limit=None, root=None, noise="symmetric", rate=0.6, lnl="ce",
-                                 epochs=1, batch_size=32, lr=0.1, seed=0, backbone="small_cnn"))()
+    args = type(
+        "Args",
+        (),
+        dict(
+            dataset="synthetic",
+            limit=None,
+            root=None,
+            noise="symmetric",
+            rate=0.6,
+            lnl="ce",
+            epochs=1,
+            batch_size=32,
+            lr=0.1,
+            seed=0,
+            backbone="small_cnn",
+        ),
+    )()
     point = Point("synthetic", "symmetric", 0.6, "random", "ce", 0)
-    noisy, info = corrupt(spec_of(args), data, s, point)
+    noisy, _info = corrupt(spec_of(args), data, s, point)
     np.testing.assert_array_equal(noisy[s.test], data.labels[s.test])
     assert np.mean(noisy[s.train] != data.labels[s.train]) > 0.4

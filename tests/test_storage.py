@@ -124,11 +124,14 @@ def test_claim_one_holder_stale_takeover_and_retry(s3):
     assert not st.exists(uri) and b.acquire()
 
 
-@pytest.mark.parametrize("bad, says", [
-    ("ftp://host/studies", "unknown storage scheme 'ftp://'"),
-    ("s3:///studies", "no bucket"),
-    ("s3://no-such-bucket/studies", "bucket 'no-such-bucket' does not exist"),
-])
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        ("ftp://host/studies", "unknown storage scheme 'ftp://'"),
+        ("s3:///studies", "no bucket"),
+        ("s3://no-such-bucket/studies", "bucket 'no-such-bucket' does not exist"),
+    ],
+)
 def test_bad_storage_uri_is_exit_2_and_writes_nothing(s3, node, capsys, bad, says):
     from study.cli import main
 
@@ -163,12 +166,23 @@ def test_resume_of_a_uri_that_is_no_study_is_exit_2(s3, node, capsys):
 
 # -- the encoder cache on a bucket ---------------------------------------------------------------------
 
+
 def ssl_request(**kw):
     from study.ssl import PretrainRequest
 
-    base = dict(dataset="synthetic", dataset_options={"num_samples": 48, "image_size": 16}, split_seed=0,
-                method="simclr", hparams={}, backbone="small_cnn", resolution=None, epochs=1, init="random",
-                seed=0, batch_size=16)
+    base = dict(
+        dataset="synthetic",
+        dataset_options={"num_samples": 48, "image_size": 16},
+        split_seed=0,
+        method="simclr",
+        hparams={},
+        backbone="small_cnn",
+        resolution=None,
+        epochs=1,
+        init="random",
+        seed=0,
+        batch_size=16,
+    )
     return PretrainRequest(**{**base, **kw})
 
 
@@ -205,8 +219,11 @@ def test_encoder_waits_for_another_nodes_claim(s3, tmp_path, monkeypatch):
     other = st.Claim(f"{cache}/ssl/{key}.claim", "another-node", settle=0)
     assert other.acquire()
     epochs, out = [], {}
-    t = threading.Thread(target=lambda: out.setdefault("path", pretrain(req, cache, device="cpu",
-                                                                        on_epoch=lambda e, m: epochs.append(e))))
+    t = threading.Thread(
+        target=lambda: out.setdefault(
+            "path", pretrain(req, cache, device="cpu", on_epoch=lambda e, m: epochs.append(e))
+        )
+    )
     t.start()
     time.sleep(1.0)
     assert t.is_alive() and epochs == [], "trained although another node holds the claim"
@@ -216,6 +233,7 @@ def test_encoder_waits_for_another_nodes_claim(s3, tmp_path, monkeypatch):
 
 
 # -- a study directory under a URI -------------------------------------------------------------------
+
 
 def test_uri_study_dir_goes_through_the_bucket(s3, tmp_path, monkeypatch, capsys):
     import sqlite3

@@ -32,20 +32,34 @@ EPOCHS = 4
 @pytest.fixture
 def s3(tmp_path):
     port = free_port()
-    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=open(tmp_path / "moto.log", "w"),
-                              start_new_session=True)
-    env = {**os.environ, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "test",
-           "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1", "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_AUTH_MODE": "disabled"}
+    server = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "moto.log", "w"),  # noqa: SIM115 (the child process owns it)
+        start_new_session=True,
+    )
+    env = {
+        **os.environ,
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_AUTH_MODE": "disabled",
+    }
     try:
         import boto3
 
         deadline = time.time() + 60
         while True:
             try:
-                client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                                      aws_access_key_id="test", aws_secret_access_key="test")
+                client = boto3.client(
+                    "s3",
+                    endpoint_url=env["AWS_ENDPOINT_URL"],
+                    region_name="us-east-1",
+                    aws_access_key_id="test",
+                    aws_secret_access_key="test",
+                )
                 client.create_bucket(Bucket=BUCKET)
                 break
             except Exception:
@@ -70,8 +84,11 @@ def keys(client, prefix: str = "") -> list[str]:
 
 def remote_trials(client, stage: str) -> dict[str, str]:
     """Ray trial id -> status, from the newest experiment state Ray has uploaded for ``stage``."""
-    states = sorted(k for k in keys(client, f"studies/{NAME}/tune/{stage}/")
-                    if k.rsplit("/", 1)[-1].startswith("experiment_state-") and k.endswith(".json"))
+    states = sorted(
+        k
+        for k in keys(client, f"studies/{NAME}/tune/{stage}/")
+        if k.rsplit("/", 1)[-1].startswith("experiment_state-") and k.endswith(".json")
+    )
     if not states:
         return {}
     data = json.loads(client.get_object(Bucket=BUCKET, Key=states[-1])["Body"].read())
@@ -83,16 +100,26 @@ def remote_trials(client, stage: str) -> dict[str, str]:
 
 
 def checkpoints_of(client, stage: str, trial_id: str) -> set[str]:
-    return {k for k in keys(client, f"studies/{NAME}/tune/{stage}/")
-            if f"/lnl_trainable_{trial_id}" in k and "/checkpoint_" in k}
+    return {
+        k
+        for k in keys(client, f"studies/{NAME}/tune/{stage}/")
+        if f"/lnl_trainable_{trial_id}" in k and "/checkpoint_" in k
+    }
 
 
 def driver(tmp_path: Path, env: dict, node: str, argv: list[str], log: str) -> subprocess.Popen:
     ray_tmp = Path("/tmp") / f"s3st{os.getpid()}{node}"  # Ray's socket paths must stay short
     ray_tmp.mkdir(exist_ok=True)
     e = {**env, "STUDY_NODE_CACHE": str(tmp_path / node), "RAY_TMPDIR": str(ray_tmp)}
-    return subprocess.Popen([sys.executable, "-m", "study.cli", *argv], cwd=ROOT, env=e, stdout=subprocess.PIPE,
-                            stderr=open(tmp_path / log, "w"), text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "study.cli", *argv],
+        cwd=ROOT,
+        env=e,
+        stdout=subprocess.PIPE,
+        stderr=open(tmp_path / log, "w"),
+        text=True,
+        start_new_session=True,
+    )
 
 
 @pytest.mark.slow
@@ -113,8 +140,13 @@ def test_smoke_study_on_s3_survives_a_killed_driver(s3, tmp_path):
     expected = len(plan.pretrain_jobs) + plan.tuning_trials + len(plan.final_runs)
     uri = f"s3://{BUCKET}/studies/{NAME}"
     t0 = time.perf_counter()
-    first = driver(tmp_path, env, "head1", ["launch", str(spec_path), "--storage", f"s3://{BUCKET}/studies",
-                                            "--name", NAME, "--quiet"], "launch.log")
+    first = driver(
+        tmp_path,
+        env,
+        "head1",
+        ["launch", str(spec_path), "--storage", f"s3://{BUCKET}/studies", "--name", NAME, "--quiet"],
+        "launch.log",
+    )
     ray_tmp1 = f"/tmp/s3st{os.getpid()}head1"
     finished_before, caught = {}, None
     try:
@@ -131,8 +163,11 @@ def test_smoke_study_on_s3_survives_a_killed_driver(s3, tmp_path):
                     kill_tree([psutil.Process(first.pid), *processes_with(ray_tmp1)])
                     caught = stage
                     break
-        assert caught, ("never saw a stage with finished and unfinished trials in the bucket",
-                        first.poll(), (tmp_path / "launch.log").read_text()[-3000:])
+        assert caught, (
+            "never saw a stage with finished and unfinished trials in the bucket",
+            first.poll(),
+            (tmp_path / "launch.log").read_text()[-3000:],
+        )
     finally:
         if first.poll() is None:
             kill_tree([psutil.Process(first.pid)])
@@ -178,8 +213,10 @@ def test_smoke_study_on_s3_survives_a_killed_driver(s3, tmp_path):
     db = tmp_path / "mlflow.db"
     db.write_bytes(client.get_object(Bucket=BUCKET, Key=f"{study}mlflow.db")["Body"].read())
     con = sqlite3.connect(db)
-    rows = con.execute("select t.value, r.status, r.artifact_uri from runs r join tags t on t.run_uuid = r.run_uuid "
-                       "where t.key = 'study.trial_id'").fetchall()
+    rows = con.execute(
+        "select t.value, r.status, r.artifact_uri from runs r join tags t on t.run_uuid = r.run_uuid "
+        "where t.key = 'study.trial_id'"
+    ).fetchall()
     ids = [r[0] for r in rows]
     assert len(ids) == len(set(ids)) == expected, (len(ids), len(set(ids)), expected)
     assert {r[1] for r in rows} <= {"FINISHED", "KILLED"}, rows

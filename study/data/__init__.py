@@ -25,8 +25,18 @@ from study.data.synthetic import Synthetic
 from study.registry import Registry
 
 DATASETS: Registry[type[Dataset]] = Registry("dataset")
-for _cls in (NctCrcHe, CovidQuEx, FetalPlanes, Mura, DermNet, FolderDataset, ManifestDataset, MedMnist,
-             FashionMnist, Synthetic):
+for _cls in (
+    NctCrcHe,
+    CovidQuEx,
+    FetalPlanes,
+    Mura,
+    DermNet,
+    FolderDataset,
+    ManifestDataset,
+    MedMnist,
+    FashionMnist,
+    Synthetic,
+):
     DATASETS.register(_cls.name, _cls)
 
 

@@ -97,10 +97,15 @@ class Dataset:
     class Options(Hparams):
         """Options every dataset takes."""
 
-        resolution: int | None = Field(None, ge=8, description="side of the square images after decoding; "
-                                       "None keeps the source size (all images must share it)")
-        channels: Literal[1, 3] | None = Field(None, description="1 (grayscale) or 3 (RGB); None: the dataset's "
-                                               "own (1 for X-ray and ultrasound sets)")
+        resolution: int | None = Field(
+            None,
+            ge=8,
+            description="side of the square images after decoding; "
+            "None keeps the source size (all images must share it)",
+        )
+        channels: Literal[1, 3] | None = Field(
+            None, description="1 (grayscale) or 3 (RGB); None: the dataset's own (1 for X-ray and ultrasound sets)"
+        )
 
     name: ClassVar[str] = ""
     #: groups of clinically confusable classes (by class name) for class-dependent noise

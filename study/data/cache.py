@@ -226,8 +226,14 @@ def decode_records(
     )
 
 
-def resize_arrays(arr: Arrays, name: str, resolution: int | None, channels: int,
-                  noise_groups: list[list[int]] | None, out_dir: Path | None) -> ImageData:
+def resize_arrays(
+    arr: Arrays,
+    name: str,
+    resolution: int | None,
+    channels: int,
+    noise_groups: list[list[int]] | None,
+    out_dir: Path | None,
+) -> ImageData:
     """Arrays (N x H x W or N x H x W x C uint8) to ImageData at ``resolution`` and ``channels``."""
     images = arr.images
     if images.ndim == 3:

@@ -16,12 +16,23 @@ class DermNet(FileDataset):
     name = "dermnet"
     approx_images = 19_500
     noise_groups = (
-        ("Eczema Photos", "Atopic Dermatitis Photos", "Psoriasis pictures Lichen Planus and related diseases",
-         "Seborrheic Keratoses and other Benign Tumors"),
-        ("Melanoma Skin Cancer Nevi and Moles", "Light Diseases and Disorders of Pigmentation",
-         "Actinic Keratosis Basal Cell Carcinoma and other Malignant Lesions"),
-        ("Tinea Ringworm Candidiasis and other Fungal Infections", "Cellulitis Impetigo and other Bacterial Infections",
-         "Warts Molluscum and other Viral Infections", "Herpes HPV and other STDs Photos"),
+        (
+            "Eczema Photos",
+            "Atopic Dermatitis Photos",
+            "Psoriasis pictures Lichen Planus and related diseases",
+            "Seborrheic Keratoses and other Benign Tumors",
+        ),
+        (
+            "Melanoma Skin Cancer Nevi and Moles",
+            "Light Diseases and Disorders of Pigmentation",
+            "Actinic Keratosis Basal Cell Carcinoma and other Malignant Lesions",
+        ),
+        (
+            "Tinea Ringworm Candidiasis and other Fungal Infections",
+            "Cellulitis Impetigo and other Bacterial Infections",
+            "Warts Molluscum and other Viral Infections",
+            "Herpes HPV and other STDs Photos",
+        ),
     )
 
     def records(self) -> list[Record]:

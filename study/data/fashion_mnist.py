@@ -33,7 +33,7 @@ def read_idx(path: Path) -> np.ndarray:
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
         raise DataError(f"{path}: not an unsigned-byte IDX file (bad magic number)")
     ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
     expected = int(np.prod(dims))
     if len(data) - offset != expected:
@@ -46,8 +46,9 @@ class FashionMnist(ArrayDataset):
     runs), ``test_limit`` the first N test images."""
 
     class Options(ArrayDataset.Options):
-        root: OptionalPathText = Field(str(DEFAULT_ROOT), description="folder of the four IDX files "
-                                       "(None: the default)")
+        root: OptionalPathText = Field(
+            str(DEFAULT_ROOT), description="folder of the four IDX files (None: the default)"
+        )
         limit: int | None = Field(None, gt=0, description="first N training images (None: all 60000)")
         test_limit: int | None = Field(None, gt=0, description="first N test images (None: all 10000)")
 
@@ -82,8 +83,11 @@ class FashionMnist(ArrayDataset):
         return [self._file(f"{s}-{k}-ubyte") for s in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
 
     def source_key(self) -> dict:
-        return {"files": file_fingerprint(self._files()), "limit": self.options.limit,
-                "test_limit": self.options.test_limit}
+        return {
+            "files": file_fingerprint(self._files()),
+            "limit": self.options.limit,
+            "test_limit": self.options.test_limit,
+        }
 
     def arrays(self) -> Arrays:
         tr_x, tr_y, te_x, te_y = (read_idx(p) for p in self._files())
@@ -92,5 +96,9 @@ class FashionMnist(ArrayDataset):
         tr_x, tr_y = tr_x[: self.options.limit], tr_y[: self.options.limit]
         te_x, te_y = te_x[: self.options.test_limit], te_y[: self.options.test_limit]
         split = np.array(["train"] * len(tr_x) + ["test"] * len(te_x))
-        return Arrays(images=np.concatenate([tr_x, te_x]), labels=np.concatenate([tr_y, te_y]).astype(np.int64),
-                      class_names=list(CLASSES), official_split=split)
+        return Arrays(
+            images=np.concatenate([tr_x, te_x]),
+            labels=np.concatenate([tr_y, te_y]).astype(np.int64),
+            class_names=list(CLASSES),
+            official_split=split,
+        )

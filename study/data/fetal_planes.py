@@ -46,8 +46,14 @@ class FetalPlanes(FileDataset):
             flag = d["Train"].strip()
             if flag not in ("0", "1"):
                 raise DataError(f"{csv}:{i}: Train must be 0 or 1, got {flag!r}")
-            recs.append(Record(path=path, label=plane, patient_id=d["Patient_num"].strip(),
-                               split="train" if flag == "1" else "test"))
+            recs.append(
+                Record(
+                    path=path,
+                    label=plane,
+                    patient_id=d["Patient_num"].strip(),
+                    split="train" if flag == "1" else "test",
+                )
+            )
         return recs
 
     def class_names(self, records: list[Record]) -> list[str]:

@@ -28,8 +28,7 @@ def class_folder_records(folder, split: str | None = None, patient_of=None) -> l
     out = []
     for c in classes:
         for f in image_files(c):
-            out.append(Record(path=f, label=c.name, split=split,
-                              patient_id=patient_of(f) if patient_of else None))
+            out.append(Record(path=f, label=c.name, split=split, patient_id=patient_of(f) if patient_of else None))
     if not out:
         raise DataError(f"{folder}: class folders contain no image files")
     return out

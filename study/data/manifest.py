@@ -36,8 +36,12 @@ class ManifestDataset(FileDataset):
         if self.root is None:
             self.root = self.manifest.parent
         o = self.options
-        self.columns = {"path": o.path_column, "label": o.label_column, "patient": o.patient_column,
-                        "split": o.split_column}
+        self.columns = {
+            "path": o.path_column,
+            "label": o.label_column,
+            "patient": o.patient_column,
+            "split": o.split_column,
+        }
 
     def records(self) -> list[Record]:
         if not self.manifest.is_file():
@@ -65,8 +69,10 @@ class ManifestDataset(FileDataset):
             p = Path(rel)
             p = p if p.is_absolute() else self.root / p
             if not p.is_file():
-                raise DataError(f"{self.manifest}:{i}: image {p} does not exist; fix the {self.columns['path']!r} "
-                                f"of that row (relative paths start at root {self.root}) or remove the row")
+                raise DataError(
+                    f"{self.manifest}:{i}: image {p} does not exist; fix the {self.columns['path']!r} "
+                    f"of that row (relative paths start at root {self.root}) or remove the row"
+                )
             split = row[self.columns["split"]].strip().lower() if has_split else None
             if split and split not in SPLITS:
                 raise DataError(f"{self.manifest}:{i}: split {split!r} is not one of {', '.join(SPLITS)}")

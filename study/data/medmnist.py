@@ -17,8 +17,10 @@ from study.data.base import SPLITS, Arrays, DataError, PathText
 from study.data.cache import file_fingerprint
 from study.data.sources import ArrayDataset
 
-_LAYOUT = ("a MedMNIST .npz holds train_images, train_labels, val_images, val_labels, test_images and "
-           "test_labels (the files of https://zenodo.org/records/10519652)")
+_LAYOUT = (
+    "a MedMNIST .npz holds train_images, train_labels, val_images, val_labels, test_images and "
+    "test_labels (the files of https://zenodo.org/records/10519652)"
+)
 
 
 def _missing_arrays(files) -> list[str]:
@@ -30,8 +32,9 @@ class MedMnist(ArrayDataset):
 
     class Options(ArrayDataset.Options):
         path: PathText = Field(description="a MedMNIST .npz file, e.g. pathmnist_64.npz")
-        label_index: int | None = Field(None, ge=0, description="the finding studied as a binary task in a "
-                                        "multi-label subset (ChestMNIST)")
+        label_index: int | None = Field(
+            None, ge=0, description="the finding studied as a binary task in a multi-label subset (ChestMNIST)"
+        )
 
     name = "medmnist"
     approx_images = 10_000  # a middle figure: the 2D subsets range from 780 (BreastMNIST) to 236386 (TissueMNIST)
@@ -49,8 +52,9 @@ class MedMnist(ArrayDataset):
             with np.load(self.path) as z:
                 missing = _missing_arrays(z.files)
                 if missing:
-                    raise DataError(f"{self.path}: missing arrays {missing} (found: {', '.join(z.files) or 'none'});"
-                                    f" {_LAYOUT}")
+                    raise DataError(
+                        f"{self.path}: missing arrays {missing} (found: {', '.join(z.files) or 'none'}); {_LAYOUT}"
+                    )
                 shape = z["train_images"].shape
         except DataError:
             raise
@@ -88,5 +92,9 @@ class MedMnist(ArrayDataset):
                 split += [s] * len(im)
         y = np.concatenate(labels)
         k = 2 if self.options.label_index is not None else int(y.max()) + 1
-        return Arrays(images=np.concatenate(images).astype(np.uint8), labels=y,
-                      class_names=[str(i) for i in range(k)], official_split=np.array(split))
+        return Arrays(
+            images=np.concatenate(images).astype(np.uint8),
+            labels=y,
+            class_names=[str(i) for i in range(k)],
+            official_split=np.array(split),
+        )

@@ -37,7 +37,8 @@ def _body_parts(parts: list[str] | None) -> list[str] | None:
 class Mura(FileDataset):
     class Options(FileDataset.Options):
         body_parts: Annotated[list[str] | None, AfterValidator(_body_parts)] = Field(
-            None, description=f"keep only these parts ({', '.join(BODY_PARTS)}; any case); None: all seven")
+            None, description=f"keep only these parts ({', '.join(BODY_PARTS)}; any case); None: all seven"
+        )
 
     name = "mura"
     default_channels = 1

@@ -58,10 +58,13 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | No
         sy = sy * torch.where(rand(b) < 0.5, -1.0, 1.0)
     angle = (rand(b) * 2 - 1) * math.radians(cfg.rotation)
     cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack([
-        torch.stack([sx * cos, -sy * sin, tx], dim=1),
-        torch.stack([sx * sin, sy * cos, ty], dim=1),
-    ], dim=1)  # B x 2 x 3
+    theta = torch.stack(
+        [
+            torch.stack([sx * cos, -sy * sin, tx], dim=1),
+            torch.stack([sx * sin, sy * cos, ty], dim=1),
+        ],
+        dim=1,
+    )  # B x 2 x 3
     out_hw = [cfg.size, cfg.size] if cfg.size else list(x.shape[2:])
     grid = F.affine_grid(theta.to(x.dtype), [b, x.shape[1], *out_hw], align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
@@ -80,10 +83,20 @@ class TensorLoader:
     the rows (defaults to 0..N-1). Shuffling uses its own seeded generator, advanced each epoch.
     """
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray | None, batch_size: int, shuffle: bool = False,
-                 augment_cfg: AugmentConfig | None = None, device: str | torch.device = "cpu", seed: int = 0,
-                 drop_last: bool = False, indices: np.ndarray | None = None,
-                 channels_last: bool = False, center_crop: int | None = None) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray | None,
+        batch_size: int,
+        shuffle: bool = False,
+        augment_cfg: AugmentConfig | None = None,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        drop_last: bool = False,
+        indices: np.ndarray | None = None,
+        channels_last: bool = False,
+        center_crop: int | None = None,
+    ) -> None:
         self.device = torch.device(device)
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
         n = self.images.shape[0]
@@ -105,7 +118,7 @@ class TensorLoader:
         n = self.images.shape[0]
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         for i in range(len(self)):
-            rows = order[i * self.batch_size:(i + 1) * self.batch_size]
+            rows = order[i * self.batch_size : (i + 1) * self.batch_size]
             rows_d = rows.to(self.device)
             x = to_float(self.images[rows_d])
             if self.augment_cfg is not None:
@@ -113,7 +126,7 @@ class TensorLoader:
             elif self.center_crop is not None and self.center_crop < x.shape[-1]:
                 top = (x.shape[-2] - self.center_crop) // 2
                 left = (x.shape[-1] - self.center_crop) // 2
-                x = x[:, :, top:top + self.center_crop, left:left + self.center_crop]
+                x = x[:, :, top : top + self.center_crop, left : left + self.center_crop]
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = None if self.labels is None else self.labels[rows_d]

@@ -15,10 +15,12 @@ class FileDataset(Dataset):
     """A dataset of image files. Subclasses implement ``records()`` (and may override ``class_names``)."""
 
     class Options(Dataset.Options):
-        root: OptionalPathText = Field(None, description="the folder of the unpacked archive (layouts: "
-                                       "docs/datasets.md)")
-        skip_corrupt: bool = Field(False, description="skip unreadable files and count them instead of stopping "
-                                   "with the file's name")
+        root: OptionalPathText = Field(
+            None, description="the folder of the unpacked archive (layouts: docs/datasets.md)"
+        )
+        skip_corrupt: bool = Field(
+            False, description="skip unreadable files and count them instead of stopping with the file's name"
+        )
 
     options: Options
 
@@ -50,8 +52,9 @@ class FileDataset(Dataset):
         return load_or_build(
             cache_dir,
             payload,
-            lambda out: decode_records(self.name, recs, classes, self.resolution, self.channels,
-                                       self.skip_corrupt, out, groups),
+            lambda out: decode_records(
+                self.name, recs, classes, self.resolution, self.channels, self.skip_corrupt, out, groups
+            ),
         )
 
 
@@ -66,13 +69,18 @@ class ArrayDataset(Dataset):
         raise NotImplementedError
 
     def load(self, cache_dir: str | Path | None = None) -> ImageData:
-        payload = {"dataset": self.name, "resolution": self.resolution, "channels": self.channels,
-                   "source": self.source_key()}
+        payload = {
+            "dataset": self.name,
+            "resolution": self.resolution,
+            "channels": self.channels,
+            "source": self.source_key(),
+        }
 
         def build(out: Path | None) -> ImageData:
             arr = self.arrays()
-            return resize_arrays(arr, self.name, self.resolution, self.channels,
-                                 self._group_indices(arr.class_names), out)
+            return resize_arrays(
+                arr, self.name, self.resolution, self.channels, self._group_indices(arr.class_names), out
+            )
 
         return load_or_build(cache_dir, payload, build)
 

@@ -25,8 +25,9 @@ class Splits:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
 
-def make_splits(data: ImageData, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0,
-                use_official: bool = True) -> Splits:
+def make_splits(
+    data: ImageData, val_fraction: float = 0.1, test_fraction: float = 0.2, seed: int = 0, use_official: bool = True
+) -> Splits:
     """Split ``data``. An official split is kept where the dataset has one (its test part as the test set,
     its val part as validation); what is missing is carved out: ``test_fraction`` of all samples for
     test, then ``val_fraction`` of the samples that are not test for validation."""
@@ -54,8 +55,9 @@ def make_splits(data: ImageData, val_fraction: float = 0.1, test_fraction: float
     return Splits(train=np.sort(pool), val=np.sort(val), test=np.sort(test))
 
 
-def _carve(pool: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, frac: float,
-           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _carve(
+    pool: np.ndarray, labels: np.ndarray, groups: np.ndarray | None, frac: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Take about ``frac`` of ``pool`` out, stratified by class, whole groups at a time."""
     frac = min(frac, 1.0)
     if groups is None:

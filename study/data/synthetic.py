@@ -28,8 +28,9 @@ class Synthetic(ArrayDataset):
         views_per_patient: int = Field(1, ge=1, description="images per patient (1: no patients)")
         noise: float = Field(0.15, ge=0.0, le=1.0, description="pixel noise standard deviation")
         seed: int = Field(0, ge=0, description="generator seed")
-        test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="patients held out as the official test "
-                                     "split (0: none)")
+        test_fraction: float = Field(
+            0.0, ge=0.0, lt=1.0, description="patients held out as the official test split (0: none)"
+        )
 
         @model_validator(mode="after")
         def _enough_samples(self) -> Synthetic.Options:

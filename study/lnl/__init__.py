@@ -22,8 +22,16 @@ from study.lnl.sce import SymmetricCrossEntropy
 from study.registry import Registry
 
 ALGORITHMS: Registry[type[Algorithm]] = Registry("LNL algorithm")
-for _cls in (CrossEntropy, CoTeaching, CoTeachingPlus, DivideMix, EarlyLearningRegularization,
-             GeneralizedCrossEntropy, SymmetricCrossEntropy, LinearProbe):
+for _cls in (
+    CrossEntropy,
+    CoTeaching,
+    CoTeachingPlus,
+    DivideMix,
+    EarlyLearningRegularization,
+    GeneralizedCrossEntropy,
+    SymmetricCrossEntropy,
+    LinearProbe,
+):
     ALGORITHMS.register(_cls.name, _cls)
 
 __all__ = ["ALGORITHMS", "Algorithm", "LoaderHparams", "OptimConfig", "StepOutput"]

@@ -27,8 +27,9 @@ class OptimConfig(hparams.Hparams):
     lr: float = Field(0.01, gt=0, description="peak learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (unused by adam)")
     weight_decay: float = Field(1e-4, ge=0, description="L2 weight decay")
-    schedule: Literal["cosine", "constant"] = Field("cosine", description=(
-        "cosine from lr to 0 over epochs, or constant"))
+    schedule: Literal["cosine", "constant"] = Field(
+        "cosine", description=("cosine from lr to 0 over epochs, or constant")
+    )
     epochs: int = Field(10, gt=0, description="training epochs (the length of the cosine schedule)")
 
 
@@ -110,9 +111,18 @@ class Algorithm:
         if "Hparams" in cls.__dict__ and cls.name:  # its own declaration: name the owner in messages
             cls.Hparams.owner = f"LNL algorithm {cls.name}"
 
-    def __init__(self, make_model: Callable[[], nn.Module], num_classes: int, num_samples: int,
-                 optim: OptimConfig, device: torch.device, noise_rate: float | None = None,
-                 amp: bool = False, seed: int = 0, **hparams: Any) -> None:
+    def __init__(
+        self,
+        make_model: Callable[[], nn.Module],
+        num_classes: int,
+        num_samples: int,
+        optim: OptimConfig,
+        device: torch.device,
+        noise_rate: float | None = None,
+        amp: bool = False,
+        seed: int = 0,
+        **hparams: Any,
+    ) -> None:
         self.hp = self.build_hparams(hparams)
         self.num_classes, self.num_samples = num_classes, num_samples
         self.optim_cfg, self.device, self.noise_rate, self.seed = optim, device, noise_rate, seed
@@ -182,8 +192,11 @@ class Algorithm:
         return torch.log(probs.clamp_min(1e-12))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"nets": [n.state_dict() for n in self.nets], "optimizers": [o.state_dict() for o in self.optimizers],
-                "extra": self.extra_state()}
+        return {
+            "nets": [n.state_dict() for n in self.nets],
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "extra": self.extra_state(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for n, s in zip(self.nets, state["nets"]):

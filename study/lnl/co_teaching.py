@@ -56,8 +56,12 @@ class CoTeaching(Algorithm):
     step_cost = 2.0
 
     class Hparams(hparams.Hparams):
-        forget_rate: float | None = Field(None, ge=0, lt=1, description=(
-            "target fraction of each batch to drop; null: the noise rate (0.2 when unknown)"))
+        forget_rate: float | None = Field(
+            None,
+            ge=0,
+            lt=1,
+            description=("target fraction of each batch to drop; null: the noise rate (0.2 when unknown)"),
+        )
         tk: int = Field(10, ge=0, description="epochs of the ramp to the target forget rate (0: no ramp)")
         c: float = Field(1.0, gt=0, description="exponent of the ramp (forget_rate * (T / tk)^c)")
 
@@ -76,8 +80,9 @@ class CoTeaching(Algorithm):
     def forget_at(self, epoch: int) -> float:
         return forget_schedule(epoch, self.forget_rate, self.hp.tk, self.hp.c)
 
-    def select(self, logits1: torch.Tensor, logits2: torch.Tensor, loss1: torch.Tensor, loss2: torch.Tensor,
-               epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def select(
+        self, logits1: torch.Tensor, logits2: torch.Tensor, loss1: torch.Tensor, loss2: torch.Tensor, epoch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch positions each network trains on (chosen by its peer): the small-loss exchange."""
         return small_loss_exchange(loss1, loss2, self.forget_at(epoch))
 

@@ -17,8 +17,9 @@ from pydantic import Field
 from study.lnl.co_teaching import CoTeaching, small_loss_exchange
 
 
-def disagreement_exchange(logits1: torch.Tensor, logits2: torch.Tensor, loss1: torch.Tensor, loss2: torch.Tensor,
-                          forget: float) -> tuple[torch.Tensor, torch.Tensor]:
+def disagreement_exchange(
+    logits1: torch.Tensor, logits2: torch.Tensor, loss1: torch.Tensor, loss2: torch.Tensor, forget: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Batch positions for each network: the peer's small-loss samples within the disagreement set.
 
     Falls back to the whole batch (plain Co-teaching) when the networks agree on every sample.
@@ -38,8 +39,9 @@ class CoTeachingPlus(CoTeaching):
 
     hp: Hparams
 
-    def select(self, logits1: torch.Tensor, logits2: torch.Tensor, loss1: torch.Tensor, loss2: torch.Tensor,
-               epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def select(
+        self, logits1: torch.Tensor, logits2: torch.Tensor, loss1: torch.Tensor, loss2: torch.Tensor, epoch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Plain Co-teaching for ``init_epochs``, then the small-loss exchange within the disagreement set."""
         forget = self.forget_at(epoch)
         if epoch < self.hp.init_epochs:

@@ -51,14 +51,16 @@ def sharpen(p: torch.Tensor, temperature: float) -> torch.Tensor:
     return p / p.sum(dim=1, keepdim=True)
 
 
-def mixmatch_mix(inputs: torch.Tensor, targets: torch.Tensor, lam: float,
-                 perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def mixmatch_mix(
+    inputs: torch.Tensor, targets: torch.Tensor, lam: float, perm: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """MixUp of a batch with a permutation of itself, ``lam`` weighting the original (lam >= 0.5)."""
     return lam * inputs + (1 - lam) * inputs[perm], lam * targets + (1 - lam) * targets[perm]
 
 
-def mixmatch_losses(logits: torch.Tensor, mixed_targets: torch.Tensor,
-                    num_labelled: int) -> tuple[torch.Tensor, torch.Tensor]:
+def mixmatch_losses(
+    logits: torch.Tensor, mixed_targets: torch.Tensor, num_labelled: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Labelled soft cross-entropy over the first ``num_labelled`` rows, unlabelled mean squared error over the rest."""
     lx = logits[:num_labelled].float()
     lu = logits[num_labelled:].float()
@@ -94,8 +96,9 @@ class DivideMix(Algorithm):
         lambda_u: float = Field(25.0, ge=0, description="weight of the unlabelled loss (after its ramp-up)")
         warmup_epochs: int = Field(10, ge=0, description="epochs of plain cross-entropy before co-divide")
         rampup_epochs: int = Field(16, ge=0, description="epochs of the linear ramp of lambda_u after warm-up")
-        asymmetric: bool = Field(False, description=(
-            "asymmetric noise: confidence penalty in warm-up, losses averaged over five epochs"))
+        asymmetric: bool = Field(
+            False, description=("asymmetric noise: confidence penalty in warm-up, losses averaged over five epochs")
+        )
 
     hp: Hparams
 
@@ -177,9 +180,18 @@ class DivideMix(Algorithm):
         ramp = np.clip((current - self.hp.warmup_epochs) / max(self.hp.rampup_epochs, 1), 0.0, 1.0)
         return float(self.hp.lambda_u * ramp)
 
-    def mixmatch_step(self, net: nn.Module, peer: nn.Module, opt: torch.optim.Optimizer, x1: torch.Tensor,
-                      x2: torch.Tensor, y: torch.Tensor, w: torch.Tensor, labelled: torch.Tensor,
-                      epoch: int) -> torch.Tensor:
+    def mixmatch_step(
+        self,
+        net: nn.Module,
+        peer: nn.Module,
+        opt: torch.optim.Optimizer,
+        x1: torch.Tensor,
+        x2: torch.Tensor,
+        y: torch.Tensor,
+        w: torch.Tensor,
+        labelled: torch.Tensor,
+        epoch: int,
+    ) -> torch.Tensor:
         xl1, xl2, yl, wl = x1[labelled], x2[labelled], y[labelled], w[labelled]
         xu1, xu2 = x1[~labelled], x2[~labelled]
         nl, nu = xl1.shape[0], xu1.shape[0]
@@ -188,12 +200,23 @@ class DivideMix(Algorithm):
             # co-guessing: both networks, two views, on the unlabelled part
             peer.eval()
             with torch.autocast(self.device.type, enabled=self.amp):
-                pu = (torch.softmax(net(xu1).float(), 1) + torch.softmax(net(xu2).float(), 1)
-                      + torch.softmax(peer(xu1).float(), 1) + torch.softmax(peer(xu2).float(), 1)) / 4 \
-                    if nu else x1.new_zeros(0, k)
+                pu = (
+                    (
+                        torch.softmax(net(xu1).float(), 1)
+                        + torch.softmax(net(xu2).float(), 1)
+                        + torch.softmax(peer(xu1).float(), 1)
+                        + torch.softmax(peer(xu2).float(), 1)
+                    )
+                    / 4
+                    if nu
+                    else x1.new_zeros(0, k)
+                )
                 # label co-refinement: the noisy label blended with the net's own prediction by the peer's w
-                px = (torch.softmax(net(xl1).float(), 1) + torch.softmax(net(xl2).float(), 1)) / 2 \
-                    if nl else x1.new_zeros(0, k)
+                px = (
+                    (torch.softmax(net(xl1).float(), 1) + torch.softmax(net(xl2).float(), 1)) / 2
+                    if nl
+                    else x1.new_zeros(0, k)
+                )
             peer.train()
             targets_u = sharpen(pu, self.hp.temperature) if nu else pu
             onehot = F.one_hot(yl, k).float()
@@ -214,8 +237,12 @@ class DivideMix(Algorithm):
         return loss.detach()
 
     def extra_state(self) -> dict[str, Any]:
-        return {"clean_prob": [p.cpu() for p in self.clean_prob], "loss_history": self.loss_history,
-                "rng": self.rng.bit_generator.state, "perm_gen": self.perm_gen.get_state()}
+        return {
+            "clean_prob": [p.cpu() for p in self.clean_prob],
+            "loss_history": self.loss_history,
+            "rng": self.rng.bit_generator.state,
+            "perm_gen": self.perm_gen.get_state(),
+        }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.clean_prob = [p.to(self.device) for p in state.get("clean_prob", [])]

@@ -39,13 +39,14 @@ DEFAULT_HIDDEN = (512, 128, 64)
 
 # -- embeddings and their cache
 @torch.no_grad()
-def embed(encoder: nn.Module, images: np.ndarray, batch_size: int = 512,
-          device: str | torch.device = "cpu") -> np.ndarray:
+def embed(
+    encoder: nn.Module, images: np.ndarray, batch_size: int = 512, device: str | torch.device = "cpu"
+) -> np.ndarray:
     """Embeddings (N x D float32) of uint8 images (N x H x W x C) under ``encoder`` in eval mode."""
     encoder.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        x = to_float(torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).to(device))
+        x = to_float(torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])).to(device))
         out.append(encoder(x).float().cpu())
     return torch.cat(out).numpy().astype(np.float32)
 
@@ -59,8 +60,9 @@ def file_hash(path: str | Path) -> str:
     return h.hexdigest()[:24]
 
 
-def cached_embeddings(cache_dir: str | Path, encoder_hash: str, dataset_key: str,
-                      compute: Callable[[], np.ndarray]) -> np.ndarray:
+def cached_embeddings(
+    cache_dir: str | Path, encoder_hash: str, dataset_key: str, compute: Callable[[], np.ndarray]
+) -> np.ndarray:
     """Embeddings of a whole dataset, from ``<cache>/embeddings/<encoder_hash>-<dataset_key>.npy`` or computed.
 
     ``compute()`` runs only on a miss; the file is written atomically (temporary name, then rename).
@@ -77,22 +79,38 @@ def cached_embeddings(cache_dir: str | Path, encoder_hash: str, dataset_key: str
     return cached
 
 
-def encoder_embeddings(encoder: nn.Module, encoder_path: str | Path, data: ImageData, cache_dir: str | Path,
-                       device: str | torch.device = "cpu", batch_size: int = 512) -> np.ndarray:
+def encoder_embeddings(
+    encoder: nn.Module,
+    encoder_path: str | Path,
+    data: ImageData,
+    cache_dir: str | Path,
+    device: str | torch.device = "cpu",
+    batch_size: int = 512,
+) -> np.ndarray:
     """Embeddings (N x D) of every image of ``data`` (an ``ImageData``) under a stored stage-1 encoder,
     cached by (hash of the encoder file, the dataset's cache key); index the rows with the splits."""
     if not data.cache_key:
         raise ValueError("encoder_embeddings: the dataset has no cache key (load it through the cache)")
-    return cached_embeddings(cache_dir, file_hash(encoder_path), data.cache_key,
-                             lambda: embed(encoder.to(device), data.images, batch_size, device))
+    return cached_embeddings(
+        cache_dir,
+        file_hash(encoder_path),
+        data.cache_key,
+        lambda: embed(encoder.to(device), data.images, batch_size, device),
+    )
 
 
 # -- H heads trained together
 class HeadGroup(nn.Module):
     """H independent MLP heads as grouped weights: layer l holds an H x D_l x D_{l+1} tensor."""
 
-    def __init__(self, num_heads: int, in_dim: int, num_classes: int, hidden: Sequence[int] = DEFAULT_HIDDEN,
-                 seeds: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        num_heads: int,
+        in_dim: int,
+        num_classes: int,
+        hidden: Sequence[int] = DEFAULT_HIDDEN,
+        seeds: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         dims = [in_dim, *hidden, num_classes]
         seeds = list(seeds) if seeds is not None else list(range(num_heads))
@@ -139,16 +157,27 @@ class HeadsResult:
 @torch.no_grad()
 def predict_heads(heads: HeadGroup, embeddings: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     """Class probabilities H x N x K of every head on shared embeddings (N x D)."""
-    out = [torch.softmax(heads(embeddings[i:i + batch_size]), dim=2) for i in range(0, len(embeddings), batch_size)]
+    out = [torch.softmax(heads(embeddings[i : i + batch_size]), dim=2) for i in range(0, len(embeddings), batch_size)]
     return torch.cat(out, dim=1)
 
 
-def train_heads(embeddings_train: np.ndarray | torch.Tensor, noisy_label_sets: np.ndarray | torch.Tensor,
-                embeddings_val: np.ndarray | torch.Tensor, val_label_sets: np.ndarray | torch.Tensor,
-                num_classes: int, hidden: Sequence[int] = DEFAULT_HIDDEN, epochs: int = 300, lr: float = 0.025,
-                momentum: float = 0.9, weight_decay: float = 0.0, batch_size: int = 512,
-                feature_noise: float | Sequence[float] = 0.0, patience: int | None = 20,
-                seeds: Sequence[int] | None = None, device: str | torch.device = "cpu") -> HeadsResult:
+def train_heads(
+    embeddings_train: np.ndarray | torch.Tensor,
+    noisy_label_sets: np.ndarray | torch.Tensor,
+    embeddings_val: np.ndarray | torch.Tensor,
+    val_label_sets: np.ndarray | torch.Tensor,
+    num_classes: int,
+    hidden: Sequence[int] = DEFAULT_HIDDEN,
+    epochs: int = 300,
+    lr: float = 0.025,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    batch_size: int = 512,
+    feature_noise: float | Sequence[float] = 0.0,
+    patience: int | None = 20,
+    seeds: Sequence[int] | None = None,
+    device: str | torch.device = "cpu",
+) -> HeadsResult:
     """Train H heads at once on one embedding matrix; select each head's epoch by its noisy-val macro-F1.
 
     ``noisy_label_sets``: H x N (head h trains on labels ``[h]``); ``val_label_sets``: H x N_val.
@@ -167,8 +196,9 @@ def train_heads(embeddings_train: np.ndarray | torch.Tensor, noisy_label_sets: n
         raise ValueError(f"val_label_sets must be {yt.shape[0]} x {xv.shape[0]}, got {tuple(yv.shape)}")
     h, n = yt.shape
     seeds = list(seeds) if seeds is not None else list(range(h))
-    sigma = torch.as_tensor(np.broadcast_to(np.asarray(feature_noise, dtype=np.float32), (h,)).copy(),
-                            device=dev)[:, None, None]  # H x 1 x 1
+    sigma = torch.as_tensor(np.broadcast_to(np.asarray(feature_noise, dtype=np.float32), (h,)).copy(), device=dev)[
+        :, None, None
+    ]  # H x 1 x 1
     heads = HeadGroup(h, xt.shape[1], num_classes, tuple(hidden), seeds).to(dev)
     opt = torch.optim.SGD(heads.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
@@ -183,7 +213,7 @@ def train_heads(embeddings_train: np.ndarray | torch.Tensor, noisy_label_sets: n
         order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
         total = 0.0
         for s in range(steps):
-            rows = order[:, s * batch_size:(s + 1) * batch_size]  # H x B
+            rows = order[:, s * batch_size : (s + 1) * batch_size]  # H x B
             x = xt[rows]  # H x B x D
             if bool((sigma > 0).any()):
                 x = x + sigma * torch.randn(x.shape, generator=noise_gen, device=dev)
@@ -212,8 +242,9 @@ def train_heads(embeddings_train: np.ndarray | torch.Tensor, noisy_label_sets: n
         history.append({"epoch": epoch, "train_loss": total / steps, "val_f1": f1.numpy().tolist()})
         if patience is not None and stale >= patience:
             break
-    return HeadsResult(best_epoch=best_epoch, best_val_f1=best_f1.numpy(), state=best_state, history=history,
-                       hidden=tuple(hidden))
+    return HeadsResult(
+        best_epoch=best_epoch, best_val_f1=best_f1.numpy(), state=best_state, history=history, hidden=tuple(hidden)
+    )
 
 
 # -- the Algorithm entry
@@ -237,8 +268,9 @@ class LinearProbe(Algorithm):
     step_cost = 0.4
 
     class Hparams(hparams.Hparams):
-        hidden: list[Annotated[int, Field(gt=0)]] = Field(list(DEFAULT_HIDDEN), description=(
-            "widths of the head's hidden layers; [] for a linear head"))
+        hidden: list[Annotated[int, Field(gt=0)]] = Field(
+            list(DEFAULT_HIDDEN), description=("widths of the head's hidden layers; [] for a linear head")
+        )
         feature_noise: float = Field(0.0, ge=0, description="sigma of Gaussian noise added to the embeddings")
 
     hp: Hparams

@@ -19,8 +19,9 @@ from study import hparams
 from study.lnl.base import Algorithm
 
 
-def sce_loss(logits: torch.Tensor, y: torch.Tensor, alpha: float = 0.1, beta: float = 1.0,
-             log_zero: float = -4.0) -> torch.Tensor:
+def sce_loss(
+    logits: torch.Tensor, y: torch.Tensor, alpha: float = 0.1, beta: float = 1.0, log_zero: float = -4.0
+) -> torch.Tensor:
     """Mean symmetric cross-entropy of logits (B x K) against integer labels (B)."""
     logits = logits.float()
     ce = F.cross_entropy(logits, y)

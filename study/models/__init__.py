@@ -29,7 +29,8 @@ class SmallCNN(nn.Module):
         layers: list[nn.Module] = []
         for i in range(3):
             layers += [
-                nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, bias=False), nn.BatchNorm2d(chans[i + 1]),
+                nn.Conv2d(chans[i], chans[i + 1], 3, padding=1, bias=False),
+                nn.BatchNorm2d(chans[i + 1]),
                 nn.ReLU(inplace=True),
             ]
             if i < 2:
@@ -107,8 +108,9 @@ def mlp_head(in_dim: int, num_classes: int, hidden: tuple[int, ...] = ()) -> nn.
 class Classifier(nn.Module):
     """An encoder and a head. ``frozen`` keeps the encoder's weights and BatchNorm statistics fixed."""
 
-    def __init__(self, encoder: nn.Module, num_classes: int, hidden: tuple[int, ...] = (),
-                 frozen: bool = False) -> None:
+    def __init__(
+        self, encoder: nn.Module, num_classes: int, hidden: tuple[int, ...] = (), frozen: bool = False
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.head = mlp_head(encoder.feature_dim, num_classes, hidden)

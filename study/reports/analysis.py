@@ -15,8 +15,9 @@ import pandas as pd
 from scipy import stats
 
 
-def summary_table(res: pd.DataFrame, metric: str, rows: list[str], columns: list[str],
-                  best: str = "max") -> pd.DataFrame:
+def summary_table(
+    res: pd.DataFrame, metric: str, rows: list[str], columns: list[str], best: str = "max"
+) -> pd.DataFrame:
     """Long table: one row per rows × columns combination with ``mean``, ``std``, ``n_seeds`` and
     ``best`` (True for the best mean among the rows of each column; ties all marked)."""
     keys = [*columns, *rows]
@@ -35,20 +36,24 @@ def format_mean_std(mean: float, std: float, digits: int = 3) -> str:
     return f"{mean:.{digits}f}" if pd.isna(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def wide_table(long: pd.DataFrame, rows: list[str], columns: list[str], digits: int = 3,
-               mark: str = "*") -> pd.DataFrame:
+def wide_table(
+    long: pd.DataFrame, rows: list[str], columns: list[str], digits: int = 3, mark: str = "*"
+) -> pd.DataFrame:
     """The papers' layout: rows × columns of "mean ± std", the best of each column suffixed with
     ``mark``; empty where a combination has no results."""
     if long.empty:
         return pd.DataFrame()
-    cells = long.assign(text=[format_mean_std(m, s, digits) + (mark if b else "")
-                              for m, s, b in zip(long["mean"], long["std"], long["best"])])
+    cells = long.assign(
+        text=[
+            format_mean_std(m, s, digits) + (mark if b else "")
+            for m, s, b in zip(long["mean"], long["std"], long["best"])
+        ]
+    )
     wide = cells.pivot_table(index=rows, columns=columns, values="text", aggfunc="first")
     return wide.fillna("")
 
 
-def curve_stats(res: pd.DataFrame, metric: str, line: str, facets: list[str],
-                x: str = "noise_rate") -> pd.DataFrame:
+def curve_stats(res: pd.DataFrame, metric: str, line: str, facets: list[str], x: str = "noise_rate") -> pd.DataFrame:
     """Per facet, line and x: mean, std, min, max and count of the metric over seeds."""
     keys = [*facets, line, x]
     if res.empty:
@@ -57,8 +62,9 @@ def curve_stats(res: pd.DataFrame, metric: str, line: str, facets: list[str],
     return g.agg(mean="mean", std="std", min="min", max="max", n_seeds="count").reset_index()
 
 
-def drop_table(res: pd.DataFrame, metric: str, rows: list[str], facets: list[str],
-               baseline_rate: float = 0.0) -> pd.DataFrame:
+def drop_table(
+    res: pd.DataFrame, metric: str, rows: list[str], facets: list[str], baseline_rate: float = 0.0
+) -> pd.DataFrame:
     """Mean metric at ``baseline_rate`` minus mean metric at each rate (over seeds), per facet and row.
     Rows without a baseline are left out (the report lists them as missing)."""
     keys = [*facets, *rows]
@@ -67,15 +73,13 @@ def drop_table(res: pd.DataFrame, metric: str, rows: list[str], facets: list[str
         return pd.DataFrame(columns=cols)
     # average over the axes that are neither facet nor row (and over seeds)
     m = res.groupby([*keys, "noise_rate"], dropna=False)[metric].mean().rename("mean").reset_index()
-    base = m[np.isclose(m["noise_rate"], baseline_rate)].drop(columns="noise_rate").rename(
-        columns={"mean": "baseline"})
+    base = m[np.isclose(m["noise_rate"], baseline_rate)].drop(columns="noise_rate").rename(columns={"mean": "baseline"})
     out = m.merge(base, on=keys, how="inner")
     out["drop"] = out["baseline"] - out["mean"]
     return out[cols].sort_values([*keys, "noise_rate"]).reset_index(drop=True)
 
 
-def auc_per_seed(res: pd.DataFrame, metric: str, method: str, groups: list[str],
-                 x: str = "noise_rate") -> pd.DataFrame:
+def auc_per_seed(res: pd.DataFrame, metric: str, method: str, groups: list[str], x: str = "noise_rate") -> pd.DataFrame:
     """Area under metric-vs-rate by the trapezoid rule, per group, method and seed.
 
     Within a group the curve is taken over the rates that every method has results at (so methods are
@@ -109,8 +113,9 @@ def ranking(auc: pd.DataFrame, method: str, groups: list[str]) -> pd.DataFrame:
     if auc.empty:
         return pd.DataFrame(columns=cols)
     g = auc.groupby([*groups, method], dropna=False)
-    r = g.agg(auc_mean=("auc", "mean"), auc_std=("auc", "std"), auc_norm_mean=("auc_norm", "mean"),
-              n_seeds=("auc", "count")).reset_index()
+    r = g.agg(
+        auc_mean=("auc", "mean"), auc_std=("auc", "std"), auc_norm_mean=("auc_norm", "mean"), n_seeds=("auc", "count")
+    ).reset_index()
     r["rank"] = r.groupby(groups, dropna=False)["auc_mean"].rank(ascending=False, method="min").astype(int)
     return r.sort_values([*groups, "rank", method])[cols].reset_index(drop=True)
 
@@ -132,8 +137,14 @@ def holm(p: np.ndarray) -> np.ndarray:
     return adj
 
 
-def paired_tests(auc: pd.DataFrame, method: str, groups: list[str], test: str = "paired_t",
-                 correction: str = "holm", alpha: float = 0.05) -> pd.DataFrame:
+def paired_tests(
+    auc: pd.DataFrame,
+    method: str,
+    groups: list[str],
+    test: str = "paired_t",
+    correction: str = "holm",
+    alpha: float = 0.05,
+) -> pd.DataFrame:
     """Every pair of methods within each group, paired on the seeds both have.
 
     Test: by default a two-sided paired t-test on the per-seed areas (scipy.stats.ttest_rel). Studies
@@ -145,8 +156,18 @@ def paired_tests(auc: pd.DataFrame, method: str, groups: list[str], test: str = 
     family-wise error rate under any dependence between the tests (the pairs share methods, so they are
     dependent) and is uniformly more powerful than plain Bonferroni.
     Pairs with fewer than 2 common seeds are not tested: ``note`` says "not enough seeds"."""
-    cols = [*groups, "method_a", "method_b", "n_pairs", "mean_diff", "statistic", "p_value", "p_adjusted",
-            "significant", "note"]
+    cols = [
+        *groups,
+        "method_a",
+        "method_b",
+        "n_pairs",
+        "mean_diff",
+        "statistic",
+        "p_value",
+        "p_adjusted",
+        "significant",
+        "note",
+    ]
     rows = []
     if auc.empty:
         return pd.DataFrame(columns=cols)
@@ -172,26 +193,32 @@ def paired_tests(auc: pd.DataFrame, method: str, groups: list[str], test: str = 
                 stat, p = float(r.statistic), float(r.pvalue)
             block.append([*gkey, a, b, n, float(d.mean()) if n else np.nan, stat, p, note])
         ps = np.array([r[-2] for r in block], dtype=float)
-        adj = holm(ps) if correction == "holm" else (
-            np.minimum(ps * np.sum(~np.isnan(ps)), 1.0) if correction == "bonferroni" else ps)
+        adj = (
+            holm(ps)
+            if correction == "holm"
+            else (np.minimum(ps * np.sum(~np.isnan(ps)), 1.0) if correction == "bonferroni" else ps)
+        )
         for r, pa in zip(block, adj):
             rows.append([*r[:-1], pa, bool(pa < alpha) if not np.isnan(pa) else False, r[-1]])
     return pd.DataFrame(rows, columns=cols)
 
 
-def pretrain_vs_robustness(runs: pd.DataFrame, auc: pd.DataFrame, quality_metric: str = "knn_acc",
-                           method: str = "ssl") -> pd.DataFrame:
+def pretrain_vs_robustness(
+    runs: pd.DataFrame, auc: pd.DataFrame, quality_metric: str = "knn_acc", method: str = "ssl"
+) -> pd.DataFrame:
     """One row per encoder (dataset × SSL method): the quality metric of its finished pretraining runs
     (mean over pretraining seeds) and its robustness (mean ``auc_norm`` over noise kinds, LNL algorithms
     and seeds). Encoders with only one of the two are kept, with NaN for the other."""
     cols = ["dataset", method, "quality", "n_pretrain_runs", "robustness", "n_auc"]
     q = pd.DataFrame(columns=["dataset", method, "quality", "n_pretrain_runs"])
     if not runs.empty and quality_metric in runs.columns:
-        pre = runs[(runs["stage"] == "pretrain") & (runs["status"] == "FINISHED")
-                   & runs[quality_metric].notna()]
+        pre = runs[(runs["stage"] == "pretrain") & (runs["status"] == "FINISHED") & runs[quality_metric].notna()]
         if not pre.empty:
-            q = pre.groupby(["dataset", method])[quality_metric].agg(
-                quality="mean", n_pretrain_runs="count").reset_index()
+            q = (
+                pre.groupby(["dataset", method])[quality_metric]
+                .agg(quality="mean", n_pretrain_runs="count")
+                .reset_index()
+            )
     r = pd.DataFrame(columns=["dataset", method, "robustness", "n_auc"])
     if not auc.empty:
         r = auc.groupby(["dataset", method])["auc_norm"].agg(robustness="mean", n_auc="count").reset_index()

@@ -21,16 +21,17 @@ def report_main(args: argparse.Namespace) -> int:
     """``study report STUDY_DIR [--out DIR] [--dashboard DEF]`` (args.study_dir, args.out; optional args.dashboard)."""
     t0 = time.perf_counter()
     try:
-        rep = make_report(args.study_dir, out=getattr(args, "out", None),
-                          dashboard=getattr(args, "dashboard", None))
+        rep = make_report(args.study_dir, out=getattr(args, "out", None), dashboard=getattr(args, "dashboard", None))
     except (StudyInputError, DefinitionError) as e:
         print(f"study report: {e}", file=sys.stderr)
         return 2
     print(f"report: {rep.html_path}")
     print(f"  {len(rep.files)} files in {rep.out_dir}; logged to MLflow run {rep.run_id} (stage report)")
     c = rep.counts
-    print(f"  {c.get('present', 0)} of {c.get('expected', 0)} expected final runs finished; "
-          f"{len(rep.missing)} missing items (missing.txt); {time.perf_counter() - t0:.1f} s")
+    print(
+        f"  {c.get('present', 0)} of {c.get('expected', 0)} expected final runs finished; "
+        f"{len(rep.missing)} missing items (missing.txt); {time.perf_counter() - t0:.1f} s"
+    )
     return 0
 
 

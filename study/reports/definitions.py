@@ -8,7 +8,7 @@ with its path and the allowed fields.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -108,8 +108,10 @@ class SelectionPanel(_Panel):
     _a = field_validator("facets")(classmethod(lambda cls, v: _axes(v)))
 
 
-Panel = Annotated[Union[TablePanel, CurvesPanel, DropHeatmapPanel, RankingPanel, PretrainPanel,
-                        SelectionPanel], Field(discriminator="kind")]
+Panel = Annotated[
+    TablePanel | CurvesPanel | DropHeatmapPanel | RankingPanel | PretrainPanel | SelectionPanel,
+    Field(discriminator="kind"),
+]
 
 
 class Dashboard(_Strict):

@@ -13,14 +13,20 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from study.reports import analysis  # noqa: E402
-from study.reports.definitions import (CurvesPanel, DropHeatmapPanel, PretrainPanel,  # noqa: E402
-                                       RankingPanel, SelectionPanel, TablePanel)
-from study.reports.store import INIT_ONLY, Study, metric_histories  # noqa: E402
+from study.reports import analysis
+from study.reports.definitions import (
+    CurvesPanel,
+    DropHeatmapPanel,
+    PretrainPanel,
+    RankingPanel,
+    SelectionPanel,
+    TablePanel,
+)
+from study.reports.store import INIT_ONLY, Study, metric_histories
 
 
 @dataclass
@@ -49,6 +55,7 @@ class Rendered:
 
 # ---------------------------------------------------------------- helpers
 
+
 def _png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=80)
@@ -58,8 +65,10 @@ def _png(fig) -> bytes:
 
 def img_tag(name: str, data: bytes) -> str:
     b64 = base64.b64encode(data).decode("ascii")
-    return (f'<figure><img class="figure" alt="{html.escape(name)}" data-name="{html.escape(name)}" '
-            f'src="data:image/png;base64,{b64}"><figcaption>{html.escape(name)}</figcaption></figure>')
+    return (
+        f'<figure><img class="figure" alt="{html.escape(name)}" data-name="{html.escape(name)}" '
+        f'src="data:image/png;base64,{b64}"><figcaption>{html.escape(name)}</figcaption></figure>'
+    )
 
 
 def _facet_label(keys: list[str], values) -> str:
@@ -83,8 +92,9 @@ def _empty(r: Rendered, why: str) -> Rendered:
 
 
 def df_html(df: pd.DataFrame, float_digits: int = 3, classes: str = "data") -> str:
-    return df.to_html(index=False, classes=classes, border=0, na_rep="—",
-                      float_format=lambda x: f"{x:.{float_digits}f}", escape=True)
+    return df.to_html(
+        index=False, classes=classes, border=0, na_rep="—", float_format=lambda x: f"{x:.{float_digits}f}", escape=True
+    )
 
 
 def _metric_missing(ctx: Context, metric: str) -> str | None:
@@ -95,6 +105,7 @@ def _metric_missing(ctx: Context, metric: str) -> str | None:
 
 
 # ---------------------------------------------------------------- renderers
+
 
 def render_table(ctx: Context, p: TablePanel) -> Rendered:
     r = Rendered(p.id, p.title, p.description)
@@ -108,9 +119,11 @@ def render_table(ctx: Context, p: TablePanel) -> Rendered:
     r.csvs[f"{p.id}_wide.csv"] = flat.reset_index()
     # HTML: the best of each column in bold instead of the "*"
     body = wide.map(lambda s: f"<b>{html.escape(s[:-1])}</b>" if s.endswith("*") else html.escape(s))
-    r.body = (body.to_html(escape=False, classes="data paper", border=0)
-              + f'<p class="note">n seeds per cell: {int(long["n_seeds"].min())}–{int(long["n_seeds"].max())}. '
-              f'Bold: best {p.best} mean in its column. CSV: {p.id}.csv (numbers), {p.id}_wide.csv.</p>')
+    r.body = (
+        body.to_html(escape=False, classes="data paper", border=0)
+        + f'<p class="note">n seeds per cell: {int(long["n_seeds"].min())}–{int(long["n_seeds"].max())}. '
+        f"Bold: best {p.best} mean in its column. CSV: {p.id}.csv (numbers), {p.id}_wide.csv.</p>"
+    )
     return r
 
 
@@ -128,8 +141,11 @@ def render_curves(ctx: Context, p: CurvesPanel) -> Rendered:
         for lv, s in g.groupby(p.line):
             s = s.sort_values("noise_rate")
             ax.plot(s["noise_rate"], s["mean"], marker="o", ms=3, color=colors[lv], label=str(lv))
-            lo, hi = ((s["mean"] - s["std"].fillna(0), s["mean"] + s["std"].fillna(0)) if p.spread == "std"
-                      else (s["min"], s["max"]))
+            lo, hi = (
+                (s["mean"] - s["std"].fillna(0), s["mean"] + s["std"].fillna(0))
+                if p.spread == "std"
+                else (s["min"], s["max"])
+            )
             ax.fill_between(s["noise_rate"], lo, hi, color=colors[lv], alpha=0.18, linewidth=0)
         ax.set_title(_facet_label(p.facets, key), fontsize=8)
         ax.set_xlabel("noise rate", fontsize=8)
@@ -137,8 +153,13 @@ def render_curves(ctx: Context, p: CurvesPanel) -> Rendered:
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     handles = [plt.Line2D([], [], color=colors[v], marker="o", label=str(v)) for v in lines]
-    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(lines), 8), fontsize=8, title=p.line,
-               )
+    fig.legend(
+        handles=handles,
+        loc="outside upper center",
+        ncol=min(len(lines), 8),
+        fontsize=8,
+        title=p.line,
+    )
     r.pngs[f"{p.id}.png"] = _png(fig)
     r.body = img_tag(f"{p.id}.png", r.pngs[f"{p.id}.png"])
     return r
@@ -153,8 +174,7 @@ def render_drop_heatmap(ctx: Context, p: DropHeatmapPanel) -> Rendered:
     have = res.groupby([*p.facets, *p.rows], dropna=False).size().index
     with_base = drop.groupby([*p.facets, *p.rows], dropna=False).size().index
     for k in have.difference(with_base):
-        r.missing.append(f"{p.title}: no rate-{p.baseline_rate:g} results for "
-                         + _facet_label([*p.facets, *p.rows], k))
+        r.missing.append(f"{p.title}: no rate-{p.baseline_rate:g} results for " + _facet_label([*p.facets, *p.rows], k))
     if drop.empty:
         return _empty(r, f"no results at the baseline rate {p.baseline_rate:g}")
     r.csvs[f"{p.id}.csv"] = drop
@@ -167,8 +187,9 @@ def render_drop_heatmap(ctx: Context, p: DropHeatmapPanel) -> Rendered:
         m = g.pivot_table(index=p.rows, columns="noise_rate", values="drop", aggfunc="first")
         im = ax.imshow(m.to_numpy(dtype=float), cmap="RdBu_r", vmin=-vmax, vmax=vmax, aspect="auto")
         ax.set_xticks(range(m.shape[1]), [f"{c:g}" for c in m.columns], fontsize=7)
-        ax.set_yticks(range(m.shape[0]), [" / ".join(map(str, i if isinstance(i, tuple) else (i,)))
-                                          for i in m.index], fontsize=7)
+        ax.set_yticks(
+            range(m.shape[0]), [" / ".join(map(str, i if isinstance(i, tuple) else (i,))) for i in m.index], fontsize=7
+        )
         for (i, j), v in np.ndenumerate(m.to_numpy(dtype=float)):
             if not np.isnan(v):
                 ax.text(j, i, f"{v:.3f}", ha="center", va="center", fontsize=6)
@@ -201,8 +222,9 @@ def render_ranking(ctx: Context, p: RankingPanel) -> Rendered:
     r.csvs[f"{p.id}.csv"] = rank
     r.csvs[f"{p.id}_tests.csv"] = tests
     # overall: mean rank over groups
-    overall = (rank.groupby(p.method)["rank"].agg(mean_rank="mean", groups="count").reset_index()
-               .sort_values("mean_rank"))
+    overall = (
+        rank.groupby(p.method)["rank"].agg(mean_rank="mean", groups="count").reset_index().sort_values("mean_rank")
+    )
     overall_norm = auc.groupby(p.method)["auc_norm"].mean().rename("mean_auc_norm")
     overall = overall.merge(overall_norm, on=p.method)
     r.csvs[f"{p.id}_overall.csv"] = overall
@@ -216,15 +238,21 @@ def render_ranking(ctx: Context, p: RankingPanel) -> Rendered:
     n_nes = int((tests["note"] == "not enough seeds").sum())
     tested = tests[tests["note"] != "not enough seeds"]
     sig = tests[tests["significant"]]
-    r.body = (img_tag(f"{p.id}.png", r.pngs[f"{p.id}.png"])
-              + "<h4>Overall</h4>" + df_html(overall)
-              + "<h4>Per group</h4>" + df_html(rank)
-              + f"<h4>Paired tests ({'paired t-test' if p.test == 'paired_t' else 'Wilcoxon signed-rank'}, "
-              f"{p.correction} correction per group, alpha {p.alpha:g})</h4>"
-              + f'<p class="note">{len(tested)} pairs tested, {n_sig} significant; {n_nes} pairs: '
-              f"not enough seeds (fewer than 2 paired seeds).</p>"
-              + ("<h5>Significant differences</h5>" + df_html(sig, 4) if n_sig else "")
-              + "<details><summary>All pairs</summary>" + df_html(tests, 4) + "</details>")
+    r.body = (
+        img_tag(f"{p.id}.png", r.pngs[f"{p.id}.png"])
+        + "<h4>Overall</h4>"
+        + df_html(overall)
+        + "<h4>Per group</h4>"
+        + df_html(rank)
+        + f"<h4>Paired tests ({'paired t-test' if p.test == 'paired_t' else 'Wilcoxon signed-rank'}, "
+        f"{p.correction} correction per group, alpha {p.alpha:g})</h4>"
+        + f'<p class="note">{len(tested)} pairs tested, {n_sig} significant; {n_nes} pairs: '
+        f"not enough seeds (fewer than 2 paired seeds).</p>"
+        + ("<h5>Significant differences</h5>" + df_html(sig, 4) if n_sig else "")
+        + "<details><summary>All pairs</summary>"
+        + df_html(tests, 4)
+        + "</details>"
+    )
     return r
 
 
@@ -237,22 +265,31 @@ def render_pretrain(ctx: Context, p: PretrainPanel) -> Rendered:
     r.csvs[f"{p.id}.csv"] = pts
     for _, row in pts.iterrows():
         if pd.isna(row["quality"]) and row["ssl"] not in INIT_ONLY:
-            r.missing.append(f"{p.title}: no finished pretraining run with {p.quality_metric} for "
-                             f"{row['dataset']} / {row['ssl']}")
+            r.missing.append(
+                f"{p.title}: no finished pretraining run with {p.quality_metric} for {row['dataset']} / {row['ssl']}"
+            )
         if pd.isna(row["robustness"]):
-            r.missing.append(f"{p.title}: no robustness (complete F1-vs-rate curve) for "
-                             f"{row['dataset']} / {row['ssl']}")
+            r.missing.append(
+                f"{p.title}: no robustness (complete F1-vs-rate curve) for {row['dataset']} / {row['ssl']}"
+            )
     both = pts.dropna(subset=["quality", "robustness"])
     if both.empty:
-        r.body = df_html(pts) + '<p class="missing">No encoder has both a pretraining score and a robustness score yet.</p>'
+        r.body = (
+            df_html(pts) + '<p class="missing">No encoder has both a pretraining score and a robustness score yet.</p>'
+        )
         return r
     fig, ax = plt.subplots(figsize=(5.5, 4.2), layout="constrained")
     markers = "osD^v<>P*X"
     for i, (ds, g) in enumerate(both.groupby("dataset")):
         ax.scatter(g["quality"], g["robustness"], marker=markers[i % len(markers)], s=40, label=str(ds))
         for _, row in g.iterrows():
-            ax.annotate(str(row["ssl"]), (row["quality"], row["robustness"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                str(row["ssl"]),
+                (row["quality"], row["robustness"]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
     ax.set_xlabel(f"{p.quality_metric} (pretraining)", fontsize=9)
     ax.set_ylabel(f"robustness: mean normalised AUC of {p.metric}", fontsize=9)
     ax.legend(fontsize=8, title="dataset")
@@ -274,8 +311,11 @@ def render_selection(ctx: Context, p: SelectionPanel) -> Rendered:
         return _empty(r, f"no finished '{p.stage}' run logged {', '.join(p.metrics)}")
     hist = metric_histories(ctx.study, sel["run_id"].tolist(), present)
     hist = hist.merge(sel[["run_id", "dataset", "noise_kind", "noise_rate", "ssl", "lnl", "seed"]], on="run_id")
-    st = (hist.groupby([*p.facets, p.line, "key", "step"], dropna=False)["value"]
-          .agg(mean="mean", std="std", n_runs="count").reset_index())
+    st = (
+        hist.groupby([*p.facets, p.line, "key", "step"], dropna=False)["value"]
+        .agg(mean="mean", std="std", n_runs="count")
+        .reset_index()
+    )
     r.csvs[f"{p.id}.csv"] = st
     groups = list(st.groupby(p.facets, dropna=False))
     fig, axes = _grid(len(groups) * len(present), ncols=4)
@@ -288,19 +328,37 @@ def render_selection(ctx: Context, p: SelectionPanel) -> Rendered:
             i += 1
             for lv, s in g[g["key"] == m].groupby(p.line):
                 s = s.sort_values("step")
-                ax.plot(s["step"], s["mean"], marker=".", color=colors[lv], label=f"{lv:g}"
-                        if isinstance(lv, float) else str(lv))
-                ax.fill_between(s["step"], s["mean"] - s["std"].fillna(0), s["mean"] + s["std"].fillna(0),
-                                color=colors[lv], alpha=0.15, linewidth=0)
+                ax.plot(
+                    s["step"],
+                    s["mean"],
+                    marker=".",
+                    color=colors[lv],
+                    label=f"{lv:g}" if isinstance(lv, float) else str(lv),
+                )
+                ax.fill_between(
+                    s["step"],
+                    s["mean"] - s["std"].fillna(0),
+                    s["mean"] + s["std"].fillna(0),
+                    color=colors[lv],
+                    alpha=0.15,
+                    linewidth=0,
+                )
             ax.set_title(f"{_facet_label(p.facets, key)}\n{m.replace('selected_label_', 'label ')}", fontsize=8)
             ax.set_xlabel("epoch", fontsize=8)
             ax.set_ylim(-0.02, 1.02)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
-    handles = [plt.Line2D([], [], color=colors[v], marker=".", label=f"{v:g}" if isinstance(v, float) else str(v))
-               for v in lines]
-    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(lines), 8), fontsize=8, title=p.line,
-               )
+    handles = [
+        plt.Line2D([], [], color=colors[v], marker=".", label=f"{v:g}" if isinstance(v, float) else str(v))
+        for v in lines
+    ]
+    fig.legend(
+        handles=handles,
+        loc="outside upper center",
+        ncol=min(len(lines), 8),
+        fontsize=8,
+        title=p.line,
+    )
     r.pngs[f"{p.id}.png"] = _png(fig)
     r.body = img_tag(f"{p.id}.png", r.pngs[f"{p.id}.png"])
     return r

@@ -14,8 +14,15 @@ import pandas as pd
 
 from study.reports import panels
 from study.reports.definitions import Dashboard, load_dashboard
-from study.reports.store import (AXES, Study, expected_points, load_runs, open_study, seed_results,
-                                 with_clean_in_every_kind)
+from study.reports.store import (
+    AXES,
+    Study,
+    expected_points,
+    load_runs,
+    open_study,
+    seed_results,
+    with_clean_in_every_kind,
+)
 
 DASHBOARD_FILE = "dashboard.html"
 MANIFEST_FILE = "manifest.json"
@@ -63,9 +70,11 @@ def missing_points(study: Study, runs: pd.DataFrame, res: pd.DataFrame, stage: s
     if len(miss):
         cell_axes = [a for a in AXES if a != "seed"]
         for key, g in miss.groupby(cell_axes):
-            lines.append(f"no finished {stage} run: " + ", ".join(f"{a}={v:g}" if isinstance(v, float) else f"{a}={v}"
-                                                                   for a, v in zip(cell_axes, key))
-                         + f", seed {', '.join(str(s) for s in sorted(g['seed']))}")
+            lines.append(
+                f"no finished {stage} run: "
+                + ", ".join(f"{a}={v:g}" if isinstance(v, float) else f"{a}={v}" for a, v in zip(cell_axes, key))
+                + f", seed {', '.join(str(s) for s in sorted(g['seed']))}"
+            )
     st = runs[(runs["stage"] == stage) & ~runs["is_parent"]] if not runs.empty else runs
     for status in ("RUNNING", "SCHEDULED", "FAILED", "KILLED"):
         n = int((st["status"] == status).sum()) if not st.empty else 0
@@ -89,20 +98,25 @@ table.data th{background:#f1f4f8}img.figure{max-width:100%;height:auto}figure{ma
 """
 
 
-def render_html(study: Study, dash: Dashboard, rendered: list[panels.Rendered], missing: list[str],
-                counts: dict[str, int]) -> str:
+def render_html(
+    study: Study, dash: Dashboard, rendered: list[panels.Rendered], missing: list[str], counts: dict[str, int]
+) -> str:
     now = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     nav = "".join(f'<a href="#{r.id}">{html.escape(r.title)}</a>' for r in rendered)
     secs = "".join(
         f'<section id="{r.id}" class="panel" data-panel="{r.id}"><h2>{html.escape(r.title)}</h2>'
-        f'<p class="desc">{html.escape(r.description)}</p>{r.body}</section>' for r in rendered)
+        f'<p class="desc">{html.escape(r.description)}</p>{r.body}</section>'
+        for r in rendered
+    )
     if missing:
         shown = missing[:200]
-        miss = (f'<p class="missing">{counts.get("present", 0)} of {counts.get("expected", 0)} expected '
-                f'{dash.stage} runs are finished; this report shows what exists.</p><ul class="missing">'
-                + "".join(f"<li>{html.escape(m)}</li>" for m in shown)
-                + (f"<li>… and {len(missing) - len(shown)} more</li>" if len(missing) > len(shown) else "")
-                + "</ul>")
+        miss = (
+            f'<p class="missing">{counts.get("present", 0)} of {counts.get("expected", 0)} expected '
+            f'{dash.stage} runs are finished; this report shows what exists.</p><ul class="missing">'
+            + "".join(f"<li>{html.escape(m)}</li>" for m in shown)
+            + (f"<li>… and {len(missing) - len(shown)} more</li>" if len(missing) > len(shown) else "")
+            + "</ul>"
+        )
     else:
         miss = f'<p class="ok">Complete: all {counts.get("expected", 0)} expected {dash.stage} runs are finished.</p>'
     return f"""<!DOCTYPE html>
@@ -122,8 +136,12 @@ def _report_run(study: Study) -> str:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tracking_uri=study.tracking_uri)
-    found = client.search_runs([study.experiment_id], filter_string=f"tags.`study.stage` = '{REPORT_STAGE}'",
-                               order_by=["attributes.start_time ASC"], max_results=1)
+    found = client.search_runs(
+        [study.experiment_id],
+        filter_string=f"tags.`study.stage` = '{REPORT_STAGE}'",
+        order_by=["attributes.start_time ASC"],
+        max_results=1,
+    )
     if found:
         return found[0].info.run_id
     run = client.create_run(study.experiment_id, run_name="report", tags={"study.stage": REPORT_STAGE})
@@ -159,8 +177,12 @@ def _clear_previous(out: Path) -> None:
             p.unlink()
 
 
-def make_report(study_dir: str | Path, out: str | Path | None = None, dashboard: str | Path | None = None,
-                log_to_mlflow: bool = True) -> Report:
+def make_report(
+    study_dir: str | Path,
+    out: str | Path | None = None,
+    dashboard: str | Path | None = None,
+    log_to_mlflow: bool = True,
+) -> Report:
     """Render ``dashboard`` (default dashboards/default.yaml) for the study at ``study_dir`` into ``out``
     (default STUDY_DIR/report). Raises StudyInputError where STUDY_DIR is not a study."""
     quiet_mlflow()

@@ -123,9 +123,10 @@ def open_study(study_dir: str | Path) -> Study:
         raise StudyInputError(f"{d}: not a study directory (no spec.yaml and no mlflow.db)")
     spec = _read_spec(d) if has_spec else {}
     uri = tracking_uri_of(d, spec)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        raise StudyInputError(f"{d}: no MLflow store ({uri[len('sqlite:///'):]} does not exist; "
-                              "has the study been launched?)")
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
+        raise StudyInputError(
+            f"{d}: no MLflow store ({uri[len('sqlite:///') :]} does not exist; has the study been launched?)"
+        )
     client = MlflowClient(tracking_uri=uri)
     try:
         exps = client.search_experiments()
@@ -139,8 +140,9 @@ def open_study(study_dir: str | Path) -> Study:
         with_runs = [e for e in exps if client.search_runs([e.experiment_id], max_results=1)]
         if len(with_runs) != 1:
             choices = ", ".join(e.name for e in with_runs) or "none with runs"
-            raise StudyInputError(f"{d}: cannot tell the study's MLflow experiment "
-                                  f"(spec name {name!r}; experiments: {choices})")
+            raise StudyInputError(
+                f"{d}: cannot tell the study's MLflow experiment (spec name {name!r}; experiments: {choices})"
+            )
         exp = with_runs[0]
     return Study(d, uri, exp.experiment_id, exp.name, spec)
 
@@ -160,21 +162,23 @@ def load_runs(study: Study) -> pd.DataFrame:
         col = f"tags.{name}"
         return raw[col] if col in raw.columns else pd.Series([None] * len(raw), index=raw.index)
 
-    df = pd.DataFrame({
-        "run_id": raw["run_id"],
-        "run_name": tag("mlflow.runName"),
-        "status": raw["status"],
-        "start_time": raw["start_time"],
-        "parent_run_id": tag("mlflow.parentRunId"),
-        "stage": tag("study.stage"),
-        "cell": tag("study.cell"),
-    })
+    df = pd.DataFrame(
+        {
+            "run_id": raw["run_id"],
+            "run_name": tag("mlflow.runName"),
+            "status": raw["status"],
+            "start_time": raw["start_time"],
+            "parent_run_id": tag("mlflow.parentRunId"),
+            "stage": tag("study.stage"),
+            "cell": tag("study.cell"),
+        }
+    )
     for ax in AXES:
         df[ax] = tag(ax)
     df["noise_rate"] = pd.to_numeric(df["noise_rate"], errors="coerce")
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
     metrics = raw[[c for c in raw.columns if c.startswith("metrics.")]]
-    metrics.columns = [c[len("metrics."):] for c in metrics.columns]
+    metrics.columns = [c[len("metrics.") :] for c in metrics.columns]
     df = pd.concat([df, metrics], axis=1)
     df = df[df["stage"] != "report"].reset_index(drop=True)
     parents = set(df["parent_run_id"].dropna())
@@ -188,8 +192,7 @@ def seed_results(runs: pd.DataFrame, stage: str = "final", metric: str = "test_f
     where one point has two runs (a resumed study should never do this) the later one counts."""
     if runs.empty or metric not in runs.columns:
         return pd.DataFrame(columns=[*AXES, metric, "run_id"])
-    sel = runs[(runs["stage"] == stage) & (runs["status"] == "FINISHED") & ~runs["is_parent"]
-               & runs[metric].notna()]
+    sel = runs[(runs["stage"] == stage) & (runs["status"] == "FINISHED") & ~runs["is_parent"] & runs[metric].notna()]
     sel = sel.dropna(subset=[a for a in AXES])
     sel = sel.sort_values("start_time").drop_duplicates(list(AXES), keep="last")
     out = sel[[*AXES, metric, "run_id"]].reset_index(drop=True)

@@ -15,10 +15,22 @@ from study.reports.store import Study, open_study
 
 def server_command(study: Study, port: int) -> list[str]:
     """``mlflow server`` on the study's backend store and artifact root, loopback only."""
-    return [sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", study.tracking_uri,
-            "--default-artifact-root", study.artifact_root.resolve().as_uri(),
-            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        study.tracking_uri,
+        "--default-artifact-root",
+        study.artifact_root.resolve().as_uri(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> bool:
@@ -46,8 +58,12 @@ def serve(study_dir: str | Path, port: int = 5000, out=sys.stdout) -> int:
     does not start (port taken, store unreadable)."""
     study = open_study(study_dir)
     if study.is_server:
-        print(f"study {study.experiment_name!r} tracks to a server; its UI: "
-              f"{study.tracking_uri.rstrip('/')}/#/experiments/{study.experiment_id}/runs", file=out, flush=True)
+        print(
+            f"study {study.experiment_name!r} tracks to a server; its UI: "
+            f"{study.tracking_uri.rstrip('/')}/#/experiments/{study.experiment_id}/runs",
+            file=out,
+            flush=True,
+        )
         return 0
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
     base = f"http://127.0.0.1:{port}"
@@ -59,11 +75,16 @@ def serve(study_dir: str | Path, port: int = 5000, out=sys.stdout) -> int:
         previous = None
     try:
         if not wait_ready(base, proc):
-            print(f"study ui: the MLflow server did not start on 127.0.0.1:{port} "
-                  f"(is the port in use? try --port)", file=sys.stderr)
+            print(
+                f"study ui: the MLflow server did not start on 127.0.0.1:{port} (is the port in use? try --port)",
+                file=sys.stderr,
+            )
             return 1
-        print(f"MLflow UI for study {study.experiment_name!r}: {base}/#/experiments/{study.experiment_id}/runs",
-              file=out, flush=True)
+        print(
+            f"MLflow UI for study {study.experiment_name!r}: {base}/#/experiments/{study.experiment_id}/runs",
+            file=out,
+            flush=True,
+        )
         print("Ctrl-C to stop.", file=out, flush=True)
         return 0 if proc.wait() == 0 else 1
     except KeyboardInterrupt:

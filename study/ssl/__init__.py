@@ -47,8 +47,7 @@ CHECKPOINT = "encoder.pt"
 INITS = ("random", "imagenet")
 
 METHODS: Registry[type[SSLMethod]] = Registry("ssl method")
-for _cls in (RandomInit, ImageNetInit, SimCLR, MoCoV2, BarlowTwins, Rotation, Jigsaw, JigMag, VAE, BigBiGAN,
-             MICLe):
+for _cls in (RandomInit, ImageNetInit, SimCLR, MoCoV2, BarlowTwins, Rotation, Jigsaw, JigMag, VAE, BigBiGAN, MICLe):
     METHODS.register(_cls.name, _cls)
 
 
@@ -80,8 +79,9 @@ class PretrainRequest:
             raise ValueError(f"ssl init must be one of {', '.join(INITS)}, got {self.init!r}")
         if self.method == "random" and self.init == "imagenet":
             raise ValueError("ssl method 'random' with init 'imagenet' is the 'imagenet' method; ask for that")
-        if self.method == "imagenet" and self.backbone != "resnet18" or (
-                self.init == "imagenet" and self.backbone != "resnet18"):
+        if (self.method == "imagenet" and self.backbone != "resnet18") or (
+            self.init == "imagenet" and self.backbone != "resnet18"
+        ):
             raise ValueError(f"ImageNet weights exist for backbone 'resnet18' only, got {self.backbone!r}")
         if cls.trains and self.epochs < 1:
             raise ValueError(f"ssl method {self.method!r}: epochs must be >= 1, got {self.epochs}")
@@ -117,10 +117,16 @@ def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def pretrain(request: PretrainRequest, cache_dir: str | Path, device: str | torch.device | None = None,
-             on_epoch: Callable[[int, dict[str, float]], None] | None = None, data_cache_dir: str | Path | None = None,
-             imagenet_weights: str | Path | None = None, knn_bank_size: int = 10000,
-             owner: str | None = None) -> Path:
+def pretrain(
+    request: PretrainRequest,
+    cache_dir: str | Path,
+    device: str | torch.device | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    data_cache_dir: str | Path | None = None,
+    imagenet_weights: str | Path | None = None,
+    knn_bank_size: int = 10000,
+    owner: str | None = None,
+) -> Path:
     """The encoder checkpoint for ``request``: reused from ``cache_dir`` when its key is there, else trained
     and stored (under a file lock: a concurrent request for the same key waits and then reuses it).
 
@@ -175,6 +181,7 @@ def pretrain(request: PretrainRequest, cache_dir: str | Path, device: str | torc
                 claim.heartbeat()
                 if user_on_epoch is not None:
                     user_on_epoch(epoch, metrics)
+
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
         try:
             _train_entry(request, data, tmp, device, on_epoch, imagenet_weights, knn_bank_size, key)
@@ -212,9 +219,16 @@ def _fetch_entry(remote_entry: str, entry: Path) -> bool:
     return True
 
 
-def _train_entry(request: PretrainRequest, data: ImageData, folder: Path, device: torch.device,
-                 on_epoch: Callable[[int, dict[str, float]], None] | None, imagenet_weights: str | Path | None,
-                 knn_bank_size: int, key: str) -> None:
+def _train_entry(
+    request: PretrainRequest,
+    data: ImageData,
+    folder: Path,
+    device: torch.device,
+    on_epoch: Callable[[int, dict[str, float]], None] | None,
+    imagenet_weights: str | Path | None,
+    knn_bank_size: int,
+    key: str,
+) -> None:
     cls = METHODS[request.method]
     hp = cls.resolve_hparams(request.hparams)
     init = request.effective_init
@@ -225,8 +239,16 @@ def _train_entry(request: PretrainRequest, data: ImageData, folder: Path, device
     # the kNN monitor: a seeded subset of the training split (clean labels) as the bank, validation as queries
     rng = np.random.default_rng(request.seed)
     bank = np.sort(rng.permutation(len(train_idx))[:knn_bank_size])
-    knn = (train_images[bank], data.labels[train_idx][bank], np.ascontiguousarray(data.images[splits.val]),
-           data.labels[splits.val]) if len(splits.val) else None
+    knn = (
+        (
+            train_images[bank],
+            data.labels[train_idx][bank],
+            np.ascontiguousarray(data.images[splits.val]),
+            data.labels[splits.val],
+        )
+        if len(splits.val)
+        else None
+    )
 
     # the backbone: seeded initialisation, then ImageNet weights where asked (ImageNet stem at any size)
     image_size, channels = data.resolution, data.channels
@@ -241,17 +263,39 @@ def _train_entry(request: PretrainRequest, data: ImageData, folder: Path, device
     history: list[dict[str, float]] = []
     if cls.trains:
         method = cls(backbone, channels, image_size, **hp)
-        history = train_ssl(method, train_images, request.epochs, request.batch_size, device, request.seed,
-                            knn=knn, patient_ids=patients, on_epoch=on_epoch)
+        history = train_ssl(
+            method,
+            train_images,
+            request.epochs,
+            request.batch_size,
+            device,
+            request.seed,
+            knn=knn,
+            patient_ids=patients,
+            on_epoch=on_epoch,
+        )
         backbone = method.backbone
-    final_knn = history[-1]["knn_acc"] if history and "knn_acc" in history[-1] else (
-        knn_eval(backbone.to(device), knn, device) if knn is not None else float("nan"))
+    final_knn = (
+        history[-1]["knn_acc"]
+        if history and "knn_acc" in history[-1]
+        else (knn_eval(backbone.to(device), knn, device) if knn is not None else float("nan"))
+    )
     meta = {
-        "key": key, "request_key": request.key(), "request": request.resolved(), "data_key": data.cache_key,
-        "backbone": request.backbone, "in_channels": channels, "image_size": image_size,
-        "build_size": build_size, "feature_dim": feature_dim(backbone), "method": request.method,
-        "init": init, "imagenet_weights": None if weights_file is None else str(weights_file),
-        "epochs_trained": len(history), "knn_acc": float(final_knn), "ssl_version": SSL_VERSION,
+        "key": key,
+        "request_key": request.key(),
+        "request": request.resolved(),
+        "data_key": data.cache_key,
+        "backbone": request.backbone,
+        "in_channels": channels,
+        "image_size": image_size,
+        "build_size": build_size,
+        "feature_dim": feature_dim(backbone),
+        "method": request.method,
+        "init": init,
+        "imagenet_weights": None if weights_file is None else str(weights_file),
+        "epochs_trained": len(history),
+        "knn_acc": float(final_knn),
+        "ssl_version": SSL_VERSION,
     }
     state = {k: v.detach().cpu().clone() for k, v in backbone.state_dict().items()}
     torch.save({"state_dict": state, "meta": json.loads(json.dumps(meta, default=str))}, folder / CHECKPOINT)
@@ -282,5 +326,13 @@ def load_encoder(path: str | Path, device: str | torch.device | None = None) -> 
     return backbone.to(torch.device(device) if device is not None else "cpu").eval()
 
 
-__all__ = ["METHODS", "NonFiniteLossError", "PretrainRequest", "SSLMethod", "load_encoder", "pretrain",
-           "read_history", "read_meta"]
+__all__ = [
+    "METHODS",
+    "NonFiniteLossError",
+    "PretrainRequest",
+    "SSLMethod",
+    "load_encoder",
+    "pretrain",
+    "read_history",
+    "read_meta",
+]

@@ -29,8 +29,9 @@ class BarlowTwins(ContrastiveMethod):
     class Hparams(ContrastiveMethod.Hparams):
         optimizer: Optimizer = "lars"
         lr: LearningRate = 0.2
-        lr_biases: float = Field(0.0048, gt=0, description="learning rate of biases and BatchNorm parameters "
-                                                           "(scaled with the batch as lr)")
+        lr_biases: float = Field(
+            0.0048, gt=0, description="learning rate of biases and BatchNorm parameters (scaled with the batch as lr)"
+        )
         weight_decay: WeightDecay = 1.5e-6
         warmup_epochs: WarmupEpochs = 10
         lambda_param: float = Field(0.005, gt=0, description="weight of the off-diagonal (redundancy) terms")

@@ -22,8 +22,10 @@ from study.ssl.transforms import view
 
 # Shared declarations: a method that changes a default writes ``lr: LearningRate = 0.03`` and keeps the range.
 Optimizer = Annotated[Literal["adam", "adamw", "sgd", "lars"], Field(description="optimiser")]
-LearningRate = Annotated[float, Field(gt=0, description="base learning rate (scaled by batch / "
-                                                        "lr_reference_batch where the method sets one)")]
+LearningRate = Annotated[
+    float,
+    Field(gt=0, description="base learning rate (scaled by batch / lr_reference_batch where the method sets one)"),
+]
 WeightDecay = Annotated[float, Field(ge=0, description="weight decay (not on biases and norm parameters)")]
 Momentum = Annotated[float, Field(ge=0, lt=1, description="SGD / LARS momentum")]
 WarmupEpochs = Annotated[int, Field(ge=0, description="linear warm-up epochs before the cosine decay")]
@@ -166,12 +168,12 @@ class ContrastiveMethod(SSLMethod):
     hp: Hparams
 
     def augment_config(self) -> AugmentConfig:
-        return AugmentConfig(scale=(self.hp.crop_min, 1.0), flip=True, rotation=self.hp.rotation,
-                             jitter=self.hp.jitter)
+        return AugmentConfig(scale=(self.hp.crop_min, 1.0), flip=True, rotation=self.hp.rotation, jitter=self.hp.jitter)
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
-        return view(x, self.augment_config(), self.generator, saturation=self.hp.saturation,
-                    grayscale_p=self.hp.grayscale_p)
+        return view(
+            x, self.augment_config(), self.generator, saturation=self.hp.saturation, grayscale_p=self.hp.grayscale_p
+        )
 
 
 def feature_dim(backbone: nn.Module) -> int:
@@ -219,23 +221,31 @@ def lr_schedule(epochs: int, steps_per_epoch: int, warmup_epochs: float) -> np.n
 
 
 @torch.no_grad()
-def embed(encoder: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device,
-          batch_size: int = 512) -> torch.Tensor:
+def embed(
+    encoder: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device, batch_size: int = 512
+) -> torch.Tensor:
     """L2-normalised embeddings (N x D, on the device) of uint8 images N x H x W x C, in evaluation mode."""
     was_training = encoder.training
     encoder.eval()
     imgs = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
     out = []
     for i in range(0, imgs.shape[0], batch_size):
-        x = to_float(imgs[i:i + batch_size].to(device))
+        x = to_float(imgs[i : i + batch_size].to(device))
         out.append(nn.functional.normalize(encoder(x).float(), dim=1))
     encoder.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 1, device=device)
 
 
 @torch.no_grad()
-def knn_accuracy(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
-                 test_labels: torch.Tensor, k: int = 20, temperature: float = 0.07, chunk: int = 1024) -> float:
+def knn_accuracy(
+    train_feats: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_feats: torch.Tensor,
+    test_labels: torch.Tensor,
+    k: int = 20,
+    temperature: float = 0.07,
+    chunk: int = 1024,
+) -> float:
     """Weighted kNN accuracy on L2-normalised features (Wu et al. 2018, the usual SSL monitor): each test
     sample's k nearest training samples by cosine similarity vote with weight exp(sim / temperature)."""
     if test_feats.shape[0] == 0:
@@ -244,21 +254,28 @@ def knn_accuracy(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
     k = min(k, train_feats.shape[0])
     correct = 0
     for i in range(0, test_feats.shape[0], chunk):
-        sim = test_feats[i:i + chunk] @ train_feats.T  # b x N
+        sim = test_feats[i : i + chunk] @ train_feats.T  # b x N
         top_sim, top_idx = sim.topk(k, dim=1)
         votes = torch.zeros(sim.shape[0], num_classes, device=sim.device)
         votes.scatter_add_(1, train_labels[top_idx], (top_sim / temperature).exp())
-        correct += int((votes.argmax(1) == test_labels[i:i + chunk]).sum())
+        correct += int((votes.argmax(1) == test_labels[i : i + chunk]).sum())
     return correct / test_feats.shape[0]
 
 
 # ---------------------------------------------------------------------------------------- training loop
 
 
-def train_ssl(method: SSLMethod, train_images: np.ndarray, epochs: int, batch_size: int,
-              device: torch.device, seed: int, knn: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
-              patient_ids: np.ndarray | None = None,
-              on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+def train_ssl(
+    method: SSLMethod,
+    train_images: np.ndarray,
+    epochs: int,
+    batch_size: int,
+    device: torch.device,
+    seed: int,
+    knn: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    patient_ids: np.ndarray | None = None,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> list[dict[str, float]]:
     """Train ``method`` for ``epochs`` over ``train_images`` (N x H x W x C uint8); returns per-epoch metrics.
 
     ``knn`` = (bank images, bank labels, query images, query labels): each epoch reports the kNN accuracy of
@@ -303,8 +320,9 @@ def train_ssl(method: SSLMethod, train_images: np.ndarray, epochs: int, batch_si
     return history
 
 
-def knn_eval(encoder: nn.Module, knn: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-             device: torch.device) -> float:
+def knn_eval(
+    encoder: nn.Module, knn: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], device: torch.device
+) -> float:
     bank_x, bank_y, query_x, query_y = knn
     bank = embed(encoder, bank_x, device)
     query = embed(encoder, query_x, device)
@@ -322,5 +340,3 @@ def mlp(dims: list[int], batch_norm: bool = True, last_bias: bool = True) -> nn.
                 layers.append(nn.BatchNorm1d(b))
             layers.append(nn.ReLU(inplace=True))
     return nn.Sequential(*layers)
-
-

@@ -29,12 +29,22 @@ class JointDiscriminator(nn.Module):
         layers: list[nn.Module] = []
         for a, b in zip(chans[:-1], chans[1:]):
             layers += [spectral_norm(nn.Conv2d(a, b, 4, stride=2, padding=1)), nn.LeakyReLU(0.2, inplace=True)]
-        self.f = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                               spectral_norm(nn.Linear(chans[-1], dim)), nn.LeakyReLU(0.2, inplace=True))
-        self.h = nn.Sequential(spectral_norm(nn.Linear(latent_dim, dim)), nn.LeakyReLU(0.2, inplace=True),
-                               spectral_norm(nn.Linear(dim, dim)), nn.LeakyReLU(0.2, inplace=True))
-        self.j = nn.Sequential(spectral_norm(nn.Linear(2 * dim, dim)), nn.LeakyReLU(0.2, inplace=True),
-                               spectral_norm(nn.Linear(dim, 1)))
+        self.f = nn.Sequential(
+            *layers,
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            spectral_norm(nn.Linear(chans[-1], dim)),
+            nn.LeakyReLU(0.2, inplace=True),
+        )
+        self.h = nn.Sequential(
+            spectral_norm(nn.Linear(latent_dim, dim)),
+            nn.LeakyReLU(0.2, inplace=True),
+            spectral_norm(nn.Linear(dim, dim)),
+            nn.LeakyReLU(0.2, inplace=True),
+        )
+        self.j = nn.Sequential(
+            spectral_norm(nn.Linear(2 * dim, dim)), nn.LeakyReLU(0.2, inplace=True), spectral_norm(nn.Linear(dim, 1))
+        )
         self.score_x = spectral_norm(nn.Linear(dim, 1))
         self.score_z = spectral_norm(nn.Linear(dim, 1))
 
@@ -73,8 +83,11 @@ class BigBiGAN(SSLMethod):
 
     def build(self) -> None:
         latent = self.hp.latent_dim
-        self.to_latent = nn.Sequential(nn.Linear(self.feature_dim, self.feature_dim), nn.ReLU(inplace=True),
-                                       nn.Linear(self.feature_dim, 2 * latent))
+        self.to_latent = nn.Sequential(
+            nn.Linear(self.feature_dim, self.feature_dim),
+            nn.ReLU(inplace=True),
+            nn.Linear(self.feature_dim, 2 * latent),
+        )
         self.image_generator = UpsamplingDecoder(latent, self.in_channels, self.image_size, self.hp.gan_width)
         self.discriminator = JointDiscriminator(self.in_channels, self.image_size, latent, self.hp.gan_width)
 
@@ -93,8 +106,10 @@ class BigBiGAN(SSLMethod):
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         betas = (self.hp.beta1, self.hp.beta2)
         eg = [p for m in (self.backbone, self.to_latent, self.image_generator) for p in m.parameters()]
-        return [torch.optim.Adam(self.discriminator.parameters(), lr=self.hp.lr, betas=betas),
-                torch.optim.Adam(eg, lr=self.hp.lr, betas=betas, weight_decay=self.hp.weight_decay)]
+        return [
+            torch.optim.Adam(self.discriminator.parameters(), lr=self.hp.lr, betas=betas),
+            torch.optim.Adam(eg, lr=self.hp.lr, betas=betas, weight_decay=self.hp.weight_decay),
+        ]
 
     def step(self, x: torch.Tensor, index: torch.Tensor, optimizers: list[torch.optim.Optimizer]) -> dict[str, float]:
         opt_d, opt_eg = optimizers

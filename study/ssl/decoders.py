@@ -23,8 +23,12 @@ class UpsamplingDecoder(nn.Module):
         self.c0 = chans[0]
         blocks: list[nn.Module] = [nn.BatchNorm2d(chans[0]), nn.ReLU(inplace=True)]
         for a, b in zip(chans[:-1], chans[1:]):
-            blocks += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(a, b, 3, padding=1, bias=False),
-                       nn.BatchNorm2d(b), nn.ReLU(inplace=True)]
+            blocks += [
+                nn.Upsample(scale_factor=2, mode="nearest"),
+                nn.Conv2d(a, b, 3, padding=1, bias=False),
+                nn.BatchNorm2d(b),
+                nn.ReLU(inplace=True),
+            ]
         blocks.append(nn.Conv2d(chans[-1], out_channels, 3, padding=1))
         self.blocks = nn.Sequential(*blocks)
 

@@ -74,12 +74,15 @@ def load_imagenet_weights(backbone: nn.Module, path: str | Path) -> None:
     conv1 = backbone.get_parameter("conv1.weight")
     w = state.get("conv1.weight")
     if w is None or w.shape[2:] != conv1.shape[2:]:
-        raise ValueError(f"{path}: not a torchvision ResNet-18 ImageNet state dict (conv1 "
-                         f"{None if w is None else tuple(w.shape)} vs the backbone's {tuple(conv1.shape)})")
+        raise ValueError(
+            f"{path}: not a torchvision ResNet-18 ImageNet state dict (conv1 "
+            f"{None if w is None else tuple(w.shape)} vs the backbone's {tuple(conv1.shape)})"
+        )
     if conv1.shape[1] == 1 and w.shape[1] == 3:
         state["conv1.weight"] = w.sum(dim=1, keepdim=True)
     missing, unexpected = backbone.load_state_dict(state, strict=False)
     missing = [k for k in missing if not k.startswith("fc.")]
     if missing or unexpected:
-        raise ValueError(f"{path}: weights do not fit the ResNet-18 backbone (missing {missing}, "
-                         f"unexpected {unexpected})")
+        raise ValueError(
+            f"{path}: weights do not fit the ResNet-18 backbone (missing {missing}, unexpected {unexpected})"
+        )

@@ -35,8 +35,11 @@ class JigMag(SSLMethod):
 
     class Hparams(SSLMethod.Hparams):
         zooms: tuple[Zoom, ...] = Field(
-            (1.0, 0.5, 0.25, 0.125), min_length=4, max_length=4,
-            description="crop sides of the four magnification levels, fractions of the image side in (0, 1]")
+            (1.0, 0.5, 0.25, 0.125),
+            min_length=4,
+            max_length=4,
+            description="crop sides of the four magnification levels, fractions of the image side in (0, 1]",
+        )
         jitter: Jitter = 0.2
 
     hp: Hparams
@@ -52,7 +55,7 @@ class JigMag(SSLMethod):
 
     def puzzle(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Composed 2 x 2 magnification grids (B x C x H x W, H and W even-rounded to the input) and labels."""
-        b, c, h, w = x.shape
+        b, _c, h, _w = x.shape
         half = max(1, h // 2)
         zooms = self.hp.zooms
         z_min = min(zooms)

@@ -50,27 +50,34 @@ class Jigsaw(SSLMethod):
         optimizer: Optimizer = "sgd"
         lr: LearningRate = 0.01
         weight_decay: WeightDecay = 5e-4
-        grid: int = Field(3, ge=2, le=3, description="tiles per side (3: the paper's 3 x 3; larger grids have "
-                                                     "too many permutations to choose from)")
-        num_permutations: int = Field(1000, ge=2, description="size of the permutation set, the classes "
-                                                              "(at most (grid²)!)")
+        grid: int = Field(
+            3,
+            ge=2,
+            le=3,
+            description="tiles per side (3: the paper's 3 x 3; larger grids have too many permutations to choose from)",
+        )
+        num_permutations: int = Field(
+            1000, ge=2, description="size of the permutation set, the classes (at most (grid²)!)"
+        )
         tile_fraction: float = Field(0.75, gt=0, le=1, description="tile side as a fraction of its cell's")
         hidden_dim: int = Field(512, ge=1, description="hidden width of the MLP on the tiles' features")
         crop_min: CropMin = 0.6
 
         @model_validator(mode="after")
         def _enough_permutations(self) -> Self:
-            available = math.factorial(self.grid ** 2)
+            available = math.factorial(self.grid**2)
             if self.num_permutations > available:
-                raise ValueError(f"num_permutations {self.num_permutations} is more than the {available} "
-                                 f"permutations of a {self.grid} x {self.grid} grid")
+                raise ValueError(
+                    f"num_permutations {self.num_permutations} is more than the {available} "
+                    f"permutations of a {self.grid} x {self.grid} grid"
+                )
             return self
 
     hp: Hparams
     perms: torch.Tensor
 
     def build(self) -> None:
-        n = self.hp.grid ** 2
+        n = self.hp.grid**2
         perms = max_hamming_permutations(n, self.hp.num_permutations)
         self.register_buffer("perms", torch.as_tensor(perms), persistent=False)
         self.classifier = mlp([n * self.feature_dim, self.hp.hidden_dim, self.hp.num_permutations])
@@ -80,7 +87,7 @@ class Jigsaw(SSLMethod):
 
     def training_step(self, x: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
         g = self.hp.grid
-        b, c, h, _ = x.shape
+        b, _c, h, _ = x.shape
         cell = h // g
         tile = max(min(cell, 4), int(cell * self.hp.tile_fraction))  # >= 4 px, so CNN backbones can pool
         tiles = make_tiles(self.view(x), g, tile, self.generator)  # B x g² x C x t x t

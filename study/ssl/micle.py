@@ -26,8 +26,7 @@ def patient_groups(patient_ids: np.ndarray | None, n: int) -> Groups:
     return order, start, counts[inverse], pos
 
 
-def micle_partners(index: torch.Tensor, groups: Groups,
-                   generator: torch.Generator) -> torch.Tensor:
+def micle_partners(index: torch.Tensor, groups: Groups, generator: torch.Generator) -> torch.Tensor:
     """For each sample in ``index``, another image of the same patient drawn uniformly, or the sample
     itself when its patient has one image (then the pair is two crops of one image, as in SimCLR)."""
     order, start, count, pos = groups

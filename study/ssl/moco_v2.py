@@ -54,10 +54,12 @@ class MoCoV2(ContrastiveMethod):
     def bind(self, images: torch.Tensor, patient_ids: np.ndarray | None) -> None:
         queue = min(self.hp.queue_size, int(images.shape[0]))
         if queue < self.hp.queue_size:
-            warnings.warn(f"moco_v2: queue_size {self.hp.queue_size} capped at the {queue} training images",
-                          stacklevel=2)
-        self.criterion = NTXentLoss(temperature=self.hp.temperature,
-                                    memory_bank_size=(queue, self.hp.proj_dim)).to(images.device)
+            warnings.warn(
+                f"moco_v2: queue_size {self.hp.queue_size} capped at the {queue} training images", stacklevel=2
+            )
+        self.criterion = NTXentLoss(temperature=self.hp.temperature, memory_bank_size=(queue, self.hp.proj_dim)).to(
+            images.device
+        )
 
     def training_step(self, x: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
         assert self.criterion is not None, "bind() builds the queue"

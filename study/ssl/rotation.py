@@ -45,5 +45,4 @@ class Rotation(SSLMethod):
     def training_step(self, x: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:
         views, labels = rotate_batch(self.view(x))  # 4B x C x H x W
         logits = self.classifier(self.backbone(views))  # 4B x 4
-        return {"loss": F.cross_entropy(logits, labels),
-                "acc": (logits.argmax(1) == labels).float().mean()}
+        return {"loss": F.cross_entropy(logits, labels), "acc": (logits.argmax(1) == labels).float().mean()}

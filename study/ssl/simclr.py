@@ -24,8 +24,9 @@ class SimCLR(ContrastiveMethod):
     class Hparams(ContrastiveMethod.Hparams):
         warmup_epochs: WarmupEpochs = 10
         temperature: float = Field(0.07, gt=0, description="NT-Xent temperature")
-        proj_hidden_dim: int = Field(0, ge=0, description="projection head's hidden width; 0: the backbone's "
-                                                          "feature width")
+        proj_hidden_dim: int = Field(
+            0, ge=0, description="projection head's hidden width; 0: the backbone's feature width"
+        )
         proj_dim: int = Field(128, ge=1, description="projection width")
 
     hp: Hparams

@@ -20,8 +20,13 @@ def _rand(generator: torch.Generator | None, device: torch.device, *shape: int) 
     return torch.rand(*shape, generator=generator, device="cpu").to(device)
 
 
-def view(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None,
-         saturation: float = 0.0, grayscale_p: float = 0.0) -> torch.Tensor:
+def view(
+    x: torch.Tensor,
+    cfg: AugmentConfig,
+    generator: torch.Generator | None = None,
+    saturation: float = 0.0,
+    grayscale_p: float = 0.0,
+) -> torch.Tensor:
     """One random view of a float batch B x C x H x W (geometry and brightness/contrast from ``cfg``)."""
     out = augment(x, cfg, generator)
     if out.shape[1] == 3 and (saturation > 0 or grayscale_p > 0):
@@ -38,10 +43,13 @@ def crop_resize(x: torch.Tensor, centre: torch.Tensor, side: torch.Tensor, size:
     the image width) in normalised [-1, 1] coordinates; one affine ``grid_sample`` for the batch."""
     b = x.shape[0]
     zeros = torch.zeros_like(side)
-    theta = torch.stack([
-        torch.stack([side, zeros, centre[:, 0]], dim=1),
-        torch.stack([zeros, side, centre[:, 1]], dim=1),
-    ], dim=1).to(x.dtype)  # B x 2 x 3
+    theta = torch.stack(
+        [
+            torch.stack([side, zeros, centre[:, 0]], dim=1),
+            torch.stack([zeros, side, centre[:, 1]], dim=1),
+        ],
+        dim=1,
+    ).to(x.dtype)  # B x 2 x 3
     grid = F.affine_grid(theta, [b, x.shape[1], size, size], align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
@@ -53,4 +61,3 @@ def standardise_per_sample(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     mean = x.mean(dim=dims, keepdim=True)
     std = x.std(dim=dims, keepdim=True)
     return (x - mean) / (std + eps)
-

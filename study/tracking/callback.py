@@ -53,8 +53,7 @@ def _error_text(trial) -> str:
 
 
 class TrackingCallback(Callback):
-    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None,
-                 artifacts_root: str) -> None:
+    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None, artifacts_root: str) -> None:
         self.tracking_uri, self.experiment = tracking_uri, experiment
         self.artifact_location, self.artifacts_root = artifact_location, artifacts_root
         self._tracker: Tracker | None = None
@@ -107,8 +106,9 @@ class TrackingCallback(Callback):
         if epoch <= self._logged_until(run_id):
             return  # an epoch recomputed after a restore from an earlier checkpoint: already recorded
         self._last_step[run_id] = epoch
-        self.tracker.log_metrics(run_id, {k: result[k] for k in (*EPOCH_METRICS, *SSL_METRICS) if k in result},
-                                 step=epoch)
+        self.tracker.log_metrics(
+            run_id, {k: result[k] for k in (*EPOCH_METRICS, *SSL_METRICS) if k in result}, step=epoch
+        )
 
     def _record_node(self, run_id: str, node: str) -> None:
         """Add ``node`` to the nodes the run's trial ran on (a trial moved by a node loss shows both)."""
@@ -138,14 +138,14 @@ class TrackingCallback(Callback):
         elif result.get(FINISHED):
             self._finish(run_id, result)
         else:  # stopped early by ASHA
-            self.tracker.set_tags(run_id, {TAG_STATE: "pruned",
-                                           "study.pruned_at_epoch": result.get(EPOCH, -1)})
+            self.tracker.set_tags(run_id, {TAG_STATE: "pruned", "study.pruned_at_epoch": result.get(EPOCH, -1)})
             self.tracker.finish(run_id, "KILLED")
 
     def _finish(self, run_id: str, result: dict) -> None:
         """A trial that ran to its end: its final metrics, artifacts and per-class F1."""
-        self.tracker.log_metrics(run_id, {k: result[k] for k in FINAL_METRICS if k in result},
-                                 step=int(result.get(EPOCH, 0)))
+        self.tracker.log_metrics(
+            run_id, {k: result[k] for k in FINAL_METRICS if k in result}, step=int(result.get(EPOCH, 0))
+        )
         if result.get(ARTIFACT_DIR):
             self.tracker.log_artifacts(run_id, Path(result[ARTIFACT_DIR]))
         if result.get(PER_CLASS_F1):  # already a JSON list
@@ -159,6 +159,7 @@ class TrackingCallback(Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         run_id = self._run(trial)
-        self.tracker.set_tags(run_id, {TAG_STATE: "failed", TAG_ERROR: _error_text(trial),
-                                       TAG_RETRIES: trial.num_failures})
+        self.tracker.set_tags(
+            run_id, {TAG_STATE: "failed", TAG_ERROR: _error_text(trial), TAG_RETRIES: trial.num_failures}
+        )
         self.tracker.finish(run_id, "FAILED")

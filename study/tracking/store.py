@@ -30,9 +30,19 @@ TAG_RETRIES = "study.retries"
 #: per-epoch metrics of an LNL trial, and of a pretraining job
 EPOCH_METRICS = ("train_loss", "val_f1", "val_acc", "selected_label_precision", "selected_label_recall")
 SSL_METRICS = ("ssl_loss", "knn_acc")
-FINAL_METRICS = ("test_f1", "test_acc", "test_balanced_acc", "test_auroc", "test_f1_last5", "best_epoch",
-                 "best_val_f1", "shifted_test_f1", "shifted_test_acc", "shifted_test_balanced_acc",
-                 "shifted_test_auroc")
+FINAL_METRICS = (
+    "test_f1",
+    "test_acc",
+    "test_balanced_acc",
+    "test_auroc",
+    "test_f1_last5",
+    "best_epoch",
+    "best_val_f1",
+    "shifted_test_f1",
+    "shifted_test_acc",
+    "shifted_test_balanced_acc",
+    "shifted_test_auroc",
+)
 
 
 def default_tracking_uri(study_dir: Path) -> str:
@@ -72,8 +82,7 @@ class Tracker:
         self.terminal: set[str] = set()
 
     def _find(self, key: str, value: str) -> str | None:
-        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{key}` = '{value}'",
-                                       max_results=2)
+        runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{key}` = '{value}'", max_results=2)
         return runs[0].info.run_id if runs else None
 
     def cell_run(self, cell_id: str, point: dict) -> str:
@@ -83,15 +92,20 @@ class Tracker:
             return self._cache[key]
         run_id = self._find(TAG_CELL_PARENT, cell_id)
         if run_id is None:
-            tags = {TAG_KIND: "cell", TAG_CELL_PARENT: cell_id, TAG_CELL: cell_id,
-                    **{a: str(point[a]) for a in AXIS_TAGS if a in point and a != "seed"}}
+            tags = {
+                TAG_KIND: "cell",
+                TAG_CELL_PARENT: cell_id,
+                TAG_CELL: cell_id,
+                **{a: str(point[a]) for a in AXIS_TAGS if a in point and a != "seed"},
+            }
             run = self.client.create_run(self.experiment_id, tags=tags, run_name=cell_id)
             run_id = run.info.run_id
         self._cache[key] = run_id
         return run_id
 
-    def trial_run(self, trial_id: str, stage: str, name: str, tags: dict, params: dict,
-                  parent: str | None = None) -> tuple[str, bool]:
+    def trial_run(
+        self, trial_id: str, stage: str, name: str, tags: dict, params: dict, parent: str | None = None
+    ) -> tuple[str, bool]:
         """The run of a Ray trial: (run id, created now)."""
         if trial_id in self._cache:
             return self._cache[trial_id], False
@@ -101,13 +115,14 @@ class Tracker:
             all_tags = {TAG_TRIAL_ID: trial_id, TAG_STAGE: stage, TAG_KIND: "trial", **tags}
             if parent:
                 all_tags["mlflow.parentRunId"] = parent
-            run = self.client.create_run(self.experiment_id, tags={k: str(v) for k, v in all_tags.items()},
-                                         run_name=name)
+            run = self.client.create_run(
+                self.experiment_id, tags={k: str(v) for k, v in all_tags.items()}, run_name=name
+            )
             run_id = run.info.run_id
             flat = flatten(params)
             items = [Param(k[:250], v[:6000]) for k, v in flat.items()]
             for i in range(0, len(items), 100):
-                self.client.log_batch(run_id, params=items[i:i + 100])
+                self.client.log_batch(run_id, params=items[i : i + 100])
         elif self.client.get_run(run_id).info.status in ("FINISHED", "FAILED", "KILLED"):
             self.terminal.add(run_id)
         else:
@@ -117,8 +132,11 @@ class Tracker:
 
     def log_metrics(self, run_id: str, metrics: dict, step: int) -> None:
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items()
-                 if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))]
+        items = [
+            Metric(k, float(v), now, step)
+            for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v))
+        ]
         if items:
             self.client.log_batch(run_id, metrics=items)
 

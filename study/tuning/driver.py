@@ -51,8 +51,10 @@ def run_stages(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) 
     paths.save()
     paths.push(force=True)
     if not quiet:
-        print(f"study: done. MLflow UI: mlflow ui --backend-store-uri {paths.state.tracking_uri} "
-              f"--host 127.0.0.1 ; status: study status {paths.location}")
+        print(
+            f"study: done. MLflow UI: mlflow ui --backend-store-uri {paths.state.tracking_uri} "
+            f"--host 127.0.0.1 ; status: study status {paths.location}"
+        )
     print(paths.location)
     return 0
 
@@ -94,8 +96,11 @@ def _run_stage(stage: Stage, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu:
     finals = final_runs(spec, plan, paths) if stage == "final" else []
     if stage == "final" and not finals:
         # every tuning trial failed (or none completed): nothing to rerun, the study still ends
-        print("study: no cell has a completed tuning trial, so stage final has nothing to run "
-              f"(errors: `study status {paths.location}`)", file=sys.stderr)
+        print(
+            "study: no cell has a completed tuning trial, so stage final has nothing to run "
+            f"(errors: `study status {paths.location}`)",
+            file=sys.stderr,
+        )
         paths.set_stage(stage, "done")
         return
     paths.set_stage(stage, "running")
@@ -106,8 +111,11 @@ def _run_stage(stage: Stage, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu:
     paths.state.errors[stage] = errors
     paths.set_stage(stage, "done")
     if stage == "pretrain" and errors:
-        print(f"study: {errors} pretraining job(s) failed; their cells' trials will fail too "
-              f"(see `study status {paths.location}`)", file=sys.stderr)
+        print(
+            f"study: {errors} pretraining job(s) failed; their cells' trials will fail too "
+            f"(see `study status {paths.location}`)",
+            file=sys.stderr,
+        )
 
 
 def final_runs(spec: Spec, plan: Plan, paths: StudyPaths) -> list[TrialConfig]:
@@ -120,8 +128,9 @@ def final_runs(spec: Spec, plan: Plan, paths: StudyPaths) -> list[TrialConfig]:
             best[c.id] = hparams
     paths.state.final_skipped_cells = [c.id for c in plan.cells if c.id not in best]
     paths.save()
-    return [TrialConfig(stage="final", id=c.id, point=p, hparams=best[c.id]) for c, p in plan.final_runs
-            if c.id in best]
+    return [
+        TrialConfig(stage="final", id=c.id, point=p, hparams=best[c.id]) for c, p in plan.final_runs if c.id in best
+    ]
 
 
 def _fail_orphans(spec: Spec, plan: Plan, paths: StudyPaths) -> None:
@@ -135,8 +144,10 @@ def _fail_orphans(spec: Spec, plan: Plan, paths: StudyPaths) -> None:
 
 # -- one stage's Tuner --------------------------------------------------------------------------------
 
-def _tuner(stage: Stage, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu: bool, quiet: bool,
-           finals: list[TrialConfig]) -> tune.Tuner:
+
+def _tuner(
+    stage: Stage, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu: bool, quiet: bool, finals: list[TrialConfig]
+) -> tune.Tuner:
     """The stage's Tuner: restored where an earlier driver left it, else new."""
     trainable = _trainable(stage, spec, paths, has_gpu)
     restored = _restore(stage, plan, paths, trainable, quiet)
@@ -144,12 +155,16 @@ def _tuner(stage: Stage, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu: boo
         return restored
     if stage == "lnl":
         return _lnl_tuner(spec, plan, paths, trainable, quiet)
-    configs = finals if stage == "final" else [TrialConfig(stage="pretrain", id=j.id, job=j)
-                                               for j in plan.pretrain_jobs]
+    configs = (
+        finals if stage == "final" else [TrialConfig(stage="pretrain", id=j.id, job=j) for j in plan.pretrain_jobs]
+    )
     space = {TrialConfig.KEY: tune.grid_search([c.model_dump(mode="json") for c in configs])}
-    return tune.Tuner(trainable, param_space=space,
-                      tune_config=tune.TuneConfig(max_concurrent_trials=spec.resources.max_concurrent_trials),
-                      run_config=_run_config(paths, stage, spec, _callbacks(paths, stage, len(configs), quiet)))
+    return tune.Tuner(
+        trainable,
+        param_space=space,
+        tune_config=tune.TuneConfig(max_concurrent_trials=spec.resources.max_concurrent_trials),
+        run_config=_run_config(paths, stage, spec, _callbacks(paths, stage, len(configs), quiet)),
+    )
 
 
 def _lnl_tuner(spec: Spec, plan: Plan, paths: StudyPaths, trainable, quiet: bool) -> tune.Tuner:
@@ -157,17 +172,27 @@ def _lnl_tuner(spec: Spec, plan: Plan, paths: StudyPaths, trainable, quiet: bool
     spaces = {a.key: {k: v.model_dump(exclude_none=True) for k, v in a.search_space.items()} for a in spec.lnl}
     fixed = {a.key: dict(a.fixed) for a in spec.lnl}
     t = spec.tuning
-    searcher = CellSearcher(plan.cells, spaces, fixed, t.samples_per_cell, paths.optuna_url, t.metric, t.mode,
-                            t.sampler, t.sampler_seed)
+    searcher = CellSearcher(
+        plan.cells, spaces, fixed, t.samples_per_cell, paths.optuna_url, t.metric, t.mode, t.sampler, t.sampler_seed
+    )
     es = spec.early_stopping
-    scheduler = (PerCellASHA(t.metric, t.mode, max(a.epochs for a in spec.lnl), es.grace_period, es.reduction_factor)
-                 if es.enabled else None)
+    scheduler = (
+        PerCellASHA(t.metric, t.mode, max(a.epochs for a in spec.lnl), es.grace_period, es.reduction_factor)
+        if es.enabled
+        else None
+    )
     callbacks = _callbacks(paths, "lnl", plan.tuning_trials, quiet, scheduler)
-    return tune.Tuner(trainable, param_space={},
-                      tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler,
-                                                  num_samples=plan.tuning_trials,
-                                                  max_concurrent_trials=spec.resources.max_concurrent_trials),
-                      run_config=_run_config(paths, "lnl", spec, callbacks))
+    return tune.Tuner(
+        trainable,
+        param_space={},
+        tune_config=tune.TuneConfig(
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=plan.tuning_trials,
+            max_concurrent_trials=spec.resources.max_concurrent_trials,
+        ),
+        run_config=_run_config(paths, "lnl", spec, callbacks),
+    )
 
 
 def _restore(stage: Stage, plan: Plan, paths: StudyPaths, trainable, quiet: bool) -> tune.Tuner | None:
@@ -176,8 +201,9 @@ def _restore(stage: Stage, plan: Plan, paths: StudyPaths, trainable, quiet: bool
     path = f"{storage_path}/{stage}"
     if not tune.Tuner.can_restore(path, storage_filesystem=fs):
         return None
-    tuner = tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
-                               restart_errored=False, storage_filesystem=fs)
+    tuner = tune.Tuner.restore(
+        path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False, storage_filesystem=fs
+    )
     # this driver's callbacks and Optuna storage: the pickled ones name the previous driver's files,
     # which on a restarted head (a URI study, a moved NFS mount) are elsewhere or gone
     internal = getattr(tuner, "_local_tuner", None)
@@ -199,11 +225,18 @@ def _trainable(stage: Stage, spec: Spec, paths: StudyPaths, has_gpu: bool):
     state = paths.state
     data = spec.model_dump(mode="json")
     if stage == "pretrain":
-        fn = tune.with_parameters(pretrain_trainable, spec_data=data, cache_dir=state.cache,
-                                  data_cache=state.data_cache)
+        fn = tune.with_parameters(
+            pretrain_trainable, spec_data=data, cache_dir=state.cache, data_cache=state.data_cache
+        )
         return tune.with_resources(fn, _resources(spec.resources.pretrain, has_gpu))
-    fn = tune.with_parameters(lnl_trainable, spec_data=data, cache_dir=state.cache, data_cache=state.data_cache,
-                              artifacts_root=str(paths.artifacts), artifacts_uri=paths.artifacts_uri)
+    fn = tune.with_parameters(
+        lnl_trainable,
+        spec_data=data,
+        cache_dir=state.cache,
+        data_cache=state.data_cache,
+        artifacts_root=str(paths.artifacts),
+        artifacts_uri=paths.artifacts_uri,
+    )
     return tune.with_resources(fn, _resources(spec.resources.trial, has_gpu))
 
 
@@ -214,7 +247,11 @@ def _resources(res: Resources, has_gpu: bool) -> dict[str, float]:
 def _run_config(paths: StudyPaths, stage: Stage, spec: Spec, callbacks: list) -> tune.RunConfig:
     storage_path, fs = paths.tune_storage()
     return tune.RunConfig(
-        name=stage, storage_path=storage_path, storage_filesystem=fs, verbose=0, callbacks=callbacks,
+        name=stage,
+        storage_path=storage_path,
+        storage_filesystem=fs,
+        verbose=0,
+        callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
         checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
     )
@@ -222,8 +259,9 @@ def _run_config(paths: StudyPaths, stage: Stage, spec: Spec, callbacks: list) ->
 
 def _callbacks(paths: StudyPaths, stage: Stage, total: int, quiet: bool, scheduler=None) -> list[tune.Callback]:
     state = paths.state
-    cbs: list[tune.Callback] = [TrackingCallback(state.tracking_uri, state.experiment, state.artifact_location,
-                                                 str(paths.artifacts))]
+    cbs: list[tune.Callback] = [
+        TrackingCallback(state.tracking_uri, state.experiment, state.artifact_location, str(paths.artifacts))
+    ]
     if paths.uri:  # first: the artifacts must be on the driver before TrackingCallback logs them
         cbs.insert(0, StorageSync(paths))
     if isinstance(scheduler, PerCellASHA):  # first in every session: Ray restores callback state by index

@@ -27,8 +27,14 @@ from study.tuning.studydir import (
 )
 
 
-def launch(spec_path: str, storage: str | None = None, name: str | None = None, address: str | None = None,
-           tracking_uri: str | None = None, quiet: bool = False) -> int:
+def launch(
+    spec_path: str,
+    storage: str | None = None,
+    name: str | None = None,
+    address: str | None = None,
+    tracking_uri: str | None = None,
+    quiet: bool = False,
+) -> int:
     """Create a study directory for the spec under ``storage`` (default the spec's ``storage.root``) and
     run the study; nothing is written when a check fails. Returns the exit code."""
     spec = load_spec(spec_path)

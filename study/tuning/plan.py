@@ -95,7 +95,7 @@ class TrialConfig(BaseModel):
         return {self.KEY: self.model_dump(mode="json")}
 
     @classmethod
-    def from_ray(cls, config: dict[str, Any]) -> "TrialConfig":
+    def from_ray(cls, config: dict[str, Any]) -> TrialConfig:
         return cls.model_validate(config[cls.KEY])
 
 
@@ -110,8 +110,13 @@ class Plan:
     def summary(self, spec: Spec) -> dict:
         return {
             "study": spec.name,
-            "axes": {"datasets": len(spec.datasets), "noise_settings": len(noise_settings(spec)),
-                     "ssl": len(spec.ssl), "lnl": len(spec.lnl), "seeds": len(spec.seeds)},
+            "axes": {
+                "datasets": len(spec.datasets),
+                "noise_settings": len(noise_settings(spec)),
+                "ssl": len(spec.ssl),
+                "lnl": len(spec.lnl),
+                "seeds": len(spec.seeds),
+            },
             "cell_axes": list(spec.tuning.cell_axes),
             "cells": len(self.cells),
             "pretraining_jobs": len(self.pretrain_jobs),
@@ -135,9 +140,14 @@ def noise_settings(spec: Spec) -> list[tuple[str, float]]:
 
 
 def all_points(spec: Spec) -> list[Point]:
-    return [Point(d.key, k, r, s.key, a.key, seed)
-            for d in spec.datasets for (k, r) in noise_settings(spec) for s in spec.ssl for a in spec.lnl
-            for seed in spec.seeds]
+    return [
+        Point(d.key, k, r, s.key, a.key, seed)
+        for d in spec.datasets
+        for (k, r) in noise_settings(spec)
+        for s in spec.ssl
+        for a in spec.lnl
+        for seed in spec.seeds
+    ]
 
 
 def make_plan(spec: Spec) -> Plan:
@@ -151,8 +161,12 @@ def make_plan(spec: Spec) -> Plan:
         values = tuple((a, p.get(a)) for a in axes)
         if values not in cells:
             # tune where the non-cell axes take their first value (keeping the noise pair a valid pair)
-            tune = Point(**{a: (p.get(a) if a in axes else first.get(a)) for a in
-                            ("dataset", "noise_kind", "noise_rate", "ssl", "lnl", "seed")})
+            tune = Point(
+                **{
+                    a: (p.get(a) if a in axes else first.get(a))
+                    for a in ("dataset", "noise_kind", "noise_rate", "ssl", "lnl", "seed")
+                }
+            )
             if (tune.noise_kind, tune.noise_rate) not in settings:
                 tune = _replace(tune, noise_rate=next(r for k, r in settings if k == tune.noise_kind))
             cells[values] = Cell(values, tune)
@@ -187,6 +201,7 @@ def pretrain_jobs(spec: Spec, points: list[Point]) -> list[PretrainJob]:
 
 
 # -- compute estimate -------------------------------------------------------------------------------
+
 
 def dataset_images(spec: Spec, key: str) -> int:
     """The entry's image count for the estimate: the spec's ``estimated_images``, else the dataset's figure."""
@@ -227,7 +242,8 @@ def format_plan(spec: Spec, plan: Plan, source: str) -> str:
         f"  axes: {ax['datasets']} datasets x {ax['noise_settings']} noise settings x {ax['ssl']} SSL x "
         f"{ax['lnl']} LNL x {ax['seeds']} seeds; cell = {', '.join(s['cell_axes'])}",
         f"  cells: {s['cells']}",
-        f"  pretraining jobs: {s['pretraining_jobs']} (datasets x {n_pre} pretraining SSL entries x seeds, deduplicated)",
+        f"  pretraining jobs: {s['pretraining_jobs']} "
+        f"(datasets x {n_pre} pretraining SSL entries x seeds, deduplicated)",
         f"  LNL tuning trials: {s['lnl_trials']} ({s['cells']} cells x {s['samples_per_cell']} samples"
         f"{', ASHA early stopping' if spec.early_stopping.enabled else ''})",
         f"  final-seed runs: {s['final_runs']}",

@@ -30,8 +30,9 @@ def preflight(spec: Spec, source: str, data_cache: str) -> dict[str, DatasetFact
         except (DataError, TypeError, ValueError) as e:
             problems.append((f"datasets[{i}]", str(e)))
             continue
-        facts[entry.key] = DatasetFacts(images=len(data), classes=data.num_classes, resolution=data.resolution,
-                                        channels=data.channels)
+        facts[entry.key] = DatasetFacts(
+            images=len(data), classes=data.num_classes, resolution=data.resolution, channels=data.channels
+        )
         problems += noise_problems(spec, data, entry.key)
     if problems:
         raise SpecError(source, problems)
@@ -45,8 +46,14 @@ def noise_problems(spec: Spec, data: ImageData, dataset_key: str) -> list[tuple[
     for kind in spec.noise.kinds:
         for rate in spec.noise.rates:
             try:
-                inject_noise(data.labels[:NOISE_SAMPLE], data.num_classes, kind, rate, 0,
-                             **noise_options(spec, data, dataset_key, kind))
+                inject_noise(
+                    data.labels[:NOISE_SAMPLE],
+                    data.num_classes,
+                    kind,
+                    rate,
+                    0,
+                    **noise_options(spec, data, dataset_key, kind),
+                )
             except (ValueError, TypeError, KeyError) as e:
                 problems.append(("noise", f"{kind} at rate {rate} on {dataset_key}: {e}"))
     return problems

@@ -20,11 +20,24 @@ from study.tuning.plan import TrialConfig
 class PerCellASHA(FIFOScheduler):
     """One ``AsyncHyperBandScheduler`` per cell, found by the trial's ``TrialConfig.id``."""
 
-    def __init__(self, metric: str, mode: str, max_t: int, grace_period: int = 1, reduction_factor: float = 2.0,
-                 time_attr: str = TRAINING_ITERATION) -> None:
+    def __init__(
+        self,
+        metric: str,
+        mode: str,
+        max_t: int,
+        grace_period: int = 1,
+        reduction_factor: float = 2.0,
+        time_attr: str = TRAINING_ITERATION,
+    ) -> None:
         super().__init__()
-        self._cfg = dict(metric=metric, mode=mode, max_t=max_t, grace_period=min(grace_period, max_t),
-                         reduction_factor=reduction_factor, time_attr=time_attr)
+        self._cfg = dict(
+            metric=metric,
+            mode=mode,
+            max_t=max_t,
+            grace_period=min(grace_period, max_t),
+            reduction_factor=reduction_factor,
+            time_attr=time_attr,
+        )
         self._metric, self._mode = metric, mode
         self.cells: dict[str, AsyncHyperBandScheduler] = {}
 

@@ -66,8 +66,13 @@ def make_sampler(sampler: str, seed: int) -> optuna.samplers.BaseSampler:
 
 def open_study(storage: str, cell_id: str, mode: str, sampler: str = "tpe", seed: int = 0) -> optuna.Study:
     smp = make_sampler(sampler, seed)
-    return optuna.create_study(storage=storage, study_name=cell_id, sampler=smp, load_if_exists=True,
-                               direction="maximize" if mode == "max" else "minimize")
+    return optuna.create_study(
+        storage=storage,
+        study_name=cell_id,
+        sampler=smp,
+        load_if_exists=True,
+        direction="maximize" if mode == "max" else "minimize",
+    )
 
 
 def best_hparams(study: optuna.Study) -> dict[str, Any] | None:
@@ -81,8 +86,18 @@ class CellSearcher(Searcher):
     """``samples_per_cell`` trials for each of ``cells``, asked of the cell's Optuna study in turn.
     ``spaces``/``fixed``: the search space and the fixed hyperparameters per LNL entry key."""
 
-    def __init__(self, cells: list[Cell], spaces: dict[str, dict], fixed: dict[str, dict], samples_per_cell: int,
-                 storage: str, metric: str, mode: str, sampler: str = "tpe", sampler_seed: int = 0) -> None:
+    def __init__(
+        self,
+        cells: list[Cell],
+        spaces: dict[str, dict],
+        fixed: dict[str, dict],
+        samples_per_cell: int,
+        storage: str,
+        metric: str,
+        mode: str,
+        sampler: str = "tpe",
+        sampler_seed: int = 0,
+    ) -> None:
         super().__init__(metric=metric, mode=mode)
         self.cells, self.spaces, self.fixed = cells, spaces, fixed
         self.samples, self.storage = samples_per_cell, storage
@@ -105,7 +120,7 @@ class CellSearcher(Searcher):
 
     def _seed(self, cell_id: str, number: int = 0) -> int:
         """Distinct and reproducible per cell and trial number."""
-        return (self.sampler_seed + sum(map(ord, cell_id)) + 7919 * number) % (2 ** 31)
+        return (self.sampler_seed + sum(map(ord, cell_id)) + 7919 * number) % (2**31)
 
     def study(self, cell_id: str) -> optuna.Study:
         if cell_id not in self._studies:
@@ -130,8 +145,9 @@ class CellSearcher(Searcher):
             number, tid, hparams = self._ask(cell, trial_id)
         self.assigned[trial_id] = (cell.id, number, tid)
         self.counts[cell.id] += 1
-        return TrialConfig(stage="lnl", id=cell.id, point=cell.tune_point, hparams=hparams,
-                           optuna_trial=number).to_ray()
+        return TrialConfig(
+            stage="lnl", id=cell.id, point=cell.tune_point, hparams=hparams, optuna_trial=number
+        ).to_ray()
 
     def _ask(self, cell: Cell, trial_id: str) -> tuple[int, int, dict[str, Any]]:
         """A new trial of the cell's study: (number, Optuna trial id, hyperparameters)."""

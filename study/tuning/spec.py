@@ -17,8 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from study import hparams as hp
 from study.data import DATASETS, DataError
@@ -77,6 +76,7 @@ class Strict(BaseModel):
 
 # -- search spaces ----------------------------------------------------------------------------------
 
+
 class _Param(Strict):
     #: only sample this parameter when earlier categorical parameters take one of these values
     when: dict[str, Any] | None = None
@@ -90,7 +90,7 @@ class FloatParam(_Param):
     step: float | None = None
 
     @model_validator(mode="after")
-    def _range(self) -> "FloatParam":
+    def _range(self) -> FloatParam:
         if not self.low < self.high:
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
         if self.log and self.low <= 0:
@@ -108,7 +108,7 @@ class IntParam(_Param):
     step: int = 1
 
     @model_validator(mode="after")
-    def _range(self) -> "IntParam":
+    def _range(self) -> IntParam:
         if not self.low < self.high:
             raise ValueError(f"low ({self.low}) must be below high ({self.high})")
         if self.log and (self.low <= 0 or self.step != 1):
@@ -138,21 +138,25 @@ def check_conditions(space: dict[str, Any]) -> None:
     for name, p in space.items():
         for parent, values in (p.when or {}).items():
             if parent not in seen:
-                raise ValueError(f"{name}.when: {parent!r} is not an earlier parameter {_allowed(seen) if seen else ''}"
-                                 .rstrip())
+                raise ValueError(
+                    f"{name}.when: {parent!r} is not an earlier parameter {_allowed(seen) if seen else ''}".rstrip()
+                )
             if not isinstance(seen[parent], CategoricalParam):
                 raise ValueError(f"{name}.when: {parent!r} must be categorical to condition on")
             for v in values if isinstance(values, list) else [values]:
                 if v not in seen[parent].choices:
-                    raise ValueError(f"{name}.when.{parent}: {v!r} is not a choice of {parent} "
-                                     f"{_allowed(seen[parent].choices)}")
+                    raise ValueError(
+                        f"{name}.when.{parent}: {v!r} is not a choice of {parent} {_allowed(seen[parent].choices)}"
+                    )
         seen[name] = p
 
 
 # -- hyperparameters checked against their declarations ------------------------------------------------
 
-def _check_hparams(models: Sequence[type[BaseModel]], values: dict[str, Any], owner: str,
-                   exclude: Sequence[str] = ()) -> dict[str, Any]:
+
+def _check_hparams(
+    models: Sequence[type[BaseModel]], values: dict[str, Any], owner: str, exclude: Sequence[str] = ()
+) -> dict[str, Any]:
     """``values`` as their owners accept them (see ``study.hparams.check_value``), or SubPathError at the
     first bad one."""
     out = {}
@@ -178,8 +182,10 @@ def _check_space(models: Sequence[type[BaseModel]], space: dict[str, Any], owner
                 _bound(models, name, f"choices[{i}]", c)
             continue
         if kind is not None and kind not in (int, float):
-            raise SubPathError(f"{name}.type", f"{name} is {hp.describe_field(hp.field(models, name))[8:]}; "
-                               "search it with type categorical")
+            raise SubPathError(
+                f"{name}.type",
+                f"{name} is {hp.describe_field(hp.field(models, name))[8:]}; search it with type categorical",
+            )
         if kind is int and isinstance(p, FloatParam):
             raise SubPathError(f"{name}.type", f"{name} is an integer; search it with type int")
         _bound(models, name, "low", p.low)
@@ -190,11 +196,13 @@ def _bound(models: Sequence[type[BaseModel]], name: str, where: str, value: Any)
     try:
         hp.check_value(models, name, value, LNL_EXCLUDE)
     except hp.HparamError as e:
-        raise SubPathError(f"{name}.{where}", f"{value!r} is outside what {name} accepts: "
-                           f"{str(e).split('; ')[-1]}") from None
+        raise SubPathError(
+            f"{name}.{where}", f"{value!r} is outside what {name} accepts: {str(e).split('; ')[-1]}"
+        ) from None
 
 
 # -- axes -------------------------------------------------------------------------------------------
+
 
 class SplitSpec(Strict):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
@@ -280,7 +288,7 @@ class DatasetSpec(Strict):
         return _dataset_options(info.data.get("name"), v)
 
     @model_validator(mode="after")
-    def _fractions(self) -> "DatasetSpec":
+    def _fractions(self) -> DatasetSpec:
         if self.splits.val_fraction + self.splits.test_fraction >= 1.0:
             raise SubPathError("splits", "val_fraction + test_fraction must be below 1 (nothing left to train on)")
         return self
@@ -329,7 +337,7 @@ class NoiseSpec(Strict):
         return v
 
     @model_validator(mode="after")
-    def _pairflip(self) -> "NoiseSpec":
+    def _pairflip(self) -> NoiseSpec:
         if "pairflip" in self.kinds and any(r >= 0.5 for r in self.rates):
             raise ValueError("pairflip needs every rate below 0.5")
         if "transition" in self.kinds and "transition" not in self.options:
@@ -414,7 +422,7 @@ class LNLSpec(Strict):
         return _check_hparams(lnl_models(algorithm), v, f"LNL algorithm {algorithm}", LNL_EXCLUDE)
 
     @model_validator(mode="after")
-    def _space(self) -> "LNLSpec":
+    def _space(self) -> LNLSpec:
         try:
             check_conditions(self.search_space)
         except ValueError as e:
@@ -526,9 +534,13 @@ class Spec(Strict):
     tracking: TrackingSpec = TrackingSpec()
 
     @model_validator(mode="after")
-    def _cross(self) -> "Spec":
-        for field, keys in (("datasets", [d.key for d in self.datasets]), ("ssl", [s.key for s in self.ssl]),
-                            ("lnl", [a.key for a in self.lnl]), ("seeds", self.seeds)):
+    def _cross(self) -> Spec:
+        for field, keys in (
+            ("datasets", [d.key for d in self.datasets]),
+            ("ssl", [s.key for s in self.ssl]),
+            ("lnl", [a.key for a in self.lnl]),
+            ("seeds", self.seeds),
+        ):
             dup = sorted({str(k) for k in keys if keys.count(k) > 1})
             if dup:
                 raise ValueError(f"{field}: duplicate entries {dup}; give them distinct ids")
@@ -538,15 +550,18 @@ class Spec(Strict):
                 raise ValueError(f"ssl[{i}].init: method 'random' with init 'imagenet' is method 'imagenet'")
             for k in s.epochs if isinstance(s.epochs, dict) else ():
                 if k != "default" and k not in dataset_keys:
-                    raise ValueError(f"ssl[{i}].epochs.{k}: not a dataset of this spec "
-                                     f"{_allowed([*dataset_keys, 'default'])}")
+                    raise ValueError(
+                        f"ssl[{i}].epochs.{k}: not a dataset of this spec {_allowed([*dataset_keys, 'default'])}"
+                    )
         if "transition" in self.noise.options:
             _check_transition_option(self.noise.options["transition"])
         if "class_dependent" in self.noise.kinds and "groups" not in self.noise.options:
             for i, d in enumerate(self.datasets):
                 if not d.noise_groups and not DATASETS[d.name].noise_groups:
-                    raise ValueError(f"datasets[{i}]: {d.name} has no default groups of confusable classes for "
-                                     "class_dependent noise; set its noise_groups or noise.options.groups")
+                    raise ValueError(
+                        f"datasets[{i}]: {d.name} has no default groups of confusable classes for "
+                        "class_dependent noise; set its noise_groups or noise.options.groups"
+                    )
         return self
 
     @property
@@ -570,11 +585,13 @@ def _check_transition_option(t: Any) -> None:
     try:
         transition_matrix(len(t), "transition", 0.0, transition=t)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{where}: {e}; each row gives the label probabilities of one true class and sums to 1"
-                         ) from None
+        raise ValueError(
+            f"{where}: {e}; each row gives the label probabilities of one true class and sums to 1"
+        ) from None
 
 
 # -- loading ----------------------------------------------------------------------------------------
+
 
 def _loc(loc: tuple) -> str:
     out = ""
@@ -624,7 +641,7 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
 def _message(err: dict) -> str:
     t, msg = err["type"], err["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     if t == "extra_forbidden":
         model = _model_at(tuple(err["loc"]))
         return f"unknown field {_allowed(model.model_fields) if model else ''}".rstrip()
@@ -632,8 +649,11 @@ def _message(err: dict) -> str:
         return "required field is missing"
     if t == "too_short" and isinstance(err.get("input"), list):
         n = err.get("ctx", {}).get("min_length", 1)
-        return (f"must list at least {'one value' if n == 1 else f'{n} values'}, got an empty list"
-                if not err["input"] else f"must list at least {n} values, got {len(err['input'])}")
+        return (
+            f"must list at least {'one value' if n == 1 else f'{n} values'}, got an empty list"
+            if not err["input"]
+            else f"must list at least {n} values, got {len(err['input'])}"
+        )
     if t == "literal_error":
         exp = err.get("ctx", {}).get("expected", "").replace(" or ", ", ").replace("'", "")
         return f"{err.get('input')!r} is not allowed (allowed: {exp})"
@@ -670,8 +690,10 @@ def _names_subpath(msg: str) -> bool:
     if ": " not in msg:
         return False
     head = msg.split(": ", 1)[0]
-    return head.replace("[", "").replace("]", "").replace(".", "").replace("_", "").isalnum() and \
-        head.split("[")[0].split(".")[0] in Spec.model_fields
+    return (
+        head.replace("[", "").replace("]", "").replace(".", "").replace("_", "").isalnum()
+        and head.split("[")[0].split(".")[0] in Spec.model_fields
+    )
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -685,12 +707,19 @@ def load_spec(path: str | Path) -> Spec:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         what = " ".join(str(x) for x in (getattr(e, "problem", None), getattr(e, "context", None)) if x) or str(e)
-        raise SpecError(str(path), [("", f"not valid YAML{where}: {' '.join(what.split())}; fix the syntax there "
-                                         "(indentation, a missing ':' or closing bracket)")]) from None
+        raise SpecError(
+            str(path),
+            [
+                (
+                    "",
+                    f"not valid YAML{where}: {' '.join(what.split())}; fix the syntax there "
+                    "(indentation, a missing ':' or closing bracket)",
+                )
+            ],
+        ) from None
     return parse_spec(data, str(path))
 
 
 def spec_to_yaml(spec: Spec) -> str:
     """The resolved spec (every default filled in), as frozen into a study directory."""
     return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
-

@@ -24,8 +24,14 @@ def collect(study_dir: str) -> dict:
     spec, paths = open_study_dir(study_dir)
     state = paths.state
     runs, errors = _trial_runs(Tracker(state.tracking_uri, state.experiment, state.artifact_location))
-    return {"study_dir": paths.location, "stages": dict(state.stages), "runs": runs, "errors": errors,
-            "cells": _cells(spec, paths), "final_skipped_cells": state.final_skipped_cells}
+    return {
+        "study_dir": paths.location,
+        "stages": dict(state.stages),
+        "runs": runs,
+        "errors": errors,
+        "cells": _cells(spec, paths),
+        "final_skipped_cells": state.final_skipped_cells,
+    }
 
 
 def _trial_runs(tracker: Tracker) -> tuple[dict[str, dict[str, int]], list[dict]]:
@@ -41,8 +47,15 @@ def _trial_runs(tracker: Tracker) -> tuple[dict[str, dict[str, int]], list[dict]
         stages.setdefault(stage, {})
         stages[stage][state] = stages[stage].get(state, 0) + 1
         if state == "failed":
-            errors.append({"stage": stage, "trial": tags.get(TAG_TRIAL_ID), "cell": tags.get(TAG_CELL),
-                           "error": tags.get(TAG_ERROR, "?"), "retries": tags.get(TAG_RETRIES, "0")})
+            errors.append(
+                {
+                    "stage": stage,
+                    "trial": tags.get(TAG_TRIAL_ID),
+                    "cell": tags.get(TAG_CELL),
+                    "error": tags.get(TAG_ERROR, "?"),
+                    "retries": tags.get(TAG_RETRIES, "0"),
+                }
+            )
     return stages, errors
 
 

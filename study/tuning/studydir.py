@@ -95,10 +95,13 @@ class StudyState(BaseModel):
         except OSError as e:
             raise StudyInputError(f"{where}: cannot read the study's state ({e.strerror or e})") from None
         except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(map(str, err['loc'])) or 'the file'}: {err['msg']}"
-                                 for err in e.errors()[:3])
-            raise StudyInputError(f"{where}: not a study's state ({problems}); `study launch` writes this file, "
-                                  "restore it from a copy or launch the study again") from None
+            problems = "; ".join(
+                f"{'.'.join(map(str, err['loc'])) or 'the file'}: {err['msg']}" for err in e.errors()[:3]
+            )
+            raise StudyInputError(
+                f"{where}: not a study's state ({problems}); `study launch` writes this file, "
+                "restore it from a copy or launch the study again"
+            ) from None
 
     def write(self, path: Path) -> None:
         """Replace ``path`` atomically: a reader never sees half a state."""
@@ -172,8 +175,9 @@ class StudyPaths:
             f = self.dir / name
             if not f.is_file():
                 continue
-            stamp = tuple((p.stat().st_mtime_ns, p.stat().st_size) for p in (f, f.with_name(name + "-wal"))
-                          if p.is_file())
+            stamp = tuple(
+                (p.stat().st_mtime_ns, p.stat().st_size) for p in (f, f.with_name(name + "-wal")) if p.is_file()
+            )
             if not force and self._pushed.get(name) == stamp:
                 continue
             if name in SQLITE_FILES:
@@ -184,6 +188,7 @@ class StudyPaths:
 
 
 # -- where things are ---------------------------------------------------------------------------------
+
 
 def normalize(location: str) -> str:
     """A URI without its trailing slash, or an absolute path."""
@@ -220,8 +225,10 @@ def cache_locations(spec: Spec, root: str) -> CacheLocations:
     a path, else each node's own folder (decoded datasets are read from a node's own disk)."""
     data = spec.storage.data_cache
     if data and st.is_uri(data):
-        raise StudyInputError(f"storage.data_cache {data}: decoded datasets are read from a node's own disk; give "
-                              "a local or NFS directory, or leave it out (each node then decodes into its own cache)")
+        raise StudyInputError(
+            f"storage.data_cache {data}: decoded datasets are read from a node's own disk; give "
+            "a local or NFS directory, or leave it out (each node then decodes into its own cache)"
+        )
     cache = normalize(spec.storage.cache) if spec.storage.cache else st.join(normalize(root), "cache")
     if data:
         return CacheLocations(cache, normalize(data))
@@ -229,6 +236,7 @@ def cache_locations(spec: Spec, root: str) -> CacheLocations:
 
 
 # -- creating and opening ------------------------------------------------------------------------------
+
 
 def existing_study(location: str, spec: Spec, relaunch: bool) -> bool:
     """Whether ``location`` holds this study already, to be resumed by a ``relaunch`` (the same ``--name``:
@@ -244,18 +252,34 @@ def existing_study(location: str, spec: Spec, relaunch: bool) -> bool:
     return False
 
 
-def new_state(location: str, spec_source: str, caches: CacheLocations, datasets: dict[str, DatasetFacts],
-              address: str | None, tracking_uri: str | None) -> StudyState:
+def new_state(
+    location: str,
+    spec_source: str,
+    caches: CacheLocations,
+    datasets: dict[str, DatasetFacts],
+    address: str | None,
+    tracking_uri: str | None,
+) -> StudyState:
     """The state of a study about to be created at ``location``; without ``tracking_uri`` the study keeps
     its own MLflow store (``mlflow.db`` beside ``state.json``, artifacts in ``mlartifacts/``)."""
     local, uri = working_dir(location)
     name = location.rstrip("/").rsplit("/", 1)[-1]
     artifacts = st.join(uri, "mlartifacts") if uri else (local / "mlartifacts").as_uri()
-    return StudyState(name=name, spec_source=str(spec_source), created_at=datetime.now().replace(microsecond=0),
-                      cache=caches.cache, data_cache=caches.data_cache, address=address,
-                      tracking_uri=tracking_uri or default_tracking_uri(local), experiment=name,
-                      artifact_location=None if tracking_uri else artifacts, datasets=datasets,
-                      stages={s: "pending" for s in STAGES}, storage_uri=uri, tracking_local=tracking_uri is None)
+    return StudyState(
+        name=name,
+        spec_source=str(spec_source),
+        created_at=datetime.now().replace(microsecond=0),
+        cache=caches.cache,
+        data_cache=caches.data_cache,
+        address=address,
+        tracking_uri=tracking_uri or default_tracking_uri(local),
+        experiment=name,
+        artifact_location=None if tracking_uri else artifacts,
+        datasets=datasets,
+        stages={s: "pending" for s in STAGES},
+        storage_uri=uri,
+        tracking_local=tracking_uri is None,
+    )
 
 
 def create_study_dir(location: str, spec: Spec, state: StudyState) -> StudyPaths:
@@ -286,8 +310,10 @@ def open_study_dir(location: str, driver: bool = False) -> tuple[Spec, StudyPath
     if uri:
         st.check(uri, "STUDY_DIR")
     if not (st.is_file(st.join(location, "state.json")) and st.is_file(st.join(location, "spec.yaml"))):
-        raise StudyInputError(f"{location}: not a study directory (no state.json/spec.yaml there); "
-                              "study directories are what `study launch` prints")
+        raise StudyInputError(
+            f"{location}: not a study directory (no state.json/spec.yaml there); "
+            "study directories are what `study launch` prints"
+        )
     if uri:
         _pull(uri, local)
     state = StudyState.read(local / "state.json", st.join(location, "state.json"))

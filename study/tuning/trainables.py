@@ -75,15 +75,32 @@ def _restore(trial: Trial) -> tuple[int, FitResult]:
     return state["epoch"] + 1, FitResult.from_state(state["result"])
 
 
-def _report(trial: Trial, epoch: int, metrics: dict[str, Any], result: FitResult, start: int,
-            extra: dict[str, Any] | None = None) -> None:
+def _report(
+    trial: Trial,
+    epoch: int,
+    metrics: dict[str, Any],
+    result: FitResult,
+    start: int,
+    extra: dict[str, Any] | None = None,
+) -> None:
     """One epoch's report to Ray, with the checkpoint a restored trial continues from."""
     tuning = trial.spec.tuning
     with tempfile.TemporaryDirectory() as d:
-        torch.save({"algo": trial.algo.state_dict(), "result": result.to_state(), "epoch": epoch,
-                    "generator": trial.train.generator.get_state()}, Path(d) / "state.pt")
-        report: R.TrialResult = {"epoch": epoch, "objective": objective(result, tuning.metric, tuning.mode),
-                                 "node_id": ray.get_runtime_context().get_node_id(), "start_epoch": start}
+        torch.save(
+            {
+                "algo": trial.algo.state_dict(),
+                "result": result.to_state(),
+                "epoch": epoch,
+                "generator": trial.train.generator.get_state(),
+            },
+            Path(d) / "state.pt",
+        )
+        report: R.TrialResult = {
+            "epoch": epoch,
+            "objective": objective(result, tuning.metric, tuning.mode),
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "start_epoch": start,
+        }
         tune.report({**_scalars(metrics), **report, **(extra or {})}, checkpoint=tune.Checkpoint.from_directory(d))
 
 
@@ -93,8 +110,14 @@ def _report_failure(result: FitResult, error: NonFiniteLossError) -> None:
     tune.report({**_scalars(last), **failure})
 
 
-def lnl_trainable(config: dict[str, Any], spec_data: dict[str, Any], cache_dir: str, data_cache: str,
-                  artifacts_root: str, artifacts_uri: str | None = None) -> None:
+def lnl_trainable(
+    config: dict[str, Any],
+    spec_data: dict[str, Any],
+    cache_dir: str,
+    data_cache: str,
+    artifacts_root: str,
+    artifacts_uri: str | None = None,
+) -> None:
     """One LNL trial (stage ``lnl`` or ``final``) of ``TrialConfig.from_ray(config)``."""
     cfg = TrialConfig.from_ray(config)
     assert cfg.point is not None, "an LNL trial has a point"
@@ -123,8 +146,12 @@ def lnl_trainable(config: dict[str, Any], spec_data: dict[str, Any], cache_dir: 
     trial.write_artifacts(art, result, final)
     if artifacts_uri:
         storage.upload_dir(art, storage.join(artifacts_uri, trial_id))
-    done: R.TrialResult = {"best_val_f1": result.best_val_f1, "trial_finished": True, "artifact_dir": str(art),
-                           "per_class_f1": json.dumps(final.get("test_per_class_f1"))}
+    done: R.TrialResult = {
+        "best_val_f1": result.best_val_f1,
+        "trial_finished": True,
+        "artifact_dir": str(art),
+        "per_class_f1": json.dumps(final.get("test_per_class_f1")),
+    }
     _report(trial, last_epoch, result.history[-1], result, start, {**_scalars(final), **done})
 
 
@@ -141,8 +168,14 @@ def pretrain_trainable(config: dict[str, Any], spec_data: dict[str, Any], cache_
         tune.report({**{k: float(v) for k, v in _scalars(metrics).items()}, R.EPOCH: epoch})
 
     try:
-        path = pretrain(request, cache_dir, device=_device(), on_epoch=on_epoch,
-                        data_cache_dir=storage.node_data_cache(data_cache), owner=tune.get_context().get_trial_id())
+        path = pretrain(
+            request,
+            cache_dir,
+            device=_device(),
+            on_epoch=on_epoch,
+            data_cache_dir=storage.node_data_cache(data_cache),
+            owner=tune.get_context().get_trial_id(),
+        )
     except NonFiniteLossError as e:
         tune.report({R.EPOCH: request.epochs, R.ERROR: f"non-finite loss: {e}"})
         return

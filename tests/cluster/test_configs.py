@@ -47,8 +47,11 @@ def test_kuberay_manifests_match_schema_and_ray_parses_them(name):
         spec = doc["spec"] if doc["kind"] == "RayCluster" else doc["spec"]["rayClusterSpec"]
         groups = [spec["headGroupSpec"], *spec.get("workerGroupSpecs", [])]
         for g in groups:  # each pod template against Kubernetes' own schema
-            kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"},
-                                          "template": g["template"]}, K8S_VERSION, strict=True)
+            kubernetes_validate.validate(
+                {"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"}, "template": g["template"]},
+                K8S_VERSION,
+                strict=True,
+            )
         # Ray's KubeRay autoscaler derives its config from the CR: it must parse and validate
         cr = {"metadata": {"name": doc["metadata"]["name"], "namespace": "default"}, "spec": spec}
         derived = _derive_autoscaling_config_from_ray_cr(cr)

@@ -74,8 +74,10 @@ def test_concurrent_loads_decode_once(tmp_path, monkeypatch):
 
     monkeypatch.setattr("study.data.sources.decode_records", counting)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(
-        get_dataset("folder", root=tmp_path / "d").load(tmp_path / "c"))) for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: results.append(get_dataset("folder", root=tmp_path / "d").load(tmp_path / "c")))
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:

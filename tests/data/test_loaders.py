@@ -25,8 +25,18 @@ def write_image(path: Path, value: int, size: int = 20, mode: str = "RGB") -> Pa
 
 def test_registry_names_match_design():
     # the contract's names (a superset: registering a new dataset needs no edit here)
-    assert set(DATASETS) >= {"nct_crc_he", "covid_qu_ex", "fetal_planes", "mura", "dermnet", "folder", "manifest",
-                             "medmnist", "fashion_mnist", "synthetic"}
+    assert set(DATASETS) >= {
+        "nct_crc_he",
+        "covid_qu_ex",
+        "fetal_planes",
+        "mura",
+        "dermnet",
+        "folder",
+        "manifest",
+        "medmnist",
+        "fashion_mnist",
+        "synthetic",
+    }
 
 
 def test_unknown_dataset_lists_choices():
@@ -86,7 +96,8 @@ def test_fetal_planes_layout(tmp_path):
 def test_fetal_planes_bad_plane_names_line(tmp_path):
     write_image(tmp_path / "Images" / "a.png", 1, mode="L")
     (tmp_path / "FETAL_PLANES_DB_data.csv").write_text(
-        "Image_name;Patient_num;Plane;Brain_plane;Operator;US_Machine;Train \na;1;Fetal liver;x;y;z;1\n")
+        "Image_name;Patient_num;Plane;Brain_plane;Operator;US_Machine;Train \na;1;Fetal liver;x;y;z;1\n"
+    )
     with pytest.raises(DataError, match=r"FETAL_PLANES_DB_data.csv:2: Plane 'Fetal liver'"):
         get_dataset("fetal_planes", root=tmp_path).load(None)
 
@@ -167,8 +178,7 @@ def test_manifest_wrong_label_column_names_columns(tmp_path):
     (tmp_path / "m.csv").write_text("file,diagnosis\n0.png,x\n")
     with pytest.raises(DataError, match=r"no column 'path' \(columns: file, diagnosis\)"):
         get_dataset("manifest", manifest=tmp_path / "m.csv").load(None)
-    data = get_dataset("manifest", manifest=tmp_path / "m.csv", path_column="file",
-                       label_column="diagnosis").load(None)
+    data = get_dataset("manifest", manifest=tmp_path / "m.csv", path_column="file", label_column="diagnosis").load(None)
     assert len(data) == 1
 
 
@@ -184,8 +194,7 @@ def _medmnist(path: Path, multilabel: bool = False, rgb: bool = False, size: int
     for s, n in (("train", 10), ("val", 4), ("test", 6)):
         shape = (n, size, size, 3) if rgb else (n, size, size)
         arrays[f"{s}_images"] = rng.integers(0, 255, size=shape, dtype=np.uint8)
-        arrays[f"{s}_labels"] = (rng.integers(0, 2, size=(n, 14)) if multilabel
-                                 else rng.integers(0, 9, size=(n, 1)))
+        arrays[f"{s}_labels"] = rng.integers(0, 2, size=(n, 14)) if multilabel else rng.integers(0, 9, size=(n, 1))
     arrays["train_labels"][0] = 8 if not multilabel else arrays["train_labels"][0]
     np.savez(path, **arrays)
 
@@ -228,8 +237,12 @@ def test_fashion_mnist_idx(tmp_path):
 
 
 def test_fashion_mnist_bad_idx_names_file(tmp_path):
-    for stem in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-                 "t10k-labels-idx1-ubyte"):
+    for stem in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         (tmp_path / stem).write_bytes(b"\x00\x00\x0d\x01\x00\x00\x00\x01\x00")
     with pytest.raises(DataError, match="train-images-idx3-ubyte: not an unsigned-byte IDX"):
         get_dataset("fashion_mnist", root=tmp_path).load(None)
@@ -247,8 +260,9 @@ def test_synthetic_patients_and_speed():
     import time
 
     t0 = time.perf_counter()
-    data = get_dataset("synthetic", num_samples=2000, num_classes=5, image_size=32, views_per_patient=3,
-                       test_fraction=0.2).load(None)
+    data = get_dataset(
+        "synthetic", num_samples=2000, num_classes=5, image_size=32, views_per_patient=3, test_fraction=0.2
+    ).load(None)
     assert time.perf_counter() - t0 < 5.0
     assert data.images.shape == (2000, 32, 32, 3)
     assert np.bincount(data.labels).min() > 300

@@ -23,16 +23,22 @@ def test_out_of_range_names_option_and_range():
 
 
 def test_unknown_option_lists_allowed():
-    with pytest.raises(DataError, match=r"synthetic: unknown option 'num_sampels' \(allowed: resolution, channels, "
-                                        r"num_samples"):
+    with pytest.raises(
+        DataError,
+        match=r"synthetic: unknown option 'num_sampels' \(allowed: resolution, channels, "
+        r"num_samples",
+    ):
         get_dataset("synthetic", num_sampels=10)
     with pytest.raises(DataError, match=r"nct_crc_he: unknown option 'limit' \(allowed: .*skip_corrupt"):
         get_dataset("nct_crc_he", limit=10)
 
 
 def test_required_options_say_what_to_give():
-    with pytest.raises(DataError, match=r"manifest: the option manifest \(path to a CSV with path,label columns\) "
-                                        "is required"):
+    with pytest.raises(
+        DataError,
+        match=r"manifest: the option manifest \(path to a CSV with path,label columns\) "
+        "is required",
+    ):
         get_dataset("manifest")
     with pytest.raises(DataError, match=r"medmnist: the option path \(a MedMNIST .npz file.*\) is required"):
         DATASETS["medmnist"].check_options({"label_index": 0})

@@ -11,8 +11,14 @@ from study.data import DataError, ImageData, get_dataset, make_splits
 def _data(n=600, k=3, patients=None, official=None):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, k, size=n)
-    return ImageData(name="t", images=np.zeros((n, 8, 8, 1), np.uint8), labels=labels,
-                     class_names=[str(i) for i in range(k)], patient_ids=patients, official_split=official)
+    return ImageData(
+        name="t",
+        images=np.zeros((n, 8, 8, 1), np.uint8),
+        labels=labels,
+        class_names=[str(i) for i in range(k)],
+        patient_ids=patients,
+        official_split=official,
+    )
 
 
 def test_partition_and_stratification():
@@ -28,8 +34,9 @@ def test_partition_and_stratification():
 
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_patient_grouped_splits_never_share_a_patient(seed):
-    data = get_dataset("synthetic", num_samples=900, num_classes=3, image_size=8, views_per_patient=4,
-                       seed=seed).load(None)
+    data = get_dataset("synthetic", num_samples=900, num_classes=3, image_size=8, views_per_patient=4, seed=seed).load(
+        None
+    )
     s = make_splits(data, val_fraction=0.15, test_fraction=0.2, seed=seed)
     sets = [set(data.patient_ids[ix]) for ix in (s.train, s.val, s.test)]
     assert not (sets[0] & sets[1]) and not (sets[0] & sets[2]) and not (sets[1] & sets[2])

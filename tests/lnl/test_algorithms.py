@@ -15,8 +15,12 @@ from study.models import Classifier, SmallCNN
 from study.noise import inject_noise
 from study.train import FitResult, NonFiniteLossError, final_test, fit
 
-HPARAMS = {"co_teaching": {"tk": 1}, "co_teaching_plus": {"tk": 1, "init_epochs": 1},
-           "dividemix": {"warmup_epochs": 1}, "linear_probe": {"hidden": (16,)}}
+HPARAMS = {
+    "co_teaching": {"tk": 1},
+    "co_teaching_plus": {"tk": 1, "init_epochs": 1},
+    "dividemix": {"warmup_epochs": 1},
+    "linear_probe": {"hidden": (16,)},
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +34,14 @@ def tiny():
 
 
 def loaders(data, splits, labels, noisy):
-    train = TensorLoader(data.images[splits.train], noisy[splits.train], 32, shuffle=True,
-                         augment_cfg=AugmentConfig(), indices=splits.train)
+    train = TensorLoader(
+        data.images[splits.train],
+        noisy[splits.train],
+        32,
+        shuffle=True,
+        augment_cfg=AugmentConfig(),
+        indices=splits.train,
+    )
     val = TensorLoader(data.images[splits.val], noisy[splits.val], 64)
     test = TensorLoader(data.images[splits.test], labels[splits.test], 64)
     return train, val, test
@@ -40,13 +50,22 @@ def loaders(data, splits, labels, noisy):
 def make_model_for(data):
     def make_model():
         return Classifier(SmallCNN(data.channels, data.resolution, width=8), data.num_classes)  # tiny: CPU tests
+
     return make_model
 
 
 def test_registry_names_match_design():
     # the contract's names (a superset: registering a new algorithm needs no edit here)
-    assert set(ALGORITHMS) >= {"ce", "co_teaching", "co_teaching_plus", "dividemix", "elr", "gce", "sce",
-                               "linear_probe"}
+    assert set(ALGORITHMS) >= {
+        "ce",
+        "co_teaching",
+        "co_teaching_plus",
+        "dividemix",
+        "elr",
+        "gce",
+        "sce",
+        "linear_probe",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
@@ -54,16 +73,31 @@ def test_short_run(name, tiny):
     data, splits, labels, noisy = tiny
     torch.manual_seed(0)
     train, val, test = loaders(data, splits, labels, noisy)
-    algo = ALGORITHMS[name](make_model_for(data), data.num_classes, len(data), OptimConfig(lr=0.05, epochs=3),
-                            torch.device("cpu"), noise_rate=0.3, seed=0, **HPARAMS.get(name, {}))
+    algo = ALGORITHMS[name](
+        make_model_for(data),
+        data.num_classes,
+        len(data),
+        OptimConfig(lr=0.05, epochs=3),
+        torch.device("cpu"),
+        noise_rate=0.3,
+        seed=0,
+        **HPARAMS.get(name, {}),
+    )
     res = fit(algo, train, val, 3, clean_train_labels=labels, noisy_train_labels=noisy)
     assert len(res.history) == 3 and all(np.isfinite(h["train_loss"]) for h in res.history)
     if algo.selects_samples:
         h = res.history[-1]
         assert 0 <= h["selected_label_precision"] <= 1 and 0 < h["selected_label_recall"] <= 1
     out = final_test(algo, res, test)
-    assert {"test_f1", "test_acc", "test_balanced_acc", "test_auroc", "test_f1_last5", "test_per_class_f1",
-            "test_confusion"} <= set(out)
+    assert {
+        "test_f1",
+        "test_acc",
+        "test_balanced_acc",
+        "test_auroc",
+        "test_f1_last5",
+        "test_per_class_f1",
+        "test_confusion",
+    } <= set(out)
     # the state round-trips (checkpoints, resume)
     algo.load_state_dict(res.best_state)
 
@@ -71,8 +105,7 @@ def test_short_run(name, tiny):
 def test_unknown_hyperparameter_fails(tiny):
     data = tiny[0]
     with pytest.raises(HparamError, match=r"'co_teaching': .*'bogus'.*allowed: forget_rate, tk, c"):
-        ALGORITHMS["co_teaching"](make_model_for(data), 4, len(data), OptimConfig(), torch.device("cpu"),
-                                  bogus=1)
+        ALGORITHMS["co_teaching"](make_model_for(data), 4, len(data), OptimConfig(), torch.device("cpu"), bogus=1)
 
 
 def test_out_of_range_hyperparameter_fails_before_building_networks(tiny):

@@ -18,8 +18,9 @@ def make_model() -> Classifier:
 
 
 def build(name: str, noise_rate: float | None = None, seed: int = 0, **hparams):
-    return ALGORITHMS[name](make_model, 3, 10, OptimConfig(epochs=1), torch.device("cpu"), noise_rate=noise_rate,
-                            seed=seed, **hparams)
+    return ALGORITHMS[name](
+        make_model, 3, 10, OptimConfig(epochs=1), torch.device("cpu"), noise_rate=noise_rate, seed=seed, **hparams
+    )
 
 
 @pytest.mark.parametrize("name", sorted(ALGORITHMS))
@@ -35,14 +36,30 @@ def test_unknown_name_raises_naming_it_and_the_algorithm(name):
         ALGORITHMS[name].build_hparams({"bogus": 1})
 
 
-@pytest.mark.parametrize("name,field,value", [
-    ("co_teaching", "forget_rate", 1.0), ("co_teaching", "tk", -1), ("co_teaching", "c", 0.0),
-    ("co_teaching_plus", "init_epochs", -1), ("co_teaching_plus", "forget_rate", -0.1),
-    ("dividemix", "alpha", 0.0), ("dividemix", "temperature", 0.0), ("dividemix", "p_threshold", 1.5),
-    ("dividemix", "lambda_u", -1.0), ("dividemix", "warmup_epochs", -1), ("dividemix", "rampup_epochs", 2.5),
-    ("elr", "beta", 1.0), ("elr", "lam", -1.0), ("gce", "q", 0.0), ("gce", "q", 1.1), ("sce", "alpha", -0.1),
-    ("sce", "beta", "big"), ("linear_probe", "hidden", [16, 0]), ("linear_probe", "feature_noise", -0.5),
-])
+@pytest.mark.parametrize(
+    "name,field,value",
+    [
+        ("co_teaching", "forget_rate", 1.0),
+        ("co_teaching", "tk", -1),
+        ("co_teaching", "c", 0.0),
+        ("co_teaching_plus", "init_epochs", -1),
+        ("co_teaching_plus", "forget_rate", -0.1),
+        ("dividemix", "alpha", 0.0),
+        ("dividemix", "temperature", 0.0),
+        ("dividemix", "p_threshold", 1.5),
+        ("dividemix", "lambda_u", -1.0),
+        ("dividemix", "warmup_epochs", -1),
+        ("dividemix", "rampup_epochs", 2.5),
+        ("elr", "beta", 1.0),
+        ("elr", "lam", -1.0),
+        ("gce", "q", 0.0),
+        ("gce", "q", 1.1),
+        ("sce", "alpha", -0.1),
+        ("sce", "beta", "big"),
+        ("linear_probe", "hidden", [16, 0]),
+        ("linear_probe", "feature_noise", -0.5),
+    ],
+)
 def test_out_of_range_raises_naming_the_field(name, field, value):
     with pytest.raises(HparamError, match=f"LNL algorithm '{name}': {field}: .* must be"):
         ALGORITHMS[name].build_hparams({field: value})
@@ -88,14 +105,33 @@ def test_dividemix_draws_from_the_trial_seed():
 
 def test_step_costs():
     costs = {n: ALGORITHMS[n].step_cost for n in ALGORITHMS}
-    assert costs.items() >= {"ce": 1.0, "co_teaching": 2.0, "co_teaching_plus": 2.0, "dividemix": 3.0, "elr": 1.0,
-                     "gce": 1.0, "sce": 1.0, "linear_probe": 0.4}.items()
+    assert (
+        costs.items()
+        >= {
+            "ce": 1.0,
+            "co_teaching": 2.0,
+            "co_teaching_plus": 2.0,
+            "dividemix": 3.0,
+            "elr": 1.0,
+            "gce": 1.0,
+            "sce": 1.0,
+            "linear_probe": 0.4,
+        }.items()
+    )
 
 
 def test_optim_config_is_checked():
     assert OptimConfig(epochs=5, lr=0.1).lr == 0.1
-    for bad in ({"lr": -1}, {"lr": 0}, {"momentum": 1.0}, {"weight_decay": -1e-4}, {"epochs": 0},
-                {"optimizer": "rmsprop"}, {"schedule": "step"}, {"nesterov": True}):
+    for bad in (
+        {"lr": -1},
+        {"lr": 0},
+        {"momentum": 1.0},
+        {"weight_decay": -1e-4},
+        {"epochs": 0},
+        {"optimizer": "rmsprop"},
+        {"schedule": "step"},
+        {"nesterov": True},
+    ):
         with pytest.raises(ValidationError):
             OptimConfig(**bad)
     with pytest.raises(ValidationError):

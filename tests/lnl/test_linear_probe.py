@@ -43,8 +43,19 @@ def test_train_heads_learns_each_label_set():
     x, y = blobs(400)
     xv, yv = x[:100], y[:100]
     shuffled = np.random.default_rng(1).permutation(y)  # head 2: labels unrelated to the features
-    res = train_heads(x, np.stack([y, y, shuffled]), xv, np.stack([yv, yv, shuffled[:100]]), num_classes=3,
-                      hidden=(16,), epochs=8, lr=0.05, batch_size=64, seeds=[0, 1, 2], patience=None)
+    res = train_heads(
+        x,
+        np.stack([y, y, shuffled]),
+        xv,
+        np.stack([yv, yv, shuffled[:100]]),
+        num_classes=3,
+        hidden=(16,),
+        epochs=8,
+        lr=0.05,
+        batch_size=64,
+        seeds=[0, 1, 2],
+        patience=None,
+    )
     assert res.best_val_f1[0] > 0.9 and res.best_val_f1[1] > 0.9
     probs = predict_heads(res.model(), torch.from_numpy(x))
     assert probs.shape == (3, 400, 3)

@@ -19,7 +19,7 @@ P_Y = [5 / 8, 1 / 3]
 
 def test_gce_matches_formula():
     q = 0.7
-    expected = sum((1 - p ** q) / q for p in P_Y) / 2
+    expected = sum((1 - p**q) / q for p in P_Y) / 2
     assert gce_loss(LOGITS, Y, q).item() == pytest.approx(expected, rel=1e-6)
 
 
@@ -38,7 +38,8 @@ def test_sce_matches_formula():
     # the authors' code: one-hot clipped at 1e-4
     rce_code = sum(-math.log(1e-4) * (1 - p) for p in P_Y) / 2
     assert sce_loss(LOGITS, Y, alpha, beta, log_zero=math.log(1e-4)).item() == pytest.approx(
-        alpha * ce + beta * rce_code, rel=1e-5)
+        alpha * ce + beta * rce_code, rel=1e-5
+    )
 
 
 def test_elr_targets_and_loss():

@@ -68,8 +68,9 @@ def build_fabricated_study(study_dir: str | Path, *, partial: bool = False, rng_
     t0 = int(time.time() * 1000) - 10_000_000
     clock = iter(range(t0, t0 + 10_000_000, 1000))
 
-    def run(name: str, tags: dict[str, str], metrics: list[Metric], params: dict | None = None,
-            status: str = "FINISHED") -> str:
+    def run(
+        name: str, tags: dict[str, str], metrics: list[Metric], params: dict | None = None, status: str = "FINISHED"
+    ) -> str:
         r = client.create_run(exp, start_time=next(clock), tags=tags, run_name=name)
         rid = r.info.run_id
         client.log_batch(rid, metrics=metrics, params=[Param(k, str(v)) for k, v in (params or {}).items()])
@@ -91,11 +92,16 @@ def build_fabricated_study(study_dir: str | Path, *, partial: bool = False, rng_
                 knn = 0.55 + 0.5 * (0.5 - _SSL[ssl][1]) + 0.2 * _BASE[ds] - 0.1 + rng.normal(0, 0.01)
                 ms = []
                 for e in range(EPOCHS):
-                    ms += [Metric("ssl_loss", 5.0 / (e + 1), t0, e),
-                           Metric("knn_acc", knn * (0.7 + 0.3 * e / (EPOCHS - 1)), t0, e)]
-                run(f"pretrain-{ds}-{ssl}-s{seed}",
-                    _tags(**{"study.stage": "pretrain", "dataset": ds, "ssl": ssl, "seed": seed}), ms,
-                    {"method": ssl, "epochs": EPOCHS})
+                    ms += [
+                        Metric("ssl_loss", 5.0 / (e + 1), t0, e),
+                        Metric("knn_acc", knn * (0.7 + 0.3 * e / (EPOCHS - 1)), t0, e),
+                    ]
+                run(
+                    f"pretrain-{ds}-{ssl}-s{seed}",
+                    _tags(**{"study.stage": "pretrain", "dataset": ds, "ssl": ssl, "seed": seed}),
+                    ms,
+                    {"method": ssl, "epochs": EPOCHS},
+                )
 
     # stage 2: per cell a parent, a tuning trial and the final-seed runs
     for ds in datasets:
@@ -104,31 +110,67 @@ def build_fabricated_study(study_dir: str | Path, *, partial: bool = False, rng_
                 for lnl in lnls:
                     cell = f"dataset={ds}|noise_kind={kind}|noise_rate={rate}|ssl={ssl}|lnl={lnl}"
                     axes = {"dataset": ds, "noise_kind": kind, "noise_rate": rate, "ssl": ssl, "lnl": lnl}
-                    parent = run(f"cell-{ds}-{kind}-{rate}-{ssl}-{lnl}",
-                                 _tags(**{"study.stage": "lnl", "study.cell": cell}, **axes), [])
+                    parent = run(
+                        f"cell-{ds}-{kind}-{rate}-{ssl}-{lnl}",
+                        _tags(**{"study.stage": "lnl", "study.cell": cell}, **axes),
+                        [],
+                    )
                     if rate == 0.2:  # a tuning trial: its test_f1 must never reach the report
-                        run(f"trial-{ds}-{kind}-{rate}-{ssl}-{lnl}-0",
-                            _tags(**{"study.stage": "lnl", "study.cell": cell, "mlflow.parentRunId": parent,
-                                     "seed": seeds[0]}, **axes),
-                            [Metric("val_f1", 0.5, t0, 0), Metric("test_f1", 0.01, t0, 0)], {"lr": 0.05})
+                        run(
+                            f"trial-{ds}-{kind}-{rate}-{ssl}-{lnl}-0",
+                            _tags(
+                                **{
+                                    "study.stage": "lnl",
+                                    "study.cell": cell,
+                                    "mlflow.parentRunId": parent,
+                                    "seed": seeds[0],
+                                },
+                                **axes,
+                            ),
+                            [Metric("val_f1", 0.5, t0, 0), Metric("test_f1", 0.01, t0, 0)],
+                            {"lr": 0.05},
+                        )
                     for seed in seeds:
                         f1 = float(np.clip(true_f1(ds, kind, rate, ssl, lnl) + rng.normal(0, 0.015), 0, 1))
                         ms = []
                         for e in range(EPOCHS):
                             frac = (e + 1) / EPOCHS
-                            ms += [Metric("train_loss", 1.5 - frac, t0, e), Metric("val_f1", f1 * frac, t0, e),
-                                   Metric("val_acc", f1 * frac + 0.02, t0, e)]
+                            ms += [
+                                Metric("train_loss", 1.5 - frac, t0, e),
+                                Metric("val_f1", f1 * frac, t0, e),
+                                Metric("val_acc", f1 * frac + 0.02, t0, e),
+                            ]
                             if lnl in SELECTING:
-                                ms += [Metric("selected_label_precision",
-                                              min(1.0, 1 - rate + rate * 0.7 * frac + rng.normal(0, 0.005)), t0, e),
-                                       Metric("selected_label_recall", 1.0 - rate * 0.8 * frac, t0, e)]
-                        ms += [Metric("test_f1", f1, t0, EPOCHS), Metric("test_acc", f1 + 0.03, t0, EPOCHS),
-                               Metric("test_balanced_acc", f1 + 0.01, t0, EPOCHS),
-                               Metric("test_auroc", min(1.0, f1 + 0.1), t0, EPOCHS),
-                               Metric("test_f1_last5", f1 - 0.01, t0, EPOCHS)]
-                        run(f"final-{ds}-{kind}-{rate}-{ssl}-{lnl}-s{seed}",
-                            _tags(**{"study.stage": "final", "study.cell": cell, "mlflow.parentRunId": parent,
-                                     "seed": seed}, **axes), ms, {"lr": 0.05, "seed": seed})
+                                ms += [
+                                    Metric(
+                                        "selected_label_precision",
+                                        min(1.0, 1 - rate + rate * 0.7 * frac + rng.normal(0, 0.005)),
+                                        t0,
+                                        e,
+                                    ),
+                                    Metric("selected_label_recall", 1.0 - rate * 0.8 * frac, t0, e),
+                                ]
+                        ms += [
+                            Metric("test_f1", f1, t0, EPOCHS),
+                            Metric("test_acc", f1 + 0.03, t0, EPOCHS),
+                            Metric("test_balanced_acc", f1 + 0.01, t0, EPOCHS),
+                            Metric("test_auroc", min(1.0, f1 + 0.1), t0, EPOCHS),
+                            Metric("test_f1_last5", f1 - 0.01, t0, EPOCHS),
+                        ]
+                        run(
+                            f"final-{ds}-{kind}-{rate}-{ssl}-{lnl}-s{seed}",
+                            _tags(
+                                **{
+                                    "study.stage": "final",
+                                    "study.cell": cell,
+                                    "mlflow.parentRunId": parent,
+                                    "seed": seed,
+                                },
+                                **axes,
+                            ),
+                            ms,
+                            {"lr": 0.05, "seed": seed},
+                        )
     if partial:
         make_partial(d)
     return d
@@ -156,8 +198,7 @@ def make_partial(study_dir: str | Path) -> Path:
         t = r.data.tags
         if t.get("study.stage") == "lnl" and not finals_left.get(t.get("study.cell", ""), 0):
             client.delete_run(r.info.run_id)
-    axes = {"dataset": "dermnet", "noise_kind": "class_dependent", "noise_rate": 0.4, "ssl": "random",
-            "lnl": "ce"}
+    axes = {"dataset": "dermnet", "noise_kind": "class_dependent", "noise_rate": 0.4, "ssl": "random", "lnl": "ce"}
     t0 = int(time.time() * 1000)
     r = client.create_run(exp, tags=_tags(**{"study.stage": "final", "seed": 7}, **axes), run_name="final-crashed")
     client.log_metric(r.info.run_id, "test_f1", 0.99, t0, 0)

@@ -27,8 +27,10 @@ def test_auc_is_trapezoid_over_common_rates_per_seed():
     rows = []
     for seed in (0, 1):
         for r, a, b in ((0.0, 0.9, 0.9), (0.2, 0.8, 0.6), (0.4, 0.7, 0.3)):
-            rows += [("d", "symmetric", r, "simclr", "ce", seed, a + 0.01 * seed),
-                     ("d", "symmetric", r, "random", "ce", seed, b)]
+            rows += [
+                ("d", "symmetric", r, "simclr", "ce", seed, a + 0.01 * seed),
+                ("d", "symmetric", r, "random", "ce", seed, b),
+            ]
     rows.append(("d", "symmetric", 0.6, "simclr", "ce", 0, 0.1))  # only one method has 0.6: not used
     auc = analysis.auc_per_seed(_res(rows), "test_f1", "ssl", ["dataset", "noise_kind", "lnl"])
     s0 = auc[(auc.ssl == "simclr") & (auc.seed == 0)].iloc[0]
@@ -40,8 +42,14 @@ def test_auc_is_trapezoid_over_common_rates_per_seed():
 
 
 def test_paired_tests_not_enough_seeds_and_t_test():
-    auc = pd.DataFrame({"g": "x", "ssl": ["a", "a", "a", "b", "b", "b", "c"], "seed": [0, 1, 2, 0, 1, 2, 0],
-                        "auc": [0.30, 0.32, 0.35, 0.20, 0.25, 0.24, 0.1]})
+    auc = pd.DataFrame(
+        {
+            "g": "x",
+            "ssl": ["a", "a", "a", "b", "b", "b", "c"],
+            "seed": [0, 1, 2, 0, 1, 2, 0],
+            "auc": [0.30, 0.32, 0.35, 0.20, 0.25, 0.24, 0.1],
+        }
+    )
     t = analysis.paired_tests(auc, "ssl", ["g"])
     ab = t[(t.method_a == "a") & (t.method_b == "b")].iloc[0]
     from scipy import stats
@@ -56,8 +64,12 @@ def test_paired_tests_not_enough_seeds_and_t_test():
 
 
 def test_summary_table_marks_best_per_column_and_uses_sample_std():
-    rows = [("d", "s", 0.2, "a", "ce", 0, 0.5), ("d", "s", 0.2, "a", "ce", 1, 0.7),
-            ("d", "s", 0.2, "b", "ce", 0, 0.4), ("d", "s", 0.2, "b", "ce", 1, 0.4)]
+    rows = [
+        ("d", "s", 0.2, "a", "ce", 0, 0.5),
+        ("d", "s", 0.2, "a", "ce", 1, 0.7),
+        ("d", "s", 0.2, "b", "ce", 0, 0.4),
+        ("d", "s", 0.2, "b", "ce", 1, 0.4),
+    ]
     t = analysis.summary_table(_res(rows), "test_f1", ["ssl", "lnl"], ["dataset", "noise_kind", "noise_rate"])
     a = t[t.ssl == "a"].iloc[0]
     assert a["mean"] == pytest.approx(0.6) and a["std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
@@ -67,8 +79,11 @@ def test_summary_table_marks_best_per_column_and_uses_sample_std():
 
 
 def test_clean_runs_are_shared_by_every_noise_kind_and_drop_is_from_rate_0():
-    rows = [("d", "symmetric", 0.0, "a", "ce", 0, 0.9), ("d", "symmetric", 0.2, "a", "ce", 0, 0.8),
-            ("d", "pairflip", 0.2, "a", "ce", 0, 0.6)]
+    rows = [
+        ("d", "symmetric", 0.0, "a", "ce", 0, 0.9),
+        ("d", "symmetric", 0.2, "a", "ce", 0, 0.8),
+        ("d", "pairflip", 0.2, "a", "ce", 0, 0.6),
+    ]
     both = with_clean_in_every_kind(_res(rows), ["symmetric", "pairflip"])
     assert len(both) == 4 and set(both[both.noise_rate == 0].noise_kind) == {"symmetric", "pairflip"}
     drop = analysis.drop_table(both, "test_f1", ["dataset", "ssl"], ["noise_kind", "lnl"])

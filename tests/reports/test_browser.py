@@ -44,8 +44,15 @@ def test_dashboard_and_mlflow_ui_in_a_browser(browser, smoke_study, tmp_path):
     assert shot.stat().st_size > 20_000
     dom = chromium(browser, page.as_uri(), tmp_path / "p2", dump_dom=True)
     assert len(re.findall(r'<img class="figure"', dom)) == 5
-    for panel in ("f1_table", "robustness_curves", "f1_drop", "ssl_ranking", "pretrain_quality", "selection",
-                  "missing"):
+    for panel in (
+        "f1_table",
+        "robustness_curves",
+        "f1_drop",
+        "ssl_ranking",
+        "pretrain_quality",
+        "selection",
+        "missing",
+    ):
         assert f'data-panel="{panel}"' in dom
     assert f"Complete: all {len(plan.final_runs)} expected final runs are finished." in dom
     assert "<b>" in dom  # best-per-column marks in the table
@@ -55,8 +62,12 @@ def test_dashboard_and_mlflow_ui_in_a_browser(browser, smoke_study, tmp_path):
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DO_NOT_TRACK="true")
     log = tmp_path / "ui.log"  # a file, not a pipe: the server's access log must never block on a full pipe
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "study.reports.cli", "ui", str(study), "--port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "study.reports.cli", "ui", str(study), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     try:
         url = None
         deadline = time.monotonic() + 180

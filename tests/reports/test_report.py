@@ -21,16 +21,29 @@ def _final_runs(study_dir) -> pd.DataFrame:
     """Finished, active stage-final runs straight from MLflow, independently of study.reports.store."""
     mlflow.set_tracking_uri(f"sqlite:///{study_dir / 'mlflow.db'}")
     exp = mlflow.get_experiment_by_name("fabricated")
-    df = mlflow.search_runs([exp.experiment_id], filter_string="tags.`study.stage` = 'final' and "
-                            "attributes.status = 'FINISHED'")
-    return pd.DataFrame({"dataset": df["tags.dataset"], "noise_kind": df["tags.noise_kind"],
-                         "noise_rate": df["tags.noise_rate"].astype(float), "ssl": df["tags.ssl"],
-                         "lnl": df["tags.lnl"], "seed": df["tags.seed"].astype(int), "f1": df["metrics.test_f1"]})
+    df = mlflow.search_runs(
+        [exp.experiment_id], filter_string="tags.`study.stage` = 'final' and attributes.status = 'FINISHED'"
+    )
+    return pd.DataFrame(
+        {
+            "dataset": df["tags.dataset"],
+            "noise_kind": df["tags.noise_kind"],
+            "noise_rate": df["tags.noise_rate"].astype(float),
+            "ssl": df["tags.ssl"],
+            "lnl": df["tags.lnl"],
+            "seed": df["tags.seed"].astype(int),
+            "f1": df["metrics.test_f1"],
+        }
+    )
 
 
 def test_table_matches_pandas_over_mlflow_runs(partial_study, partial_report):
-    ref = (_final_runs(partial_study).groupby(["dataset", "noise_kind", "noise_rate", "ssl", "lnl"])["f1"]
-           .agg(["mean", "std", "count"]).reset_index())
+    ref = (
+        _final_runs(partial_study)
+        .groupby(["dataset", "noise_kind", "noise_rate", "ssl", "lnl"])["f1"]
+        .agg(["mean", "std", "count"])
+        .reset_index()
+    )
     got = pd.read_csv(partial_report.out_dir / "f1_table.csv")
     m = ref.merge(got, on=["dataset", "noise_kind", "noise_rate", "ssl", "lnl"], how="outer", indicator=True)
     assert (m["_merge"] == "both").all(), m[m["_merge"] != "both"]
@@ -57,8 +70,13 @@ def test_ranking_auc_matches_trapezoid_over_mlflow_runs(partial_study, partial_r
     for (ssl, seed), s in g.groupby(["ssl", "seed"]):
         s = s.sort_values("noise_rate")
         want = np.trapezoid(s["f1"], s["noise_rate"])
-        row = auc[(auc.dataset == "dermnet") & (auc.noise_kind == "class_dependent") & (auc.lnl == "ce")
-                  & (auc.ssl == ssl) & (auc.seed == seed)]
+        row = auc[
+            (auc.dataset == "dermnet")
+            & (auc.noise_kind == "class_dependent")
+            & (auc.lnl == "ce")
+            & (auc.ssl == ssl)
+            & (auc.seed == seed)
+        ]
         assert row["auc"].item() == pytest.approx(want)
     tests = pd.read_csv(partial_report.out_dir / "ssl_ranking_tests.csv")
     assert len(tests) == 8 * 3  # 2 datasets x 2 kinds x 2 LNL groups, 3 pairs each
@@ -102,7 +120,12 @@ def test_report_run_holds_the_artifacts_and_is_reused(partial_study, partial_rep
     runs = client.search_runs([exp], filter_string="tags.`study.stage` = 'report'")
     assert len(runs) == 1
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "dashboard.html", "manifest.json", "missing.txt", "t.csv", "t_wide.csv"]
+        "dashboard.html",
+        "manifest.json",
+        "missing.txt",
+        "t.csv",
+        "t_wide.csv",
+    ]
 
 
 def test_exit_code_2_when_not_a_study(tmp_path, capsys):

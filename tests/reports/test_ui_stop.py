@@ -16,8 +16,11 @@ from tests.conftest import free_port
 def test_sigterm_stops_the_mlflow_server(whole_study, tmp_path):
     log = tmp_path / "ui.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "study.cli", "ui", str(whole_study),
-                                 "--port", str(free_port())], stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "study.cli", "ui", str(whole_study), "--port", str(free_port())],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         deadline = time.monotonic() + 180
         while not re.search(r"http://127\.0\.0\.1:\d+/", log.read_text()) and time.monotonic() < deadline:
@@ -27,7 +30,7 @@ def test_sigterm_stops_the_mlflow_server(whole_study, tmp_path):
         assert children, "no MLflow server process"
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)
-        gone, alive = psutil.wait_procs(children, timeout=30)
+        _gone, alive = psutil.wait_procs(children, timeout=30)
         assert not alive, [p.cmdline() for p in alive]
     finally:
         if proc.poll() is None:

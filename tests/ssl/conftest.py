@@ -34,5 +34,6 @@ SMALL_HPARAMS = {
     "barlow_twins": {"projector_dim": 64},
     "jigsaw": {"num_permutations": 10},
     "moco_v2": {"queue_size": 16, "proj_hidden_dim": 64},
-    "simclr": {}, "micle": {},
+    "simclr": {},
+    "micle": {},
 }

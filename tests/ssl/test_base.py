@@ -32,8 +32,15 @@ def test_loop_reports_each_epoch(tiny_data):
     m = Rotation(build_backbone("small_cnn", 3, 16), 3, 16)
     imgs = np.ascontiguousarray(tiny_data.images)
     seen = []
-    hist = train_ssl(m, imgs[:48], epochs=2, batch_size=16, device=torch.device("cpu"), seed=0,
-                     knn=(imgs[:48], tiny_data.labels[:48], imgs[48:], tiny_data.labels[48:]),
-                     on_epoch=lambda e, mt: seen.append((e, mt)))
+    hist = train_ssl(
+        m,
+        imgs[:48],
+        epochs=2,
+        batch_size=16,
+        device=torch.device("cpu"),
+        seed=0,
+        knn=(imgs[:48], tiny_data.labels[:48], imgs[48:], tiny_data.labels[48:]),
+        on_epoch=lambda e, mt: seen.append((e, mt)),
+    )
     assert [e for e, _ in seen] == [0, 1] and len(hist) == 2
     assert {"ssl_loss", "knn_acc", "epoch_seconds", "ssl_acc"} <= set(hist[0])

@@ -17,11 +17,16 @@ from study.ssl.base import check_finite
 #: hash_key of each method's default resolved hyperparameters, as before they were typed (SSL_VERSION 2):
 #: a changed default changes every cached encoder's key, so it needs an SSL_VERSION bump and a new entry here
 DEFAULT_KEYS = {
-    "random": "083cff43cb5c4255c8d3f0be", "imagenet": "083cff43cb5c4255c8d3f0be",
-    "simclr": "6e6b3a84ba9b6b4731776527", "micle": "6e6b3a84ba9b6b4731776527",
-    "moco_v2": "825c7b0c2d0f3089ea74bca8", "barlow_twins": "91808674605f0f82808a86bd",
-    "rotation": "8f196ec7288d8595dfb78aba", "jigsaw": "31dd587c0b0c614771d60c81",
-    "jigmag": "2ab5bd045e298f4afeaea493", "vae": "56af87833bed0da36b5b0f1f",
+    "random": "083cff43cb5c4255c8d3f0be",
+    "imagenet": "083cff43cb5c4255c8d3f0be",
+    "simclr": "6e6b3a84ba9b6b4731776527",
+    "micle": "6e6b3a84ba9b6b4731776527",
+    "moco_v2": "825c7b0c2d0f3089ea74bca8",
+    "barlow_twins": "91808674605f0f82808a86bd",
+    "rotation": "8f196ec7288d8595dfb78aba",
+    "jigsaw": "31dd587c0b0c614771d60c81",
+    "jigmag": "2ab5bd045e298f4afeaea493",
+    "vae": "56af87833bed0da36b5b0f1f",
     "bigbigan": "2878aecb4d045caede839329",
 }
 
@@ -41,10 +46,16 @@ def test_defaults_keep_the_cache_keys(name):
     assert hash_key(METHODS[name].resolve_hparams({})) == DEFAULT_KEYS[name]
 
 
-@pytest.mark.parametrize("name,field,valid", [
-    ("barlow_twins", "projector", "projector_dim"), ("simclr", "projection_dim", "proj_dim"),
-    ("simclr", "color_jitter", "jitter"), ("micle", "temprature", "temperature"), ("rotation", "bogus", "crop_min"),
-])
+@pytest.mark.parametrize(
+    "name,field,valid",
+    [
+        ("barlow_twins", "projector", "projector_dim"),
+        ("simclr", "projection_dim", "proj_dim"),
+        ("simclr", "color_jitter", "jitter"),
+        ("micle", "temprature", "temperature"),
+        ("rotation", "bogus", "crop_min"),
+    ],
+)
 def test_unknown_name_raises_naming_it_and_the_allowed_ones(name, field, valid):
     with pytest.raises(ValueError, match=f"SSL method '{name}': '{field}'.*allowed: .*{valid}") as e:
         METHODS[name].resolve_hparams({field: 1})
@@ -59,14 +70,24 @@ def test_wrong_type_raises_naming_the_field_and_the_type(name):
         METHODS[name].resolve_hparams({"lr": True})
 
 
-@pytest.mark.parametrize("name,field,value,allowed", [
-    ("simclr", "momentum", 1.0, "< 1"), ("simclr", "temperature", 0.0, "> 0"), ("simclr", "crop_min", 0.0, "> 0"),
-    ("simclr", "optimizer", "rmsprop", "one of 'adam'"), ("simclr", "warmup_epochs", 2.5, "an integer"),
-    ("moco_v2", "queue_size", 0, ">= 1"), ("barlow_twins", "projector_dim", 0, ">= 1"),
-    ("jigsaw", "grid", 4, "<= 3"), ("jigmag", "zooms", [1.0, 0.5, 0.25], "at least 4 items"),
-    ("jigmag", "zooms", [1.0, 0.5, 0.25, 0.0], "a list of numbers"), ("vae", "beta", -1.0, ">= 0"),
-    ("bigbigan", "optimizer", "sgd", "one of 'adam'"), ("bigbigan", "beta2", 1.0, "< 1"),
-])
+@pytest.mark.parametrize(
+    "name,field,value,allowed",
+    [
+        ("simclr", "momentum", 1.0, "< 1"),
+        ("simclr", "temperature", 0.0, "> 0"),
+        ("simclr", "crop_min", 0.0, "> 0"),
+        ("simclr", "optimizer", "rmsprop", "one of 'adam'"),
+        ("simclr", "warmup_epochs", 2.5, "an integer"),
+        ("moco_v2", "queue_size", 0, ">= 1"),
+        ("barlow_twins", "projector_dim", 0, ">= 1"),
+        ("jigsaw", "grid", 4, "<= 3"),
+        ("jigmag", "zooms", [1.0, 0.5, 0.25], "at least 4 items"),
+        ("jigmag", "zooms", [1.0, 0.5, 0.25, 0.0], "a list of numbers"),
+        ("vae", "beta", -1.0, ">= 0"),
+        ("bigbigan", "optimizer", "sgd", "one of 'adam'"),
+        ("bigbigan", "beta2", 1.0, "< 1"),
+    ],
+)
 def test_out_of_range_raises_naming_the_field_and_the_range(name, field, value, allowed):
     with pytest.raises(HparamError, match=f"SSL method '{name}': {field}: .*must be .*{allowed}"):
         METHODS[name].resolve_hparams({field: value})

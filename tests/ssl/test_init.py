@@ -46,16 +46,32 @@ def test_load_into_backbone(fake_weights, channels):
 
 def test_imagenet_and_imagenet_plus_ssl(fake_weights, tmp_path):
     opts = {"num_samples": 32, "image_size": 16, "views_per_patient": 1}
-    common = dict(dataset="synthetic", dataset_options=opts, split_seed=0, hparams={}, backbone="resnet18",
-                  resolution=None, seed=0, batch_size=8)
-    plain = pretrain(PretrainRequest(method="imagenet", epochs=0, init="imagenet", **common), tmp_path,
-                     device="cpu", imagenet_weights=fake_weights)
+    common = dict(
+        dataset="synthetic",
+        dataset_options=opts,
+        split_seed=0,
+        hparams={},
+        backbone="resnet18",
+        resolution=None,
+        seed=0,
+        batch_size=8,
+    )
+    plain = pretrain(
+        PretrainRequest(method="imagenet", epochs=0, init="imagenet", **common),
+        tmp_path,
+        device="cpu",
+        imagenet_weights=fake_weights,
+    )
     enc = load_encoder(plain)
     ref = torch.load(fake_weights, weights_only=True)
     assert torch.equal(enc.layer1[0].conv1.weight, ref["layer1.0.conv1.weight"])
     assert read_meta(plain)["build_size"] == 96  # the ImageNet stem, whatever the image size
-    tuned = pretrain(PretrainRequest(method="rotation", epochs=1, init="imagenet", **common), tmp_path,
-                     device="cpu", imagenet_weights=fake_weights)
+    tuned = pretrain(
+        PretrainRequest(method="rotation", epochs=1, init="imagenet", **common),
+        tmp_path,
+        device="cpu",
+        imagenet_weights=fake_weights,
+    )
     enc2 = load_encoder(tuned)
     assert read_meta(tuned)["init"] == "imagenet"
     assert not torch.equal(enc2.layer1[0].conv1.weight, ref["layer1.0.conv1.weight"])  # trained from there

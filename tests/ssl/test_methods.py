@@ -22,8 +22,19 @@ def make(name: str, channels: int = 3, size: int = 16):
 
 def test_registry_names():
     # the contract's names (a superset: registering a new method needs no edit here)
-    assert set(METHODS) >= {"random", "imagenet", "simclr", "moco_v2", "barlow_twins", "rotation", "jigsaw",
-                            "jigmag", "vae", "bigbigan", "micle"}
+    assert set(METHODS) >= {
+        "random",
+        "imagenet",
+        "simclr",
+        "moco_v2",
+        "barlow_twins",
+        "rotation",
+        "jigsaw",
+        "jigmag",
+        "vae",
+        "bigbigan",
+        "micle",
+    }
     with pytest.raises(KeyError, match="allowed: .*simclr"):
         METHODS["simclr2"]
 
@@ -41,7 +52,7 @@ def test_few_steps_finite(name, channels):
     m.bind(imgs, np.array([f"p{i // 3}" for i in range(24)]))
     opts = m.configure_optimizers()
     for i in range(3):
-        out = m.step(to_float(imgs[i * 8:(i + 1) * 8]), torch.arange(i * 8, (i + 1) * 8), opts)
+        out = m.step(to_float(imgs[i * 8 : (i + 1) * 8]), torch.arange(i * 8, (i + 1) * 8), opts)
         assert np.isfinite(out["loss"])
     assert m.backbone(to_float(imgs[:2])).shape == (2, m.feature_dim)
 

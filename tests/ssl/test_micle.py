@@ -42,9 +42,10 @@ def test_micle_views_pair_patients(tiny_data):
     drawn = []
     m.view = lambda x: (drawn.append(x), x)[1]  # record the images each view is made from
     from study.data.pipeline import to_float
+
     index = torch.arange(8)
     m.pair(to_float(imgs[:8]), index)
     partner_imgs = drawn[1]
     for i in range(8):
-        matches = [j for j in range(len(imgs)) if torch.equal(to_float(imgs[j:j + 1])[0], partner_imgs[i])]
+        matches = [j for j in range(len(imgs)) if torch.equal(to_float(imgs[j : j + 1])[0], partner_imgs[i])]
         assert matches and all(tiny_data.patient_ids[j] == tiny_data.patient_ids[i] and j != i for j in matches)

@@ -21,7 +21,7 @@ def test_tiles_come_from_their_cells():
     x = torch.zeros(1, 1, 12, 12)
     for r in range(3):
         for c in range(3):
-            x[:, :, r * 4:(r + 1) * 4, c * 4:(c + 1) * 4] = r * 3 + c
+            x[:, :, r * 4 : (r + 1) * 4, c * 4 : (c + 1) * 4] = r * 3 + c
     tiles = make_tiles(x, 3, 3, torch.Generator().manual_seed(0))
     assert tiles.shape == (1, 9, 1, 3, 3)
     for k in range(9):

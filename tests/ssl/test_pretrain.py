@@ -11,9 +11,19 @@ import torch
 
 from study.ssl import PretrainRequest, load_encoder, pretrain, read_history, read_meta
 
-BASE = dict(dataset="synthetic", dataset_options={"num_samples": 64, "image_size": 16, "views_per_patient": 2},
-            split_seed=0, method="simclr", hparams={}, backbone="small_cnn", resolution=None, epochs=1,
-            init="random", seed=0, batch_size=16)
+BASE = dict(
+    dataset="synthetic",
+    dataset_options={"num_samples": 64, "image_size": 16, "views_per_patient": 2},
+    split_seed=0,
+    method="simclr",
+    hparams={},
+    backbone="small_cnn",
+    resolution=None,
+    epochs=1,
+    init="random",
+    seed=0,
+    batch_size=16,
+)
 
 
 def request(**kw) -> PretrainRequest:
@@ -57,9 +67,18 @@ def test_checkpoint_loads_weights_only(tmp_path):
 
 CHANGES = {
     "dataset_options": {"num_samples": 72, "image_size": 16, "views_per_patient": 2},
-    "split_seed": 1, "method": "micle", "hparams": {"temperature": 0.2}, "backbone": "resnet18",
-    "resolution": 20, "epochs": 2, "init": "imagenet", "seed": 1, "batch_size": 32, "val_fraction": 0.2,
-    "test_fraction": 0.1, "dataset": "fashion_mnist",
+    "split_seed": 1,
+    "method": "micle",
+    "hparams": {"temperature": 0.2},
+    "backbone": "resnet18",
+    "resolution": 20,
+    "epochs": 2,
+    "init": "imagenet",
+    "seed": 1,
+    "batch_size": 32,
+    "val_fraction": 0.2,
+    "test_fraction": 0.1,
+    "dataset": "fashion_mnist",
 }
 
 
@@ -83,16 +102,19 @@ def test_changed_input_retrains(tmp_path):
     counter = EpochCounter()
     first = pretrain(request(), tmp_path, device="cpu", on_epoch=counter)
     second = pretrain(request(seed=1), tmp_path, device="cpu", on_epoch=counter)
-    third = pretrain(request(dataset_options={**BASE["dataset_options"], "noise": 0.2}), tmp_path, device="cpu",
-                     on_epoch=counter)
+    third = pretrain(
+        request(dataset_options={**BASE["dataset_options"], "noise": 0.2}), tmp_path, device="cpu", on_epoch=counter
+    )
     assert len({first, second, third}) == 3 and len(counter.calls) == 3
 
 
 def test_concurrent_requests_train_once(tmp_path):
     counter = EpochCounter()
     paths: list = []
-    threads = [threading.Thread(target=lambda: paths.append(pretrain(request(), tmp_path, device="cpu",
-                                                                     on_epoch=counter))) for _ in range(3)]
+    threads = [
+        threading.Thread(target=lambda: paths.append(pretrain(request(), tmp_path, device="cpu", on_epoch=counter)))
+        for _ in range(3)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -29,8 +29,9 @@ def test_state_round_trips_weights_only(tiny, name):
     def make_model():
         return Classifier(build_backbone("small_cnn", 3, 16), data.num_classes)
 
-    algo = ALGORITHMS[name](make_model, data.num_classes, len(data), OptimConfig(epochs=2), torch.device("cpu"),
-                            noise_rate=0.2)
+    algo = ALGORITHMS[name](
+        make_model, data.num_classes, len(data), OptimConfig(epochs=2), torch.device("cpu"), noise_rate=0.2
+    )
     labels = np.asarray(data.labels)
     train = TensorLoader(data.images[s.train], labels[s.train], 32, shuffle=True, indices=s.train)
     val = TensorLoader(data.images[s.val], labels[s.val], 64)

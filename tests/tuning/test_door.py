@@ -47,13 +47,17 @@ def with_ssl(method: str, hparams: dict[str, Any]) -> dict[str, Any]:
 
 # -- the cases the shipped specs had, and types and ranges -----------------------------------------------
 
-@pytest.mark.parametrize("method, hparams, path, words", [
-    ("barlow_twins", {"projector": [8192, 8192, 8192]}, "ssl[1].hparams.projector", ["projector_dim"]),
-    ("simclr", {"projection_dim": 128}, "ssl[1].hparams.projection_dim", ["proj_dim"]),
-    ("simclr", {"color_jitter": 0.5}, "ssl[1].hparams.color_jitter", ["jitter"]),
-    ("simclr", {"lr": "fast"}, "ssl[1].hparams.lr", ["'fast'", "number"]),
-    ("simclr", {"temperature": -1}, "ssl[1].hparams.temperature", ["greater than"]),
-])
+
+@pytest.mark.parametrize(
+    "method, hparams, path, words",
+    [
+        ("barlow_twins", {"projector": [8192, 8192, 8192]}, "ssl[1].hparams.projector", ["projector_dim"]),
+        ("simclr", {"projection_dim": 128}, "ssl[1].hparams.projection_dim", ["proj_dim"]),
+        ("simclr", {"color_jitter": 0.5}, "ssl[1].hparams.color_jitter", ["jitter"]),
+        ("simclr", {"lr": "fast"}, "ssl[1].hparams.lr", ["'fast'", "number"]),
+        ("simclr", {"temperature": -1}, "ssl[1].hparams.temperature", ["greater than"]),
+    ],
+)
 def test_ssl_hparams_are_checked_at_the_door(tmp_path, capsys, method, hparams, path, words):
     rc, err = validate(tmp_path, with_ssl(method, hparams), capsys)
     assert rc == 2
@@ -63,25 +67,48 @@ def test_ssl_hparams_are_checked_at_the_door(tmp_path, capsys, method, hparams, 
         assert w in line, line
 
 
-@pytest.mark.parametrize("edit, path, words", [
-    (lambda d: d["lnl"][0]["fixed"].__setitem__("lr", "fast"), "lnl[0].fixed.lr", ["'fast'", "number"]),
-    (lambda d: d["lnl"][0]["fixed"].__setitem__("momentum", True), "lnl[0].fixed.momentum", ["boolean"]),
-    (lambda d: d["lnl"][0]["fixed"].__setitem__("optimizer", "adamw"), "lnl[0].fixed.optimizer", ["'sgd'"]),
-    (lambda d: d["lnl"][0]["fixed"].__setitem__("batch_size", 0), "lnl[0].fixed.batch_size", ["greater than"]),
-    (lambda d: d["lnl"][1]["fixed"].__setitem__("forget_rate", 1.5), "lnl[1].fixed.forget_rate", ["less than"]),
-    (lambda d: d["lnl"][0]["search_space"]["lr"].update(low=-1, log=False), "lnl[0].search_space.lr.low",
-     ["outside", "> 0"]),
-    (lambda d: d["lnl"][1]["search_space"].__setitem__("tk", {"type": "float", "low": 1, "high": 5}),
-     "lnl[1].search_space.tk.type", ["integer", "type int"]),
-    (lambda d: d["lnl"][0]["search_space"].__setitem__("schedule", {"type": "categorical", "choices": ["cosine", "x"]}),
-     "lnl[0].search_space.schedule.choices[1]", ["'x'", "'constant'"]),
-    (lambda d: d["lnl"][0]["search_space"].__setitem__("forget_rate", {"type": "float", "low": 0, "high": 0.5}),
-     "lnl[0].search_space.forget_rate", ["not a hyperparameter of LNL algorithm ce", "allowed:", "lr"]),
-    (lambda d: d["datasets"][0]["options"].__setitem__("num_samples", "many"), "datasets[0].options.num_samples",
-     ["'many'"]),
-    (lambda d: d["datasets"][0]["options"].__setitem__("num_clases", 3), "datasets[0].options.num_clases",
-     ["num_classes"]),
-])
+@pytest.mark.parametrize(
+    "edit, path, words",
+    [
+        (lambda d: d["lnl"][0]["fixed"].__setitem__("lr", "fast"), "lnl[0].fixed.lr", ["'fast'", "number"]),
+        (lambda d: d["lnl"][0]["fixed"].__setitem__("momentum", True), "lnl[0].fixed.momentum", ["boolean"]),
+        (lambda d: d["lnl"][0]["fixed"].__setitem__("optimizer", "adamw"), "lnl[0].fixed.optimizer", ["'sgd'"]),
+        (lambda d: d["lnl"][0]["fixed"].__setitem__("batch_size", 0), "lnl[0].fixed.batch_size", ["greater than"]),
+        (lambda d: d["lnl"][1]["fixed"].__setitem__("forget_rate", 1.5), "lnl[1].fixed.forget_rate", ["less than"]),
+        (
+            lambda d: d["lnl"][0]["search_space"]["lr"].update(low=-1, log=False),
+            "lnl[0].search_space.lr.low",
+            ["outside", "> 0"],
+        ),
+        (
+            lambda d: d["lnl"][1]["search_space"].__setitem__("tk", {"type": "float", "low": 1, "high": 5}),
+            "lnl[1].search_space.tk.type",
+            ["integer", "type int"],
+        ),
+        (
+            lambda d: d["lnl"][0]["search_space"].__setitem__(
+                "schedule", {"type": "categorical", "choices": ["cosine", "x"]}
+            ),
+            "lnl[0].search_space.schedule.choices[1]",
+            ["'x'", "'constant'"],
+        ),
+        (
+            lambda d: d["lnl"][0]["search_space"].__setitem__("forget_rate", {"type": "float", "low": 0, "high": 0.5}),
+            "lnl[0].search_space.forget_rate",
+            ["not a hyperparameter of LNL algorithm ce", "allowed:", "lr"],
+        ),
+        (
+            lambda d: d["datasets"][0]["options"].__setitem__("num_samples", "many"),
+            "datasets[0].options.num_samples",
+            ["'many'"],
+        ),
+        (
+            lambda d: d["datasets"][0]["options"].__setitem__("num_clases", 3),
+            "datasets[0].options.num_clases",
+            ["num_classes"],
+        ),
+    ],
+)
 def test_lnl_and_dataset_hparams_are_checked_at_the_door(tmp_path, capsys, edit, path, words):
     d = smoke()
     edit(d)
@@ -110,6 +137,7 @@ def test_shipped_specs_pass_the_stricter_door(tmp_path, capsys, name):
 
 
 # -- adding a method touches its own file only -------------------------------------------------------------
+
 
 class Toy(Algorithm):
     """A toy LNL algorithm: cross-entropy scaled by a declared factor (a test of the registry, no paper)."""
@@ -156,8 +184,14 @@ def toy_spec() -> dict[str, Any]:
     d = smoke()
     d["datasets"][0] = {"name": "toy_data", "options": {"num_samples": 60, "image_size": 8, "toy_level": 2}}
     d["ssl"][1] = {"method": "toy_ssl", "epochs": 1, "batch_size": 16, "hparams": {"toy_width": 8}}
-    d["lnl"] = [{"algorithm": "toy", "epochs": 1, "fixed": {"scale": 2.0},
-                 "search_space": {"lr": {"type": "float", "low": 0.01, "high": 0.1}}}]
+    d["lnl"] = [
+        {
+            "algorithm": "toy",
+            "epochs": 1,
+            "fixed": {"scale": 2.0},
+            "search_space": {"lr": {"type": "float", "low": 0.01, "high": 0.1}},
+        }
+    ]
     return d
 
 
@@ -183,6 +217,7 @@ def test_without_registration_the_names_are_refused():
 
 
 # -- the orchestration reads top to bottom -----------------------------------------------------------------
+
 
 def function_lengths(folder: Path) -> dict[str, int]:
     out = {}

@@ -31,7 +31,7 @@ def test_cells_are_compared_only_with_themselves():
         s.on_trial_add(None, t)
     assert report(s, a, 0.9) == TrialScheduler.CONTINUE
     assert report(s, c, 0.1) == TrialScheduler.CONTINUE  # first of its cell: nothing to compare with
-    assert report(s, b, 0.1) == TrialScheduler.STOP       # below cell c1's rung
+    assert report(s, b, 0.1) == TrialScheduler.STOP  # below cell c1's rung
 
 
 def test_rungs_survive_a_restart_through_the_callback_state():

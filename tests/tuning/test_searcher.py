@@ -11,9 +11,11 @@ from optuna.trial import TrialState
 from study.tuning.plan import Cell, Point, TrialConfig
 from study.tuning.searcher import CellSearcher, best_hparams, open_study, sample
 
-SPACE = {"opt": {"type": "categorical", "choices": ["sgd", "adam"]},
-         "momentum": {"type": "float", "low": 0.5, "high": 0.9, "when": {"opt": "sgd"}},
-         "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}}
+SPACE = {
+    "opt": {"type": "categorical", "choices": ["sgd", "adam"]},
+    "momentum": {"type": "float", "low": 0.5, "high": 0.9, "when": {"opt": "sgd"}},
+    "lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True},
+}
 
 
 def cell(rate: float) -> Cell:
@@ -25,8 +27,16 @@ C0, C1 = (c.id for c in CELLS)
 
 
 def searcher(tmp_path, samples=2) -> CellSearcher:
-    return CellSearcher(CELLS, {"ce": SPACE}, {"ce": {"batch_size": 32}}, samples, f"sqlite:///{tmp_path}/o.db",
-                        "val_f1", "max", "random")
+    return CellSearcher(
+        CELLS,
+        {"ce": SPACE},
+        {"ce": {"batch_size": 32}},
+        samples,
+        f"sqlite:///{tmp_path}/o.db",
+        "val_f1",
+        "max",
+        "random",
+    )
 
 
 def suggest(s: CellSearcher, trial_id: str) -> TrialConfig:

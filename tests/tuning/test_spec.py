@@ -31,24 +31,39 @@ def problems(data: dict) -> list[tuple[str, str]]:
     return e.value.problems
 
 
-@pytest.mark.parametrize("edit, path, words", [
-    (lambda d: d["lnl"][0].__setitem__("algorithm", "cee"), "lnl[0].algorithm", ["'cee'", "allowed:", "co_teaching"]),
-    (lambda d: d["datasets"][0].__setitem__("name", "imagenet1k"), "datasets[0].name", ["allowed:", "synthetic"]),
-    (lambda d: d["noise"].__setitem__("kinds", ["symetric"]), "noise.kinds", ["allowed:", "pairflip"]),
-    (lambda d: d["noise"].__setitem__("rates", [1.2]), "noise.rates", ["[0, 1)"]),
-    (lambda d: d["tuning"].__setitem__("samples_per_cel", 3), "tuning.samples_per_cel",
-     ["unknown field", "samples_per_cell"]),
-    (lambda d: d["lnl"][0]["search_space"]["lr"].__setitem__("type", "loguniform"), "lnl[0].search_space.lr",
-     ["allowed: float, int, categorical"]),
-    (lambda d: d["lnl"][0]["search_space"]["lr"].__setitem__("low", 0.5), "lnl[0].search_space.lr", ["below high"]),
-    (lambda d: d["lnl"][0]["search_space"].__setitem__("forget_rate", {"type": "float", "low": 0, "high": 1}),
-     "lnl[0].search_space.forget_rate", ["'forget_rate' is not a hyperparameter of LNL algorithm ce", "allowed:",
-                                         "lr"]),
-    (lambda d: d["tuning"].__setitem__("metric", "test_f1"), "tuning.metric", ["allowed:", "val_f1"]),
-    (lambda d: d["ssl"][0].__setitem__("init", "moco"), "ssl[0].init", ["allowed: random, imagenet"]),
-    (lambda d: d.pop("seeds"), "seeds", ["required"]),
-    (lambda d: d["resources"]["trial"].__setitem__("gpus", -1), "resources.trial.gpus", ["greater than or equal"]),
-])
+@pytest.mark.parametrize(
+    "edit, path, words",
+    [
+        (
+            lambda d: d["lnl"][0].__setitem__("algorithm", "cee"),
+            "lnl[0].algorithm",
+            ["'cee'", "allowed:", "co_teaching"],
+        ),
+        (lambda d: d["datasets"][0].__setitem__("name", "imagenet1k"), "datasets[0].name", ["allowed:", "synthetic"]),
+        (lambda d: d["noise"].__setitem__("kinds", ["symetric"]), "noise.kinds", ["allowed:", "pairflip"]),
+        (lambda d: d["noise"].__setitem__("rates", [1.2]), "noise.rates", ["[0, 1)"]),
+        (
+            lambda d: d["tuning"].__setitem__("samples_per_cel", 3),
+            "tuning.samples_per_cel",
+            ["unknown field", "samples_per_cell"],
+        ),
+        (
+            lambda d: d["lnl"][0]["search_space"]["lr"].__setitem__("type", "loguniform"),
+            "lnl[0].search_space.lr",
+            ["allowed: float, int, categorical"],
+        ),
+        (lambda d: d["lnl"][0]["search_space"]["lr"].__setitem__("low", 0.5), "lnl[0].search_space.lr", ["below high"]),
+        (
+            lambda d: d["lnl"][0]["search_space"].__setitem__("forget_rate", {"type": "float", "low": 0, "high": 1}),
+            "lnl[0].search_space.forget_rate",
+            ["'forget_rate' is not a hyperparameter of LNL algorithm ce", "allowed:", "lr"],
+        ),
+        (lambda d: d["tuning"].__setitem__("metric", "test_f1"), "tuning.metric", ["allowed:", "val_f1"]),
+        (lambda d: d["ssl"][0].__setitem__("init", "moco"), "ssl[0].init", ["allowed: random, imagenet"]),
+        (lambda d: d.pop("seeds"), "seeds", ["required"]),
+        (lambda d: d["resources"]["trial"].__setitem__("gpus", -1), "resources.trial.gpus", ["greater than or equal"]),
+    ],
+)
 def test_errors_name_the_field_and_the_choices(edit, path, words):
     d = smoke()
     edit(d)

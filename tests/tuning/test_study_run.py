@@ -20,8 +20,9 @@ SMOKE = ROOT / "search_spaces" / "smoke.yaml"
 
 
 def study(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "study.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "study.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=900, **kw
+    )
 
 
 def trial_runs(study_dir: Path, create: bool = True) -> list:
@@ -46,8 +47,11 @@ def trial_runs(study_dir: Path, create: bool = True) -> list:
 def optuna_states(study_dir: Path, spec) -> list[str]:
     from study.tuning.searcher import open_study
 
-    return [t.state.name for c in make_plan(spec).cells
-            for t in open_study(f"sqlite:///{study_dir / 'optuna.db'}", c.id, spec.tuning.mode).get_trials()]
+    return [
+        t.state.name
+        for c in make_plan(spec).cells
+        for t in open_study(f"sqlite:///{study_dir / 'optuna.db'}", c.id, spec.tuning.mode).get_trials()
+    ]
 
 
 def test_smoke_study_completes_with_one_run_per_trial(smoke_study):
@@ -94,9 +98,13 @@ def test_status_and_bad_inputs(smoke_study, tmp_path):
 def test_sigkill_then_resume(tmp_path):
     spec = load_spec(SMOKE)
     plan = make_plan(spec)
-    proc = subprocess.Popen([sys.executable, "-m", "study.cli", "launch", str(SMOKE), "--storage", str(tmp_path),
-                             "--name", "k", "--quiet"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "study.cli", "launch", str(SMOKE), "--storage", str(tmp_path), "--name", "k", "--quiet"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     study_dir = tmp_path / "k"
     deadline = time.time() + 600
     finished_before: dict[str, int] = {}

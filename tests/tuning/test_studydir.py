@@ -26,14 +26,21 @@ from tests.conftest import SMOKE
 
 #: a state.json as the driver before StudyState wrote it (a local study, finished)
 OLD_STATE = {
-    "name": "smoke", "spec_source": "search_spaces/smoke.yaml", "created_at": "2026-12-01T10:00:00",
-    "cache": "/s/cache", "data_cache": "/s/cache/data", "address": None,
-    "tracking_uri": "sqlite:////s/smoke/mlflow.db", "experiment": "smoke",
+    "name": "smoke",
+    "spec_source": "search_spaces/smoke.yaml",
+    "created_at": "2026-12-01T10:00:00",
+    "cache": "/s/cache",
+    "data_cache": "/s/cache/data",
+    "address": None,
+    "tracking_uri": "sqlite:////s/smoke/mlflow.db",
+    "experiment": "smoke",
     "artifact_location": "file:///s/smoke/mlartifacts",
     "datasets": {"synthetic": {"images": 240, "classes": 3, "resolution": 16, "channels": 3}},
     "stages": {"pretrain": "done", "lnl": "done", "final": "done"},
-    "final_skipped_cells": [], "errors": {"pretrain": 0, "lnl": 1, "final": 0},
-    "finished_at": "2026-12-01T10:05:00", "driver_seconds": 300.5,
+    "final_skipped_cells": [],
+    "errors": {"pretrain": 0, "lnl": 1, "final": 0},
+    "finished_at": "2026-12-01T10:05:00",
+    "driver_seconds": 300.5,
 }
 
 
@@ -51,19 +58,31 @@ def test_state_of_the_previous_driver_reads_and_round_trips(tmp_path):
 
 def test_a_uri_study_state_keeps_its_extra_keys(tmp_path):
     path = tmp_path / "state.json"
-    path.write_text(json.dumps({**OLD_STATE, "data_cache": "", "storage_uri": "s3://b/studies/smoke",
-                                "tracking_local": True, "stages": {"pretrain": "running"}}))
+    path.write_text(
+        json.dumps(
+            {
+                **OLD_STATE,
+                "data_cache": "",
+                "storage_uri": "s3://b/studies/smoke",
+                "tracking_local": True,
+                "stages": {"pretrain": "running"},
+            }
+        )
+    )
     state = StudyState.read(path)
     assert state.storage_uri == "s3://b/studies/smoke" and state.tracking_local and state.data_cache == ""
     assert state.stages == {"pretrain": "running", "lnl": "pending", "final": "pending"}
 
 
-@pytest.mark.parametrize("text, says", [
-    ("{not json", "the file: Invalid JSON"),
-    (json.dumps({k: v for k, v in OLD_STATE.items() if k != "tracking_uri"}), "tracking_uri: Field required"),
-    (json.dumps({**OLD_STATE, "stages": {"lnl": "halfway"}}), "stages.lnl"),
-    (json.dumps([1, 2]), "the file"),
-])
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        ("{not json", "the file: Invalid JSON"),
+        (json.dumps({k: v for k, v in OLD_STATE.items() if k != "tracking_uri"}), "tracking_uri: Field required"),
+        (json.dumps({**OLD_STATE, "stages": {"lnl": "halfway"}}), "stages.lnl"),
+        (json.dumps([1, 2]), "the file"),
+    ],
+)
 def test_a_corrupt_state_is_bad_input_naming_the_file(tmp_path, text, says):
     path = tmp_path / "state.json"
     path.write_text(text)
@@ -78,8 +97,9 @@ def test_cache_locations_on_paths_and_uris(tmp_path):
     assert cache_locations(spec, root) == CacheLocations(f"{root}/cache", f"{root}/cache/data")
     assert cache_locations(spec, "s3://b/studies/") == CacheLocations("s3://b/studies/cache", "")
     local_cache = spec.model_copy(update={"storage": spec.storage.model_copy(update={"cache": str(tmp_path / "c")})})
-    assert cache_locations(local_cache, "s3://b/studies") == CacheLocations(str(tmp_path / "c"),
-                                                                            str(tmp_path / "c" / "data"))
+    assert cache_locations(local_cache, "s3://b/studies") == CacheLocations(
+        str(tmp_path / "c"), str(tmp_path / "c" / "data")
+    )
     uri_data = spec.model_copy(update={"storage": spec.storage.model_copy(update={"data_cache": "s3://b/data"})})
     with pytest.raises(StudyInputError, match=re.escape("storage.data_cache s3://b/data: decoded datasets")):
         cache_locations(uri_data, root)

@@ -23,14 +23,16 @@ def test_an_epoch_recomputed_after_restore_is_logged_once(tmp_path):
     cb = TrackingCallback(uri, "s", None, str(tmp_path / "art"))
     trial = _trial()
     for epoch in range(3):
-        cb.on_trial_result(0, [], trial, {"epoch": epoch, "train_loss": 1.0 - epoch / 10, "node_id": "a",
-                                          "start_epoch": 0})
+        cb.on_trial_result(
+            0, [], trial, {"epoch": epoch, "train_loss": 1.0 - epoch / 10, "node_id": "a", "start_epoch": 0}
+        )
     # the node died after epoch 2 was reported but before its checkpoint was saved: the trial restarts
     # from the epoch-1 checkpoint and computes epoch 2 again
     cb.on_trial_recover(0, [], trial)
     for epoch in (2, 3):
-        cb.on_trial_result(0, [], trial, {"epoch": epoch, "train_loss": 1.0 - epoch / 10, "node_id": "b",
-                                          "start_epoch": 2})
+        cb.on_trial_result(
+            0, [], trial, {"epoch": epoch, "train_loss": 1.0 - epoch / 10, "node_id": "b", "start_epoch": 2}
+        )
     assert [s for s, _ in _history(cb, trial)] == [0, 1, 2, 3]
     run = cb.tracker.client.get_run(cb._run(trial))
     assert run.data.tags["study.resumed_from_epoch"] == "2"
@@ -49,8 +51,11 @@ def test_runs_take_tags_and_params_from_the_trial_config(tmp_path):
     lnl = cb.tracker.client.get_run(cb._run(_trial()))
     tags, params = lnl.data.tags, lnl.data.params
     assert tags["study.stage"] == "lnl" and tags["study.cell"] == "c1" and tags["mlflow.parentRunId"]
-    assert {a: tags[a] for a in ("dataset", "noise_rate", "seed")} == {"dataset": "synthetic", "noise_rate": "0.4",
-                                                                      "seed": "0"}
+    assert {a: tags[a] for a in ("dataset", "noise_rate", "seed")} == {
+        "dataset": "synthetic",
+        "noise_rate": "0.4",
+        "seed": "0",
+    }
     assert params["hparams.lr"] == "0.1" and params["optuna_trial"] == "3" and params["point.lnl"] == "ce"
     job = PretrainJob("synthetic", "simclr", 1, 5)
     pre = cb.tracker.client.get_run(cb._run(_trial("t2", TrialConfig(stage="pretrain", id=job.id, job=job))))

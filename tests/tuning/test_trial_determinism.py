@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from study.experiment import build_encoder
 from study.tuning.plan import make_plan
 from study.tuning.spec import load_spec
-from study.experiment import build_encoder
 from tests.conftest import SMOKE
 
 
