@@ -285,6 +285,42 @@ def _case_bad_name(c: Ctx) -> list[str]:
     return args
 
 
+def _shifted(name: str, **options) -> Callable[[dict], None]:
+    """An edit giving the first dataset a shifted test set (``datasets[0].shifted_test``)."""
+
+    def edit(s: dict) -> None:
+        s["datasets"][0]["shifted_test"] = {"name": name, "options": options}
+
+    return edit
+
+
+#: BASE_SPEC's training data as a shifted test set (3 classes, 8 px RGB), for cases to break one thing of
+_SHIFTED_SYNTHETIC = {"num_samples": 30, "num_classes": 3, "image_size": 8, "seed": 7}
+_WEIGHT_ENV = ("STUDY_IMAGENET_WEIGHTS", "TORCH_HOME")
+_saved_env: dict[str, str | None] = {}
+
+
+def _case_imagenet_weights_missing(c: Ctx) -> list[str]:
+    """``ssl: [{method: imagenet}]`` where the weight lookup finds nothing: $STUDY_IMAGENET_WEIGHTS unset and
+    torch hub's folder (TORCH_HOME) an empty one, for this case only (``_after_restore_env`` puts them back)."""
+    (c.tmp / "torch_home").mkdir()
+    _saved_env.update({k: os.environ.get(k) for k in _WEIGHT_ENV})
+    os.environ.pop("STUDY_IMAGENET_WEIGHTS", None)
+    os.environ["TORCH_HOME"] = str(c.tmp / "torch_home")
+    c.note = "TORCH_HOME: an empty folder, $STUDY_IMAGENET_WEIGHTS unset"
+    return c.launch(c.spec(lambda s: s.update(ssl=[{"method": "imagenet"}], model={"backbone": "resnet18"})))
+
+
+def _after_restore_env(c: Ctx, out: Outcome) -> str | None:
+    for k, v in _saved_env.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    _saved_env.clear()
+    return None
+
+
 def _nan_spec(s: dict, healthy_cell: bool) -> None:
     """An LNL entry whose learning rate overflows the loss in the first steps; with ``healthy_cell`` a
     second entry (its own cell) trains normally, as in a sweep where one configuration diverges."""
@@ -483,6 +519,47 @@ CASES: list[Case] = [
         lambda c: ["--address", f"127.0.0.1:{c.port}", "no Ray", "ray start --head"],
     ),
     Case("bad_study_name", _case_bad_name, ["--name", "'../escape'", "plain directory name"]),
+    Case(
+        "shifted_test_other_classes",
+        lambda c: c.launch(c.spec(_shifted("synthetic", **{**_SHIFTED_SYNTHETIC, "num_classes": 4}))),
+        ["datasets[0].shifted_test", "not classes of synthetic: class_3", "class_0, class_1, class_2, in that order"],
+    ),
+    Case(
+        "shifted_test_channels",
+        lambda c: c.launch(c.spec(_shifted("synthetic", **_SHIFTED_SYNTHETIC, channels=1))),
+        ["datasets[0].shifted_test", "1-channel", "set shifted_test.options.channels: 3"],
+    ),
+    Case(
+        "shifted_test_folder_missing",
+        lambda c: c.launch(c.spec(_shifted("folder", root=str(c.tmp / "no_such_shifted")))),
+        ["datasets[0].shifted_test", "no_such_shifted", "not a directory", "sub-folder"],
+    ),
+    # search_spaces/azizi2021.yaml before its fix: a manifest shifted test given its folder, not its CSV
+    Case(
+        "shifted_test_manifest_root",
+        lambda c: c.launch(c.spec(_shifted("manifest", root=str(c.tmp / "cxr_shifted")))),
+        ["datasets[0].shifted_test.options", "the option manifest", "is required"],
+    ),
+    Case(
+        "imagenet_weights_missing",
+        _case_imagenet_weights_missing,
+        lambda c: ["ssl[0].method", str(c.tmp / "torch_home" / "hub" / "checkpoints"), "$STUDY_IMAGENET_WEIGHTS"],
+        after=_after_restore_env,
+    ),
+    Case(
+        "noise_groups_without_kind",
+        lambda c: c.launch(c.spec(lambda s: s["noise"].update(options={"groups": [[0, 1]]}))),
+        ["noise.options.groups", "'class_dependent'", "add class_dependent to noise.kinds"],
+    ),
+    Case(
+        "noise_transition_without_kind",
+        lambda c: c.launch(
+            c.spec(
+                lambda s: s["noise"].update(options={"transition": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]})
+            )
+        ),
+        ["noise.options.transition", "add transition to noise.kinds"],
+    ),
     Case("nan_loss", _case_nan, [], exit_code=0, slow=True, after=_after_nan),
     # every tuning trial of the study diverges: no cell has a best configuration for stage final
     Case("nan_loss_every_trial", _case_nan_every_trial, [], exit_code=0, slow=True, after=_after_nan),

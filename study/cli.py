@@ -19,6 +19,7 @@ from urllib.request import getproxies, proxy_bypass
 
 from study.tuning.errors import StudyInputError
 from study.tuning.plan import format_plan, make_plan
+from study.tuning.smoke import smoke_spec
 from study.tuning.spec import SpecError, load_spec
 
 VERBS = {
@@ -44,8 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("plan", help=VERBS["plan"])
     s.add_argument("spec")
     s.add_argument("--json", action="store_true")
+    s.add_argument("--smoke", action="store_true", help="plan the spec's smoke run (see launch --smoke)")
     s = sub.add_parser("launch", help=VERBS["launch"])
     s.add_argument("spec")
+    s.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run the spec at tiny scale on stand-in data (no dataset files, no weights), as study NAME-smoke",
+    )
     s.add_argument("--storage")
     s.add_argument("--name")
     s.add_argument("--address")
@@ -79,7 +86,7 @@ def _validate(args) -> int:
 
 
 def _plan(args) -> int:
-    spec = load_spec(args.spec)
+    spec = smoke_spec(load_spec(args.spec)).spec if args.smoke else load_spec(args.spec)
     plan = make_plan(spec)
     if args.json:
         out = plan.summary(spec)
@@ -101,7 +108,7 @@ def _launch(args) -> int:
         check_tracking_uri(args.tracking_uri, "--tracking-uri")
     if _local(args.storage):
         check_writable(Path(args.storage).expanduser(), "--storage")
-    spec = load_spec(args.spec)
+    spec = smoke_spec(load_spec(args.spec)).spec if args.smoke else load_spec(args.spec)
     root = args.storage or spec.storage.root
     if not args.storage and _local(root):
         check_writable(Path(root).expanduser(), "storage.root")
@@ -127,6 +134,7 @@ def _launch(args) -> int:
             address=args.address,
             tracking_uri=args.tracking_uri,
             quiet=args.quiet,
+            smoke=args.smoke,
         )
     except SpecError as e:
         _remove_created(created)

@@ -32,7 +32,7 @@ from study.noise import NoisyLabels, inject_noise
 from study.ssl import PretrainRequest, load_encoder, pretrain
 from study.train import FitResult, final_test, fit, predict_probs
 from study.tuning.plan import Point
-from study.tuning.spec import AugmentSpec, LNLSpec, Spec
+from study.tuning.spec import AugmentSpec, LNLSpec, ShiftedTestSpec, Spec
 
 #: evaluation batch size (validation, test): no gradients, so larger than any training batch
 EVAL_BATCH = 512
@@ -71,6 +71,11 @@ def noise_options(spec: Spec, data: ImageData, key: str, kind: str) -> dict[str,
     if kind != "transition":
         opts.pop("transition", None)
     return opts
+
+
+def load_shifted_test(shifted: ShiftedTestSpec, resolution: int, data_cache: str | Path) -> ImageData:
+    """A dataset entry's shifted test set, at the training data's resolution unless its options set one."""
+    return get_dataset(shifted.name, **{"resolution": resolution, **shifted.options}).load(data_cache)
 
 
 def corrupt(spec: Spec, data: ImageData, splits: Splits, point: Point) -> tuple[np.ndarray, NoisyLabels]:
@@ -218,9 +223,7 @@ class Trial:
         out = final_test(self.algo, result, test)
         shifted = self.spec.dataset_map[self.point.dataset].shifted_test
         if shifted is not None:
-            sdata = get_dataset(shifted.name, **{"resolution": self.data.resolution, **shifted.options}).load(
-                data_cache
-            )
+            sdata = load_shifted_test(shifted, self.data.resolution, data_cache)
             probs, y = predict_probs(self.algo, self._loader(sdata.images, np.asarray(sdata.labels)))
             out.update(classification_metrics(y, probs, prefix="shifted_test_"))
         return out

@@ -115,6 +115,10 @@ class Dataset:
     approx_images: ClassVar[int] = 10_000
     #: the batch augmentation a trial uses when the spec sets none for this dataset
     default_augment: ClassVar[AugmentConfig | None] = AugmentConfig(scale=(0.7, 1.0), flip=True)
+    #: the class names of the public release, where they are fixed (smoke stand-ins copy them)
+    known_classes: ClassVar[Sequence[str] | None] = None
+    #: whether images come several to a patient (smoke stand-ins then group theirs by patient too)
+    has_patients: ClassVar[bool] = False
 
     options: Options
 

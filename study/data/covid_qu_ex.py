@@ -20,6 +20,7 @@ SPLIT_DIRS = {"Train": "train", "Val": "val", "Test": "test"}
 class CovidQuEx(FileDataset):
     name = "covid_qu_ex"
     approx_images = 33_920
+    known_classes = tuple(CLASSES)
     default_channels = 1
     noise_groups = (("COVID-19", "Non-COVID"),)
 

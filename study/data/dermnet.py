@@ -15,6 +15,32 @@ from study.data.sources import FileDataset
 class DermNet(FileDataset):
     name = "dermnet"
     approx_images = 19_500
+    #: the 23 class folders of the public release
+    known_classes = (
+        "Acne and Rosacea Photos",
+        "Actinic Keratosis Basal Cell Carcinoma and other Malignant Lesions",
+        "Atopic Dermatitis Photos",
+        "Bullous Disease Photos",
+        "Cellulitis Impetigo and other Bacterial Infections",
+        "Eczema Photos",
+        "Exanthems and Drug Eruptions",
+        "Hair Loss Photos Alopecia and other Hair Diseases",
+        "Herpes HPV and other STDs Photos",
+        "Light Diseases and Disorders of Pigmentation",
+        "Lupus and other Connective Tissue diseases",
+        "Melanoma Skin Cancer Nevi and Moles",
+        "Nail Fungus and other Nail Disease",
+        "Poison Ivy Photos and other Contact Dermatitis",
+        "Psoriasis pictures Lichen Planus and related diseases",
+        "Scabies Lyme Disease and other Infestations and Bites",
+        "Seborrheic Keratoses and other Benign Tumors",
+        "Systemic Disease",
+        "Tinea Ringworm Candidiasis and other Fungal Infections",
+        "Urticaria Hives",
+        "Vascular Tumors",
+        "Vasculitis Photos",
+        "Warts Molluscum and other Viral Infections",
+    )
     noise_groups = (
         (
             "Eczema Photos",

@@ -55,6 +55,7 @@ class FashionMnist(ArrayDataset):
     name = "fashion_mnist"
     default_channels = 1
     approx_images = 70_000  # 60000 train + 10000 test
+    known_classes = tuple(CLASSES)
     noise_groups = (("T-shirt/top", "Shirt", "Pullover", "Coat"), ("Sandal", "Sneaker", "Ankle boot"))
 
     options: Options

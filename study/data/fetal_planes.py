@@ -20,6 +20,8 @@ CLASSES = ["Fetal abdomen", "Fetal brain", "Fetal femur", "Fetal thorax", "Mater
 class FetalPlanes(FileDataset):
     name = "fetal_planes"
     approx_images = 12_400
+    known_classes = tuple(CLASSES)
+    has_patients = True
     default_channels = 1
     noise_groups = (("Fetal abdomen", "Fetal thorax"), ("Fetal femur", "Other"))
 

@@ -27,6 +27,7 @@ class ManifestDataset(FileDataset):
         split_column: str = Field("split", description="column holding train/val/test (optional in the CSV)")
 
     name = "manifest"
+    has_patients = True  # where the CSV has a patient column
 
     options: Options
 

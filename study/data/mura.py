@@ -43,6 +43,8 @@ class Mura(FileDataset):
     name = "mura"
     default_channels = 1
     approx_images = 40_005
+    known_classes = tuple(CLASSES)
+    has_patients = True
 
     options: Options
 

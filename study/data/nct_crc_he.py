@@ -17,6 +17,7 @@ CLASSES = ["ADI", "BACK", "DEB", "LYM", "MUC", "MUS", "NORM", "STR", "TUM"]
 class NctCrcHe(FileDataset):
     name = "nct_crc_he"
     approx_images = 107_180  # 100000 training patches + 7180 of CRC-VAL-HE-7K
+    known_classes = tuple(CLASSES)
     # tissue types pathologists confuse: stroma/muscle, debris/mucus, normal mucosa/tumour epithelium
     noise_groups = (("STR", "MUS"), ("DEB", "MUC"), ("NORM", "TUM"))
 

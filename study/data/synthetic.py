@@ -31,11 +31,21 @@ class Synthetic(ArrayDataset):
         test_fraction: float = Field(
             0.0, ge=0.0, lt=1.0, description="patients held out as the official test split (0: none)"
         )
+        class_names: list[str] | None = Field(
+            None, min_length=2, description="names of the classes (default class_0, class_1, ...)"
+        )
+        shift: float = Field(
+            0.0, ge=0.0, le=1.0, description="distribution shift: darker, lower-contrast, tinted images (0: none)"
+        )
 
         @model_validator(mode="after")
         def _enough_samples(self) -> Synthetic.Options:
             if self.num_samples < self.num_classes:
                 raise ValueError(f"num_samples ({self.num_samples}) must be >= num_classes ({self.num_classes})")
+            if self.class_names is not None and len(self.class_names) != self.num_classes:
+                raise ValueError(
+                    f"class_names has {len(self.class_names)} names for num_classes {self.num_classes}; give one each"
+                )
             return self
 
     name = "synthetic"
@@ -49,7 +59,11 @@ class Synthetic(ArrayDataset):
         return o.num_samples
 
     def source_key(self) -> dict:
-        return self.options.model_dump(exclude=set(ArrayDataset.Options.model_fields))
+        key = self.options.model_dump(exclude=set(ArrayDataset.Options.model_fields))
+        for name in ("class_names", "shift"):  # added later: keys of data made without them stay the same
+            if key[name] == Synthetic.Options.model_fields[name].default:
+                del key[name]
+        return key
 
     def arrays(self) -> Arrays:
         p = self.options
@@ -69,6 +83,8 @@ class Synthetic(ArrayDataset):
             img = np.roll(protos[labels[i]], shift=tuple(shift_p[pid] + rng.integers(-1, 2, size=2)), axis=(0, 1))
             img = img * rng.uniform(0.7, 1.0) + tint[pid, 0] + rng.normal(0.0, p.noise, size=img.shape)
             images[i] = img
+        if p.shift > 0:  # another scanner: darker, flatter, tinted
+            images = images * (1.0 - 0.5 * p.shift) + p.shift * np.array([0.15, 0.05, 0.0], dtype=np.float32)
         images = (np.clip(images, 0.0, 1.0) * 255).astype(np.uint8)
         split = None
         if p.test_fraction > 0:
@@ -77,7 +93,7 @@ class Synthetic(ArrayDataset):
         return Arrays(
             images=images,
             labels=labels.astype(np.int64),
-            class_names=[f"class_{c}" for c in range(k)],
+            class_names=list(p.class_names) if p.class_names else [f"class_{c}" for c in range(k)],
             patient_ids=np.array([f"p{q:05d}" for q in patient]) if v > 1 else None,
             official_split=split,
         )

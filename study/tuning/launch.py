@@ -16,6 +16,7 @@ from study import storage as st
 from study.tuning.driver import run_stages
 from study.tuning.errors import StudyInputError
 from study.tuning.preflight import preflight
+from study.tuning.smoke import smoke_spec
 from study.tuning.spec import Spec, load_spec
 from study.tuning.studydir import (
     cache_locations,
@@ -34,14 +35,16 @@ def launch(
     address: str | None = None,
     tracking_uri: str | None = None,
     quiet: bool = False,
+    smoke: bool = False,
 ) -> int:
     """Create a study directory for the spec under ``storage`` (default the spec's ``storage.root``) and
-    run the study; nothing is written when a check fails. Returns the exit code."""
-    spec = load_spec(spec_path)
-    study_name = _study_name(spec, name)
+    run the study; nothing is written when a check fails. ``smoke``: the spec's smoke version
+    (``study.tuning.smoke``), named ``NAME-smoke`` unless ``name`` is given. Returns the exit code."""
+    spec = launch_spec(spec_path, smoke)
+    study_name = _study_name(spec, name or (spec.name if smoke else None))
     root, option = (storage, "--storage") if storage else (spec.storage.root, "storage.root")
     location = study_location(root, option, study_name)
-    if existing_study(location, spec, relaunch=bool(name)):
+    if existing_study(location, spec, relaunch=bool(name) or smoke):
         if not quiet:
             print(f"study: {location} exists with the same spec; resuming it", file=sys.stderr)
         return resume(location, address=address, quiet=quiet)
@@ -54,6 +57,18 @@ def launch(
     if not quiet:
         print(f"study: {paths.describe()}", file=sys.stderr)
     return run_stages(spec, paths, address, quiet)
+
+
+def launch_spec(spec_path: str, smoke: bool) -> Spec:
+    """The spec at ``spec_path``, or its smoke version, whose stand-ins are said on stderr."""
+    spec = load_spec(spec_path)
+    if not smoke:
+        return spec
+    result = smoke_spec(spec)
+    print(f"study: SMOKE run of {spec_path} as {result.spec.name!r}: stand-in data, tiny scale", file=sys.stderr)
+    for note in result.notes:
+        print(f"study: smoke: {note}", file=sys.stderr)
+    return result.spec
 
 
 def resume(study_dir: str, address: str | None = None, quiet: bool = False) -> int:

@@ -140,6 +140,15 @@ def noise_settings(spec: Spec) -> list[tuple[str, float]]:
 
 
 def all_points(spec: Spec) -> list[Point]:
+    """The cross-product of the axes, in axis order; only the spec's ``subset`` of it where it has one."""
+    points = _product(spec)
+    if spec.subset is None:
+        return points
+    keep = {(s.dataset, s.noise_kind, s.noise_rate, s.ssl, s.lnl, s.seed) for s in spec.subset}
+    return [p for p in points if (p.dataset, p.noise_kind, p.noise_rate, p.ssl, p.lnl, p.seed) in keep]
+
+
+def _product(spec: Spec) -> list[Point]:
     return [
         Point(d.key, k, r, s.key, a.key, seed)
         for d in spec.datasets
@@ -153,32 +162,19 @@ def all_points(spec: Spec) -> list[Point]:
 def make_plan(spec: Spec) -> Plan:
     axes = spec.tuning.cell_axes
     points = all_points(spec)
-    first = points[0]
     cells: dict[tuple, Cell] = {}
     finals: list[tuple[Cell, Point]] = []
-    settings = noise_settings(spec)
     for p in points:
         values = tuple((a, p.get(a)) for a in axes)
         if values not in cells:
-            # tune where the non-cell axes take their first value (keeping the noise pair a valid pair)
-            tune = Point(
-                **{
-                    a: (p.get(a) if a in axes else first.get(a))
-                    for a in ("dataset", "noise_kind", "noise_rate", "ssl", "lnl", "seed")
-                }
-            )
-            if (tune.noise_kind, tune.noise_rate) not in settings:
-                tune = _replace(tune, noise_rate=next(r for k, r in settings if k == tune.noise_kind))
-            cells[values] = Cell(values, tune)
+            # tune at the cell's first point: the non-cell axes at their first value (in a subset, the
+            # first value the cell has)
+            cells[values] = Cell(values, p)
         finals.append((cells[values], p))
     jobs = pretrain_jobs(spec, points)
     plan = Plan(list(cells.values()), jobs, len(cells) * spec.tuning.samples_per_cell, finals)
     plan.gpu_hours = estimate_gpu_hours(spec, plan)
     return plan
-
-
-def _replace(p: Point, **kw) -> Point:
-    return Point(**{**asdict(p), **kw})
 
 
 def pretrain_jobs(spec: Spec, points: list[Point]) -> list[PretrainJob]:
@@ -241,6 +237,11 @@ def format_plan(spec: Spec, plan: Plan, source: str) -> str:
         f"{source}: study {spec.name!r}",
         f"  axes: {ax['datasets']} datasets x {ax['noise_settings']} noise settings x {ax['ssl']} SSL x "
         f"{ax['lnl']} LNL x {ax['seeds']} seeds; cell = {', '.join(s['cell_axes'])}",
+        *(
+            [f"  subset: {len(spec.subset)} points of the cross-product (each axis value, each SSL x LNL pair)"]
+            if spec.subset
+            else []
+        ),
         f"  cells: {s['cells']}",
         f"  pretraining jobs: {s['pretraining_jobs']} "
         f"(datasets x {n_pre} pretraining SSL entries x seeds, deduplicated)",

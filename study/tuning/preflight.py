@@ -1,18 +1,21 @@
-"""What a spec needs from its data, checked before a study directory exists (docs/architecture.md, CLI:
-a bad input never leaves a half-written study directory behind).
+"""What a spec needs from its data and this machine, checked before a study directory exists
+(docs/architecture.md, CLI: a bad input never leaves a half-written study directory behind).
 
 The spec itself was checked at the door (``load_spec``: names against the registries, hyperparameters
-against their declarations); what is left needs the data: every dataset entry must decode (into the data
-cache, where the trials find it) and every noise kind must accept every rate on every dataset. All
-problems are reported at once, as a ``SpecError`` against the spec file.
+against their declarations); what is left needs the files a trial reads: every dataset entry must decode
+(into the data cache, where the trials find it), every noise kind must accept every rate on every dataset,
+a shifted test set must decode and have its training dataset's classes (same names, same order) and
+channels, and the ImageNet weight file must be there for an entry that starts from it (nothing is downloaded
+at run time). All problems are reported at once, as a ``SpecError`` against the spec file.
 """
 
 from __future__ import annotations
 
 from study.data import DataError, ImageData
-from study.experiment import load_dataset, noise_options
+from study.experiment import load_dataset, load_shifted_test, noise_options
 from study.noise import inject_noise
-from study.tuning.spec import Spec, SpecError
+from study.ssl.init import find_imagenet_weights
+from study.tuning.spec import ShiftedTestSpec, Spec, SpecError
 from study.tuning.studydir import DatasetFacts
 
 #: labels the noise check corrupts per dataset (enough to meet every kind's conditions)
@@ -20,8 +23,8 @@ NOISE_SAMPLE = 200
 
 
 def preflight(spec: Spec, source: str, data_cache: str) -> dict[str, DatasetFacts]:
-    """Check the spec against its datasets; the facts of each dataset (decoded into ``data_cache`` on the
-    way), or a ``SpecError`` from ``source`` listing every problem."""
+    """Check the spec against its datasets and weight files; the facts of each dataset (decoded into
+    ``data_cache`` on the way, shifted test sets too), or a ``SpecError`` from ``source`` listing every problem."""
     problems: list[tuple[str, str]] = []
     facts: dict[str, DatasetFacts] = {}
     for i, entry in enumerate(spec.datasets):
@@ -34,6 +37,9 @@ def preflight(spec: Spec, source: str, data_cache: str) -> dict[str, DatasetFact
             images=len(data), classes=data.num_classes, resolution=data.resolution, channels=data.channels
         )
         problems += noise_problems(spec, data, entry.key)
+        if entry.shifted_test is not None:
+            problems += shifted_test_problems(entry.shifted_test, data, data_cache, f"datasets[{i}].shifted_test")
+    problems += weight_problems(spec)
     if problems:
         raise SpecError(source, problems)
     return facts
@@ -57,3 +63,65 @@ def noise_problems(spec: Spec, data: ImageData, dataset_key: str) -> list[tuple[
             except (ValueError, TypeError, KeyError) as e:
                 problems.append(("noise", f"{kind} at rate {rate} on {dataset_key}: {e}"))
     return problems
+
+
+def shifted_test_problems(
+    shifted: ShiftedTestSpec, data: ImageData, data_cache: str, where: str
+) -> list[tuple[str, str]]:
+    """A shifted test set that does not decode, or that a model trained on ``data`` cannot be scored on:
+    its labels are compared with the predictions by class index, so its class names must be the training
+    dataset's in the same order, and its images must have the training images' channels."""
+    try:
+        sdata = load_shifted_test(shifted, data.resolution, data_cache)  # as the trial loads it
+    except (DataError, TypeError, ValueError) as e:
+        return [(where, f"the shifted test set ({shifted.name}) does not load: {e}")]
+    problems = []
+    if sdata.class_names != data.class_names:
+        problems.append((where, class_mismatch(data.class_names, sdata.class_names, data.name)))
+    if sdata.channels != data.channels:
+        problems.append(
+            (
+                where,
+                f"the shifted test set has {sdata.channels}-channel images, the training data ({data.name}) "
+                f"{data.channels}-channel ones; set shifted_test.options.channels: {data.channels}",
+            )
+        )
+    return problems
+
+
+def class_mismatch(train: list[str], shifted: list[str], dataset: str) -> str:
+    """What differs between the training classes and the shifted test's, and the fix."""
+    missing = [c for c in train if c not in shifted]
+    extra = [c for c in shifted if c not in train]
+    what = []
+    if missing:
+        what.append(f"missing from the shifted test set: {', '.join(missing)}")
+    if extra:
+        what.append(f"not classes of {dataset}: {', '.join(extra)}")
+    if not what:
+        what.append(f"the same classes in another order ({', '.join(shifted)}; {dataset}: {', '.join(train)})")
+    return (
+        f"its classes differ from the training dataset's: {'; '.join(what)}. Predictions are scored by class "
+        f"index, so the shifted test set needs exactly the classes {', '.join(train)}, in that order: rename, add "
+        "or remove its classes (folder and manifest datasets order them by name)"
+    )
+
+
+def weight_problems(spec: Spec) -> list[tuple[str, str]]:
+    """SSL entries that start from torchvision's ImageNet ResNet-18 weights when this machine has no such
+    file (looked up as the trials look it up, ``study.ssl.init.find_imagenet_weights``)."""
+    needs = [
+        (f"ssl[{i}].method" if s.method == "imagenet" else f"ssl[{i}].init", s)
+        for i, s in enumerate(spec.ssl)
+        if s.method == "imagenet" or s.init == "imagenet"
+    ]
+    if not needs:
+        return []
+    try:
+        find_imagenet_weights()
+    except FileNotFoundError as e:
+        return [
+            (where, f"SSL entry {s.key!r} starts from torchvision's ImageNet ResNet-18 weights: {e}")
+            for where, s in needs
+        ]
+    return []

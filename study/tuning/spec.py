@@ -301,7 +301,8 @@ class DatasetSpec(Strict):
 class NoiseSpec(Strict):
     kinds: list[str] = Field(min_length=1)
     rates: list[float] = Field(min_length=1)
-    #: extra options of study.noise.inject_noise (exact, groups, transition)
+    #: extra options of study.noise.inject_noise: exact (every kind), groups (class_dependent only),
+    #: transition (kind transition only)
     options: dict[str, Any] = Field(default_factory=dict)
     #: corrupt the validation labels too (the default); Dedieu et al. keep them clean
     noisy_validation: bool = True
@@ -337,11 +338,19 @@ class NoiseSpec(Strict):
         return v
 
     @model_validator(mode="after")
-    def _pairflip(self) -> NoiseSpec:
+    def _kinds_and_options(self) -> NoiseSpec:
         if "pairflip" in self.kinds and any(r >= 0.5 for r in self.rates):
             raise ValueError("pairflip needs every rate below 0.5")
         if "transition" in self.kinds and "transition" not in self.options:
             raise ValueError("kind 'transition' needs options.transition (a K x K row-stochastic matrix)")
+        # the options that belong to one kind (``exact`` applies to every kind)
+        for option, kind in (("groups", "class_dependent"), ("transition", "transition")):
+            if option in self.options and kind not in self.kinds:
+                raise SubPathError(
+                    f"options.{option}",
+                    f"applies only to noise kind {kind!r}, which noise.kinds ({', '.join(self.kinds)}) does not "
+                    f"list; add {kind} to noise.kinds or remove options.{option}",
+                )
         return self
 
 
@@ -516,6 +525,17 @@ class TrackingSpec(Strict):
 Seed = Annotated[int, Field(strict=True, ge=0, lt=2**32)]
 
 
+class PointSpec(Strict):
+    """One point of the cross-product, by the entries' keys (dataset id, SSL and LNL entry ids)."""
+
+    dataset: str
+    noise_kind: str
+    noise_rate: float
+    ssl: str
+    lnl: str
+    seed: Seed
+
+
 class Spec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
     description: str = ""
@@ -532,6 +552,8 @@ class Spec(Strict):
     failures: FailuresSpec = FailuresSpec()
     storage: StorageSpec = StorageSpec()
     tracking: TrackingSpec = TrackingSpec()
+    #: run only these points of the cross-product (what `--smoke` writes: a covering subset); default all
+    subset: list[PointSpec] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
     def _cross(self) -> Spec:
@@ -548,6 +570,12 @@ class Spec(Strict):
         for i, s in enumerate(self.ssl):
             if s.method == "random" and s.init == "imagenet":
                 raise ValueError(f"ssl[{i}].init: method 'random' with init 'imagenet' is method 'imagenet'")
+            if "imagenet" in (s.method, s.init) and self.model.backbone != "resnet18":
+                where = "method" if s.method == "imagenet" else "init"
+                raise ValueError(
+                    f"ssl[{i}].{where}: ImageNet weights exist for backbone resnet18 only, not "
+                    f"{self.model.backbone}; set model.backbone: resnet18 or start from random"
+                )
             for k in s.epochs if isinstance(s.epochs, dict) else ():
                 if k != "default" and k not in dataset_keys:
                     raise ValueError(
@@ -555,6 +583,7 @@ class Spec(Strict):
                     )
         if "transition" in self.noise.options:
             _check_transition_option(self.noise.options["transition"])
+        self._check_subset()
         if "class_dependent" in self.noise.kinds and "groups" not in self.noise.options:
             for i, d in enumerate(self.datasets):
                 if not d.noise_groups and not DATASETS[d.name].noise_groups:
@@ -563,6 +592,22 @@ class Spec(Strict):
                         "class_dependent noise; set its noise_groups or noise.options.groups"
                     )
         return self
+
+    def _check_subset(self) -> None:
+        axes = {
+            "dataset": [d.key for d in self.datasets],
+            "noise_kind": self.noise.kinds,
+            "noise_rate": self.noise.rates,
+            "ssl": [s.key for s in self.ssl],
+            "lnl": [a.key for a in self.lnl],
+            "seed": self.seeds,
+        }
+        for i, point in enumerate(self.subset or ()):
+            for axis, values in axes.items():
+                if getattr(point, axis) not in values:
+                    raise ValueError(
+                        f"subset[{i}].{axis}: {getattr(point, axis)!r} is not a value of the axis {_allowed(values)}"
+                    )
 
     @property
     def dataset_map(self) -> dict[str, DatasetSpec]:
@@ -721,5 +766,8 @@ def load_spec(path: str | Path) -> Spec:
 
 
 def spec_to_yaml(spec: Spec) -> str:
-    """The resolved spec (every default filled in), as frozen into a study directory."""
-    return yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+    """The resolved spec (every default filled in), as frozen into a study directory. A spec without a
+    ``subset`` is written without the key, as before the key existed (a relaunch compares this text)."""
+    return yaml.safe_dump(
+        spec.model_dump(mode="json", exclude={"subset"} if spec.subset is None else None), sort_keys=False
+    )

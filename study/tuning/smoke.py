@@ -1,0 +1,162 @@
+"""Smoke mode (`study launch SPEC --smoke`, `study plan SPEC --smoke`): any spec at tiny scale on stand-in data.
+
+The smoke spec keeps what makes the study this study (its axes, methods, hyperparameters, search spaces,
+heads, augmentation, noise options and cell definition) and shrinks everything else, so that one run
+through the real path (Ray Tune, Optuna per cell, ASHA, MLflow, the report) shows in minutes on a laptop
+whether the spec runs at all:
+
+- each dataset becomes a ``synthetic`` stand-in with the dataset's class names and count (where the
+  dataset fixes them; else the names its noise groups give, or four generic classes), its channels, its
+  patient structure (three images per patient where the dataset has patients, or where MICLe needs them),
+  its groups of confusable classes, and a shifted test set where the spec has one; 16 px images;
+- ImageNet weights become random weights (a stand-in, said in the output): no file is read;
+- pretraining runs 1 epoch, LNL trials 2, batches of at most 32, one tuning sample per cell, no retries;
+- the cross-product is cut to a covering subset (``Spec.subset``): every value of every axis appears, and
+  every (SSL entry, LNL entry) pair appears at least once;
+- the study is named ``NAME-smoke``, keeps the spec's storage root, and tracks into its own MLflow store.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from study.data import DATASETS
+from study.tuning.plan import noise_settings
+from study.tuning.spec import DatasetSpec, LNLSpec, Spec, SSLSpec, parse_spec
+
+#: side of the stand-in images
+SMOKE_SIZE = 16
+#: stand-in images per class (enough for stratified train/val/test splits), and at least this many in all
+IMAGES_PER_CLASS = 16
+MIN_IMAGES = 96
+#: classes of a stand-in whose dataset does not fix its classes
+GENERIC_CLASSES = 4
+SSL_EPOCHS = 1
+LNL_EPOCHS = 2
+MAX_BATCH = 32
+
+
+@dataclass(frozen=True)
+class Smoke:
+    """The smoke spec and what it replaced, to be said in the output."""
+
+    spec: Spec
+    notes: list[str]
+
+
+def smoke_spec(spec: Spec) -> Smoke:
+    """The smoke version of ``spec`` (see the module docstring)."""
+    notes: list[str] = []
+    needs_patients = any(s.method == "micle" for s in spec.ssl)
+    data = spec.model_dump(mode="json", exclude={"subset"})
+    data.update(
+        name=f"{spec.name}-smoke",
+        description=f"smoke run of {spec.name}: stand-in data, tiny scale",
+        datasets=[_dataset(d, spec, needs_patients, notes) for d in spec.datasets],
+        ssl=[_ssl(s, notes) for s in spec.ssl],
+        lnl=[_lnl(a) for a in spec.lnl],
+        model={"backbone": spec.model.backbone, "resolution": None},
+        tuning={**data["tuning"], "samples_per_cell": 1},
+        resources={"pretrain": {"cpus": 1, "gpus": 0}, "trial": {"cpus": 1, "gpus": 0}},
+        failures={"max_retries": 0},
+        storage={"root": spec.storage.root},
+        tracking={},
+        subset=covering_subset(spec),
+    )
+    return Smoke(parse_spec(data, source=f"{spec.name} (smoke)"), notes)
+
+
+def covering_subset(spec: Spec) -> list[dict[str, Any]]:
+    """Points of the cross-product in which every axis value appears and every (SSL, LNL) pair at least
+    once: as many points as the longest of those lists, each list cycled."""
+    pairs = [(s.key, a.key) for s in spec.ssl for a in spec.lnl]
+    datasets = [d.key for d in spec.datasets]
+    settings = noise_settings(spec)
+    n = max(len(pairs), len(datasets), len(settings), len(spec.seeds))
+    points = []
+    for i in range(n):
+        ssl, lnl = pairs[i % len(pairs)]
+        kind, rate = settings[i % len(settings)]
+        points.append(
+            {
+                "dataset": datasets[i % len(datasets)],
+                "noise_kind": kind,
+                "noise_rate": rate,
+                "ssl": ssl,
+                "lnl": lnl,
+                "seed": spec.seeds[i % len(spec.seeds)],
+            }
+        )
+    return points
+
+
+def _dataset(d: DatasetSpec, spec: Spec, needs_patients: bool, notes: list[str]) -> dict[str, Any]:
+    """A synthetic stand-in entry for ``d`` under the same key."""
+    cls = DATASETS[d.name]
+    classes = _class_names(d, spec, notes)
+    views = 3 if (cls.has_patients or needs_patients) else 1
+    options = {
+        "num_samples": max(MIN_IMAGES, IMAGES_PER_CLASS * len(classes)),
+        "num_classes": len(classes),
+        "class_names": classes,
+        "image_size": SMOKE_SIZE,
+        "views_per_patient": views,
+        "channels": d.options.get("channels") or cls.default_channels,
+        "seed": 0,
+    }
+    entry: dict[str, Any] = {
+        "name": "synthetic",
+        "id": d.key,
+        "options": options,
+        "splits": d.splits.model_dump(),
+        "noise_groups": d.noise_groups or _default_groups(cls, classes),
+        "augment": d.augment if isinstance(d.augment, str) or d.augment is None else d.augment.model_dump(),
+    }
+    if d.shifted_test is not None:  # the same classes, another sample, another "scanner"
+        entry["shifted_test"] = {"name": "synthetic", "options": {**options, "seed": 1, "shift": 0.5}}
+    return entry
+
+
+def _class_names(d: DatasetSpec, spec: Spec, notes: list[str]) -> list[str]:
+    cls = DATASETS[d.name]
+    if cls.known_classes:
+        return list(cls.known_classes)
+    named = [g for group in d.noise_groups or () for g in group if isinstance(g, str)]
+    if named:
+        notes.append(
+            f"stand-in for {d.key!r}: its classes are only known from its files; using the "
+            f"{len(named)} classes its noise_groups name"
+        )
+        return list(dict.fromkeys(named))
+    transition = spec.noise.options.get("transition")
+    k = len(transition) if transition else GENERIC_CLASSES
+    notes.append(f"stand-in for {d.key!r}: its classes are only known from its files; using {k} generic classes")
+    return [f"class_{c}" for c in range(k)]
+
+
+def _default_groups(cls: Any, classes: list[str]) -> list[list[str]] | None:
+    """The dataset's own groups of confusable classes, by name (kept where the stand-in has the names)."""
+    groups = [[c for c in g if c in classes] for g in cls.noise_groups or ()]
+    groups = [g for g in groups if len(g) >= 2]
+    return groups or None
+
+
+def _ssl(s: SSLSpec, notes: list[str]) -> dict[str, Any]:
+    entry = s.model_dump(mode="json")
+    entry.update(id=s.key, epochs=SSL_EPOCHS, batch_size=min(s.batch_size, MAX_BATCH))
+    if s.method == "imagenet":
+        notes.append(f"ssl {s.key!r}: ImageNet weights replaced by RANDOM weights (a stand-in; no file is read)")
+        entry.update(method="random", hparams={})
+    if s.init == "imagenet":
+        notes.append(f"ssl {s.key!r}: starts from RANDOM weights instead of ImageNet's (a stand-in)")
+        entry["init"] = "random"
+    return entry
+
+
+def _lnl(a: LNLSpec) -> dict[str, Any]:
+    entry = a.model_dump(mode="json")
+    entry.update(id=a.key, epochs=LNL_EPOCHS, batch_size=min(a.batch_size, MAX_BATCH))
+    if "batch_size" in a.fixed:
+        entry["fixed"]["batch_size"] = min(int(a.fixed["batch_size"]), MAX_BATCH)
+    return entry
