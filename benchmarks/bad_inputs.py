@@ -331,6 +331,12 @@ def _nan_spec(s: dict, healthy_cell: bool) -> None:
         s["lnl"].append({**good, "id": "ce_ok"})
 
 
+def _binary_spec(c: Ctx) -> Path:
+    p = c.tmp / "spec.yaml"
+    p.write_bytes(b"name: bad\n\xff\xfe\x00binary")
+    return p
+
+
 def _case_nan(c: Ctx) -> list[str]:
     return c.launch(c.spec(lambda s: _nan_spec(s, healthy_cell=True)))
 
@@ -475,6 +481,56 @@ CASES: list[Case] = [
             c.spec(text="name: bad\ndatasets:\n  - name: synthetic\n    options: {num_samples: 60\nnoise: [\n")
         ),
         ["spec.yaml", "not valid YAML", "line"],
+    ),
+    Case(
+        "yaml_duplicate_key",
+        lambda c: c.launch(c.spec(text=yaml.safe_dump(BASE_SPEC, sort_keys=False) + "noise: {kinds: [pairflip]}\n")),
+        ["spec.yaml", "'noise' appears twice", "line"],
+    ),
+    Case(
+        "yaml_alias",
+        lambda c: c.launch(
+            c.spec(text=yaml.safe_dump(BASE_SPEC, sort_keys=False) + "description: &a [x, x]\nextra: [*a, *a]\n")
+        ),
+        ["spec.yaml", "aliases", "write the value out"],
+    ),
+    Case("spec_not_utf8", lambda c: c.launch(_binary_spec(c)), ["spec.yaml", "not UTF-8"]),
+    Case(
+        "head_hidden_negative",
+        lambda c: c.launch(c.spec(_set("lnl[0].head", {"hidden": [-5]}))),
+        ["lnl[0].head.hidden", "greater than 0"],
+    ),
+    Case("seed_negative", lambda c: c.launch(c.spec(_set("seeds", [-1]))), ["seeds[0]", "greater than or equal"]),
+    Case("seed_too_large", lambda c: c.launch(c.spec(_set("seeds", [2**32]))), ["seeds[0]", "less than"]),
+    Case("seed_boolean", lambda c: c.launch(c.spec(_set("seeds", [True]))), ["seeds[0]", "integer"]),
+    Case(
+        "split_fractions_sum",
+        lambda c: c.launch(c.spec(_set("datasets[0].splits", {"val_fraction": 0.5, "test_fraction": 0.5}))),
+        ["datasets[0].splits", "below 1"],
+    ),
+    Case(
+        "noise_exact_not_bool",
+        lambda c: c.launch(c.spec(_set("noise.options", {"exact": "sometimes"}))),
+        ["noise.options.exact", "'sometimes'", "true, false"],
+    ),
+    Case(
+        "ssl_epochs_unknown_dataset",
+        lambda c: c.launch(
+            c.spec(lambda s: s["ssl"].append({"method": "simclr", "epochs": {"synthtic": 2}, "batch_size": 16}))
+        ),
+        ["ssl[1].epochs.synthtic", "not a dataset of this spec", "synthetic"],
+    ),
+    Case("name_too_long", lambda c: c.launch(c.spec(_set("name", "n" * 300))), ["name", "pattern"]),
+    Case(
+        "cross_product_too_large",
+        lambda c: c.launch(
+            c.spec(
+                lambda s: s.update(
+                    seeds=list(range(1000)), noise={"kinds": ["symmetric"], "rates": [i / 1000 for i in range(300)]}
+                )
+            )
+        ),
+        ["cross-product", "split the study"],
     ),
     Case(
         "spec_missing",

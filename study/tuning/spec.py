@@ -12,6 +12,7 @@ resources of a pretraining job and of a trial, and where the study stores its st
 from __future__ import annotations
 
 import typing
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -523,6 +524,8 @@ class TrackingSpec(Strict):
 
 
 Seed = Annotated[int, Field(strict=True, ge=0, lt=2**32)]
+#: the largest cross-product a spec may describe (khanal2024 has 4500 points)
+MAX_POINTS = 200_000
 
 
 class PointSpec(Strict):
@@ -557,13 +560,14 @@ class Spec(Strict):
 
     @model_validator(mode="after")
     def _cross(self) -> Spec:
+        self._check_size()
         for field, keys in (
             ("datasets", [d.key for d in self.datasets]),
             ("ssl", [s.key for s in self.ssl]),
             ("lnl", [a.key for a in self.lnl]),
             ("seeds", self.seeds),
         ):
-            dup = sorted({str(k) for k in keys if keys.count(k) > 1})
+            dup = sorted({str(k) for k, n in Counter(keys).items() if n > 1})
             if dup:
                 raise ValueError(f"{field}: duplicate entries {dup}; give them distinct ids")
         dataset_keys = [d.key for d in self.datasets]
@@ -592,6 +596,15 @@ class Spec(Strict):
                         "class_dependent noise; set its noise_groups or noise.options.groups"
                     )
         return self
+
+    def _check_size(self) -> None:
+        settings = len(self.noise.kinds) * len(self.noise.rates)
+        points = len(self.datasets) * settings * len(self.ssl) * len(self.lnl) * len(self.seeds)
+        if points > MAX_POINTS:
+            raise ValueError(
+                f"the cross-product has {points} points (datasets x noise kinds x rates x ssl x lnl x seeds), more "
+                f"than {MAX_POINTS}; split the study into several specs or use fewer values per axis"
+            )
 
     def _check_subset(self) -> None:
         axes = {
@@ -741,13 +754,62 @@ def _names_subpath(msg: str) -> bool:
     )
 
 
+#: the largest spec file read (a spec is a few kilobytes; this refuses a data file given by mistake)
+MAX_SPEC_BYTES = 1 << 20
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """Safe YAML that refuses what a spec never needs and that would hide a mistake: a key given twice
+    (the second would silently replace the first) and aliases (``*name``: expanding nested ones can take
+    gigabytes when the resolved spec is written)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(
+                None,
+                None,
+                "aliases (*name) are not allowed in a spec; write the value out",
+                self.peek_event().start_mark,
+            )
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping; keep one", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _read_text(p: Path) -> str:
+    if p.stat().st_size > MAX_SPEC_BYTES:
+        raise SpecError(
+            str(p),
+            [
+                (
+                    "",
+                    f"{p.stat().st_size} bytes: a spec is a small YAML file (at most "
+                    f"{MAX_SPEC_BYTES} bytes); is this the right file?",
+                )
+            ],
+        )
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(str(p), [("", f"not UTF-8 text (byte {e.start}); a spec is a YAML text file")]) from None
+
+
 def load_spec(path: str | Path) -> Spec:
     """Read and validate a spec file."""
     p = Path(path)
     if not p.is_file():
         raise SpecError(str(path), [("", "no such file (a spec is a YAML file, e.g. search_spaces/smoke.yaml)")])
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.load(_read_text(p), Loader=_SpecLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
