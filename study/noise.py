@@ -1,4 +1,4 @@
-"""Label-noise injection (the noise API of DESIGN.md).
+"""Label-noise injection (docs/architecture.md, Label noise).
 
 Every kind is defined by its intended transition matrix ``T`` (``T[i, j]`` = probability that a sample of
 true class ``i`` is given label ``j``); a noisy label set is a draw from the rows of ``T``.

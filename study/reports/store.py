@@ -59,6 +59,11 @@ class Study:
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
         grid["ssl_method"] = {e.get("id") or e["method"]: e["method"] for e in s["ssl"]}
+        # a spec with a subset (a smoke run's covering subset) expects only those points
+        grid["subset"] = [
+            (p["dataset"], p["noise_kind"], float(p["noise_rate"]), p["ssl"], p["lnl"], int(p["seed"]))
+            for p in s.get("subset") or []
+        ]
         return grid
 
 
@@ -75,7 +80,7 @@ def noise_settings(kinds: list[str], rates: list[float]) -> list[tuple[str, floa
 
 
 def expected_points(grid: dict[str, list]) -> pd.DataFrame:
-    """Every (dataset, noise_kind, noise_rate, ssl, lnl, seed) the spec asks for."""
+    """Every (dataset, noise_kind, noise_rate, ssl, lnl, seed) the spec asks for (its subset, if it has one)."""
     rows = [
         (d, k, r, s, a, seed)
         for d in grid["dataset"]
@@ -84,6 +89,9 @@ def expected_points(grid: dict[str, list]) -> pd.DataFrame:
         for a in grid["lnl"]
         for seed in grid["seed"]
     ]
+    subset = set(grid.get("subset") or ())
+    if subset:
+        rows = [r for r in rows if r in subset]
     return pd.DataFrame(rows, columns=list(AXES))
 
 
