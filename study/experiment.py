@@ -166,11 +166,6 @@ def split_hparams(entry: LNLSpec, hparams: dict[str, Any]) -> tuple[OptimConfig,
     return optim, batch, own
 
 
-def hparam_models(algorithm: str) -> list[Any]:
-    """The declarations a spec's ``fixed`` and ``search_space`` of an LNL entry are checked against."""
-    return [OptimConfig, LoaderHparams, ALGORITHMS[algorithm].Hparams]
-
-
 # -- the trial ----------------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ it (an int given for a float becomes a float; a YAML ``1e-3``, which PyYAML read
 
 from __future__ import annotations
 
+import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -98,13 +99,16 @@ def kind(models: Models, name: str) -> type | None:
     args = [a for a in (typing.get_args(ann) or (ann,)) if a is not type(None)]
     if len(args) == 1 and args[0] in (int, float, bool, str):
         return typing.cast(type, args[0])
-    if typing.get_origin(ann) is typing.Literal:
-        return None
     return None
 
 
+def allowed_text(info: FieldInfo) -> str:
+    """``a number, > 0 and < 1`` style text: what the declaration allows."""
+    return describe_field(info).removeprefix("must be ")
+
+
 def describe_field(info: FieldInfo) -> str:
-    """``a float, > 0 and < 1`` style text for messages and docs."""
+    """``must be a number, > 0 and < 1`` style text for messages."""
     ann = info.annotation
     text = _type_text(ann)
     bounds = []
@@ -123,7 +127,7 @@ def _type_text(ann: Any) -> str:
         return _type_text(args[0])
     if origin is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in args)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         parts = [_type_text(a) for a in args if a is not type(None)]
         return " or ".join(parts) + (" or null" if type(None) in args else "")
     if origin in (list, tuple, Sequence):
@@ -155,7 +159,7 @@ def describe(models: Models, exclude: Iterable[str] = ()) -> list[dict[str, str]
             {
                 "name": n,
                 "default": default,
-                "allowed": describe_field(info)[len("must be ") :],
+                "allowed": allowed_text(info),
                 "doc": info.description or "",
             }
         )

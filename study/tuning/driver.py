@@ -20,6 +20,7 @@ import os
 import sys
 import time
 from datetime import datetime
+from typing import Any
 
 import ray
 from optuna.trial import TrialState
@@ -162,14 +163,16 @@ def _tuner(
     return tune.Tuner(
         trainable,
         param_space=space,
-        tune_config=tune.TuneConfig(max_concurrent_trials=spec.resources.max_concurrent_trials, reuse_actors=True),
+        tune_config=_tune_config(spec),
         run_config=_run_config(paths, stage, spec, _callbacks(paths, stage, len(configs), quiet)),
     )
 
 
-# Every tuner reuses its trial actors (``reuse_actors=True``): a new actor imports torch and the study
-# again, about 8 s a trial on 2 CPUs, longer than a small trial trains. Trials share nothing through the
-# process: each seeds its generators and sets its thread count when it starts.
+def _tune_config(spec: Spec, **options: Any) -> tune.TuneConfig:
+    """A stage's TuneConfig. Trial actors are reused: a new actor imports torch and the study again, about
+    8 s a trial on 2 CPUs, longer than a small trial trains. Trials share nothing through the process: each
+    seeds its generators and sets its thread count when it starts."""
+    return tune.TuneConfig(max_concurrent_trials=spec.resources.max_concurrent_trials, reuse_actors=True, **options)
 
 
 def _lnl_tuner(spec: Spec, plan: Plan, paths: StudyPaths, trainable, quiet: bool) -> tune.Tuner:
@@ -190,13 +193,7 @@ def _lnl_tuner(spec: Spec, plan: Plan, paths: StudyPaths, trainable, quiet: bool
     return tune.Tuner(
         trainable,
         param_space={},
-        tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            scheduler=scheduler,
-            num_samples=plan.tuning_trials,
-            max_concurrent_trials=spec.resources.max_concurrent_trials,
-            reuse_actors=True,
-        ),
+        tune_config=_tune_config(spec, search_alg=searcher, scheduler=scheduler, num_samples=plan.tuning_trials),
         run_config=_run_config(paths, "lnl", spec, callbacks),
     )
 

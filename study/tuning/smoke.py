@@ -112,12 +112,11 @@ def _dataset(d: DatasetSpec, spec: Spec, needs_patients: bool, notes: list[str])
         "seed": 0,
     }
     entry: dict[str, Any] = {
+        **d.model_dump(mode="json", include={"splits", "augment"}),
         "name": "synthetic",
         "id": d.key,
         "options": options,
-        "splits": d.splits.model_dump(),
         "noise_groups": d.noise_groups or _default_groups(cls, classes),
-        "augment": d.augment if isinstance(d.augment, str) or d.augment is None else d.augment.model_dump(),
     }
     if d.shifted_test is not None:  # the same classes, another sample, another "scanner"
         entry["shifted_test"] = {"name": "synthetic", "options": {**options, "seed": 1, "shift": 0.5}}

@@ -185,7 +185,7 @@ def _check_space(models: Sequence[type[BaseModel]], space: dict[str, Any], owner
         if kind is not None and kind not in (int, float):
             raise SubPathError(
                 f"{name}.type",
-                f"{name} is {hp.describe_field(hp.field(models, name))[8:]}; search it with type categorical",
+                f"{name} is {hp.allowed_text(hp.field(models, name))}; search it with type categorical",
             )
         if kind is int and isinstance(p, FloatParam):
             raise SubPathError(f"{name}.type", f"{name} is an integer; search it with type int")

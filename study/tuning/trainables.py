@@ -138,7 +138,7 @@ def lnl_trainable(
     try:
         result = trial.fit(start, result, on_epoch)
     except NonFiniteLossError as e:
-        _report_failure(getattr(e, "result", result), e)
+        _report_failure(result, e)  # fit recorded the epochs before the failure on ``result``
         return
     # clean test at the selected epoch; artifacts for MLflow (uploaded where the driver cannot read this disk)
     final = trial.final_metrics(result, data_cache)
