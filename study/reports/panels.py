@@ -40,6 +40,19 @@ class Context:
     #: {metric: seed results with rate 0 copied into every noise kind}
     curves: dict[str, pd.DataFrame]
     stage: str = "final"
+    #: the points the spec asks for (its subset, if it has one), rate 0 copied into every kind; None
+    #: without a readable spec. A panel lists as missing only what these points would have given it.
+    expected: pd.DataFrame | None = None
+
+    def expects(self, keys: list[str], rate: float | None = None) -> set[tuple] | None:
+        """The ``keys`` combinations the expected points hold (at ``rate`` only, where given); None
+        (everything is expected) without a spec."""
+        if self.expected is None:
+            return None
+        exp = self.expected
+        if rate is not None:
+            exp = exp[np.isclose(exp["noise_rate"].astype(float), rate)]
+        return {tuple(row) for row in exp[keys].drop_duplicates().itertuples(index=False)}
 
 
 @dataclass
@@ -173,7 +186,10 @@ def render_drop_heatmap(ctx: Context, p: DropHeatmapPanel) -> Rendered:
     drop = analysis.drop_table(res, p.metric, p.rows, p.facets, p.baseline_rate)
     have = res.groupby([*p.facets, *p.rows], dropna=False).size().index
     with_base = drop.groupby([*p.facets, *p.rows], dropna=False).size().index
+    expected_base = ctx.expects([*p.facets, *p.rows], p.baseline_rate)
     for k in have.difference(with_base):
+        if expected_base is not None and (k if isinstance(k, tuple) else (k,)) not in expected_base:
+            continue  # the spec (a smoke run's subset) never asked for this group's baseline
         r.missing.append(f"{p.title}: no rate-{p.baseline_rate:g} results for " + _facet_label([*p.facets, *p.rows], k))
     if drop.empty:
         return _empty(r, f"no results at the baseline rate {p.baseline_rate:g}")
@@ -260,6 +276,10 @@ def render_pretrain(ctx: Context, p: PretrainPanel) -> Rendered:
     r = Rendered(p.id, p.title, p.description)
     auc = _auc(ctx, p.metric, "ssl", ["dataset", "noise_kind", "lnl"])
     pts = analysis.pretrain_vs_robustness(ctx.runs, auc, p.quality_metric, "ssl")
+    robust_expected = None  # the encoders whose expected points make a complete curve; None: all
+    if ctx.expected is not None:
+        full = analysis.auc_per_seed(ctx.expected.assign(_one=1.0), "_one", "ssl", ["dataset", "noise_kind", "lnl"])
+        robust_expected = {tuple(x) for x in full[["dataset", "ssl"]].drop_duplicates().itertuples(index=False)}
     if pts.empty:
         return _empty(r, f"no pretraining runs with {p.quality_metric!r} and no robustness results yet")
     r.csvs[f"{p.id}.csv"] = pts
@@ -268,7 +288,7 @@ def render_pretrain(ctx: Context, p: PretrainPanel) -> Rendered:
             r.missing.append(
                 f"{p.title}: no finished pretraining run with {p.quality_metric} for {row['dataset']} / {row['ssl']}"
             )
-        if pd.isna(row["robustness"]):
+        if pd.isna(row["robustness"]) and (robust_expected is None or (row["dataset"], row["ssl"]) in robust_expected):
             r.missing.append(
                 f"{p.title}: no robustness (complete F1-vs-rate curve) for {row['dataset']} / {row['ssl']}"
             )
@@ -299,8 +319,22 @@ def render_pretrain(ctx: Context, p: PretrainPanel) -> Rendered:
     return r
 
 
+def _selecting(ctx: Context) -> list[str] | None:
+    """The study's LNL entries whose algorithm selects samples; None without a readable spec."""
+    from study.lnl import ALGORITHMS
+
+    grid = ctx.study.expected_grid()
+    if grid is None:
+        return None
+    names = grid["lnl_algorithm"]
+    return [k for k, a in names.items() if a in ALGORITHMS and ALGORITHMS[a].selects_samples]
+
+
 def render_selection(ctx: Context, p: SelectionPanel) -> Rendered:
     r = Rendered(p.id, p.title, p.description)
+    if _selecting(ctx) == []:  # not applicable: a neutral note, nothing missing
+        r.body = '<p class="note">Not applicable: none of this study\'s LNL algorithms selects samples.</p>'
+        return r
     runs = ctx.runs
     present = [m for m in p.metrics if m in runs.columns]
     if runs.empty or not present:

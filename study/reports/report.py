@@ -194,7 +194,8 @@ def make_report(
     grid = study.expected_grid()
     kinds = grid["noise_kind"] if grid else None
     curves = {m: with_clean_in_every_kind(r, kinds) for m, r in results.items()}
-    ctx = panels.Context(study, runs, results, curves, dash.stage)
+    expected = with_clean_in_every_kind(expected_points(grid), kinds) if grid else None
+    ctx = panels.Context(study, runs, results, curves, dash.stage, expected)
 
     rendered = [panels.RENDERERS[p.kind](ctx, p) for p in dash.panels]
     first = results.get("test_f1", next(iter(results.values()))) if results else pd.DataFrame(columns=AXES)

@@ -59,6 +59,7 @@ class Study:
         except (KeyError, TypeError, ValueError, AttributeError):
             return None
         grid["ssl_method"] = {e.get("id") or e["method"]: e["method"] for e in s["ssl"]}
+        grid["lnl_algorithm"] = {e.get("id") or e["algorithm"]: e["algorithm"] for e in s["lnl"]}
         # a spec with a subset (a smoke run's covering subset) expects only those points
         grid["subset"] = [
             (p["dataset"], p["noise_kind"], float(p["noise_rate"]), p["ssl"], p["lnl"], int(p["seed"]))

@@ -14,8 +14,10 @@ whether the spec runs at all:
   networks, their optimisers, the best and last epochs' states: 426 MB an epoch for Co-teaching) take
   longer to write than the smoke run's training;
 - pretraining runs 1 epoch, LNL trials 2, batches of at most 32, one tuning sample per cell, no retries;
-- the cross-product is cut to a covering subset (``Spec.subset``): every value of every axis appears, and
-  every (SSL entry, LNL entry) pair appears at least once;
+- the cross-product is cut to a covering subset (``Spec.subset``): every value of every axis appears,
+  every (SSL entry, LNL entry) pair appears at least once, and one group (the first dataset, noise kind
+  and LNL entry, every SSL entry) runs at every rate, so that every panel of the report has a complete
+  group to draw;
 - the study is named ``NAME-smoke``, keeps the spec's storage root, and tracks into its own MLflow store.
 """
 
@@ -74,27 +76,41 @@ def smoke_spec(spec: Spec) -> Smoke:
 
 
 def covering_subset(spec: Spec) -> list[dict[str, Any]]:
-    """Points of the cross-product in which every axis value appears and every (SSL, LNL) pair at least
-    once: as many points as the longest of those lists, each list cycled."""
-    pairs = [(s.key, a.key) for s in spec.ssl for a in spec.lnl]
+    """Points of the cross-product that exercise every axis value and fill every report panel.
+
+    - An anchor group, so that the report's curves, drop heatmap, ranking and pretraining panels each
+      have one complete group: the first dataset, noise kind and LNL entry at every rate of that kind
+      (rate 0 included where the spec has it), for every SSL entry, with the first seed.
+    - Then every axis value and every (SSL, LNL) pair the anchor lacks: as many points as the longest of
+      those lists, each list cycled.
+    """
+    first_kind = spec.noise.kinds[0]
+    anchor = [
+        _point(spec.datasets[0].key, (kind, rate), s.key, spec.lnl[0].key, spec.seeds[0])
+        for kind, rate in noise_settings(spec)
+        if kind == first_kind
+        for s in spec.ssl
+    ]
+    pairs = [(s.key, a.key) for a in spec.lnl[1:] for s in spec.ssl] or [(s.key, spec.lnl[0].key) for s in spec.ssl]
     datasets = [d.key for d in spec.datasets]
     settings = noise_settings(spec)
     n = max(len(pairs), len(datasets), len(settings), len(spec.seeds))
-    points = []
+    points = list(anchor)
     for i in range(n):
-        ssl, lnl = pairs[i % len(pairs)]
-        kind, rate = settings[i % len(settings)]
-        points.append(
-            {
-                "dataset": datasets[i % len(datasets)],
-                "noise_kind": kind,
-                "noise_rate": rate,
-                "ssl": ssl,
-                "lnl": lnl,
-                "seed": spec.seeds[i % len(spec.seeds)],
-            }
+        p = _point(
+            datasets[i % len(datasets)],
+            settings[i % len(settings)],
+            *pairs[i % len(pairs)],
+            spec.seeds[i % len(spec.seeds)],
         )
+        if p not in points:
+            points.append(p)
     return points
+
+
+def _point(dataset: str, setting: tuple[str, float], ssl: str, lnl: str, seed: int) -> dict[str, Any]:
+    kind, rate = setting
+    return {"dataset": dataset, "noise_kind": kind, "noise_rate": rate, "ssl": ssl, "lnl": lnl, "seed": seed}
 
 
 def _dataset(d: DatasetSpec, spec: Spec, needs_patients: bool, notes: list[str]) -> dict[str, Any]:

@@ -38,6 +38,16 @@ def test_smoke_subset_covers_every_axis_value_and_method_pair(path):
     assert seen["seed"] == set(spec.seeds)
     assert {(p.noise_kind, p.noise_rate) for _, p in points} == set(noise_settings(spec))
     assert {(p.ssl, p.lnl) for _, p in points} == {(s.key, a.key) for s in spec.ssl for a in spec.lnl}
+    # one complete group for the report's curves, drop heatmap, ranking and pretraining panels: the first
+    # dataset, kind and LNL entry at every rate of that kind, for every SSL entry
+    kind = spec.noise.kinds[0]
+    anchor = {
+        (p.ssl, p.noise_rate)
+        for _, p in points
+        if (p.dataset, p.noise_kind, p.lnl) == (spec.datasets[0].key, kind, spec.lnl[0].key)
+    }
+    rates = [r for k, r in noise_settings(spec) if k == kind]
+    assert anchor == {(s.key, r) for s in spec.ssl for r in rates}
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
@@ -61,7 +71,7 @@ def test_plan_smoke_says_what_it_runs(capsys):
 
     assert main(["plan", str(ROOT / "search_spaces" / "azizi2021.yaml"), "--smoke"]) == 0
     out = capsys.readouterr().out
-    assert "azizi2021-smoke" in out and "subset: 3 points" in out
+    assert "azizi2021-smoke" in out and "subset: 11 points" in out
 
 
 def study(*args: str) -> subprocess.CompletedProcess:
@@ -108,6 +118,9 @@ def test_smoke_run_of_every_shipped_spec(path, tmp_path):
     # the report builds
     report = study("report", str(study_dir))
     assert report.returncode == 0, report.stderr[-3000:]
-    assert (study_dir / "report" / "dashboard.html").is_file()
+    page = (study_dir / "report" / "dashboard.html").read_text()
+    # every panel filled: nothing missing, no panel empty
+    assert (study_dir / "report" / "missing.txt").read_text() == ""
+    assert "Nothing to show" not in page and "Complete: all" in page
     print(f"smoke_{path.stem}_s: {seconds:.0f}")
     assert seconds < SMOKE_BUDGET_S, f"the smoke run of {path.name} took {seconds:.0f} s"
