@@ -279,6 +279,17 @@ def _case_address_unreachable(c: Ctx) -> list[str]:
     return c.launch(c.spec(), "--address", f"127.0.0.1:{c.port}")
 
 
+def _case_storage_unknown_user(c: Ctx) -> list[str]:
+    args = c.launch(c.spec())
+    args[args.index("--storage") + 1] = "~nosuchuser_study/studies"
+    return args
+
+
+def _case_report_out_file(c: Ctx) -> list[str]:
+    (c.tmp / "report.html").write_text("an existing file\n")
+    return ["report", str(c.tmp), "--out", str(c.tmp / "report.html")]
+
+
 def _case_bad_name(c: Ctx) -> list[str]:
     args = c.launch(c.spec())
     args[args.index("--name") + 1] = "../escape"
@@ -574,6 +585,10 @@ CASES: list[Case] = [
         _case_address_unreachable,
         lambda c: ["--address", f"127.0.0.1:{c.port}", "no Ray", "ray start --head"],
     ),
+    Case("storage_unknown_user", _case_storage_unknown_user, ["--storage", "~nosuchuser_study", "absolute path"]),
+    Case("report_out_is_file", _case_report_out_file, ["--out", "report.html", "is a file, not a folder"]),
+    Case("ui_port_out_of_range", lambda c: ["ui", str(c.tmp), "--port", "99999"], ["--port", "not a TCP port"]),
+    Case("ui_port_zero", lambda c: ["ui", str(c.tmp), "--port", "0"], ["--port", "not a TCP port"]),
     Case("bad_study_name", _case_bad_name, ["--name", "'../escape'", "plain directory name"]),
     Case(
         "shifted_test_other_classes",

@@ -33,45 +33,79 @@ VERBS = {
 }
 
 
+def _port(text: str) -> int:
+    """A TCP port for the MLflow UI: 1..65535 (0 would let the server pick one the hint could not name)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; e.g. --port 5001") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"{port} is not a TCP port (1..65535); e.g. --port 5001")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
     p = argparse.ArgumentParser(
         prog="study",
         description="Noisy-label robustness studies: datasets x noise x SSL pretraining x LNL algorithms x seeds, "
         "on Ray Tune with Optuna and MLflow.",
+        epilog="Exit codes: 0 success, 2 bad input (nothing written), 1 a failed run. `study VERB -h` for a verb.",
     )
     sub = p.add_subparsers(dest="verb", metavar="VERB")
-    s = sub.add_parser("validate", help=VERBS["validate"])
-    s.add_argument("spec")
-    s = sub.add_parser("plan", help=VERBS["plan"])
-    s.add_argument("spec")
-    s.add_argument("--json", action="store_true")
+    spec_help = "the study spec (YAML; see search_spaces/ and docs/architecture.md)"
+    dir_help = "a study directory (what `study launch` printed), or its s3:// / gs:// URI"
+    quiet_help = "no progress line; errors only"
+    s = sub.add_parser("validate", help=VERBS["validate"], description=VERBS["validate"], formatter_class=fmt)
+    s.add_argument("spec", help=spec_help)
+    s = sub.add_parser("plan", help=VERBS["plan"], description=VERBS["plan"], formatter_class=fmt)
+    s.add_argument("spec", help=spec_help)
+    s.add_argument("--json", action="store_true", help="the plan as JSON (cell and job ids included)")
     s.add_argument("--smoke", action="store_true", help="plan the spec's smoke run (see launch --smoke)")
-    s = sub.add_parser("launch", help=VERBS["launch"])
-    s.add_argument("spec")
+    s = sub.add_parser("launch", help=VERBS["launch"], description=VERBS["launch"], formatter_class=fmt)
+    s.add_argument("spec", help=spec_help)
     s.add_argument(
         "--smoke",
         action="store_true",
         help="run the spec at tiny scale on stand-in data (no dataset files, no weights), as study NAME-smoke",
     )
-    s.add_argument("--storage")
-    s.add_argument("--name")
-    s.add_argument("--address")
-    s.add_argument("--tracking-uri")
-    s.add_argument("--quiet", action="store_true")
-    s = sub.add_parser("resume", help=VERBS["resume"])
-    s.add_argument("study_dir")
-    s.add_argument("--address")
-    s.add_argument("--quiet", action="store_true")
-    s = sub.add_parser("status", help=VERBS["status"])
-    s.add_argument("study_dir")
-    s.add_argument("--json", action="store_true")
-    s = sub.add_parser("report", help=VERBS["report"])
-    s.add_argument("study_dir")
-    s.add_argument("--out", help="output folder (default STUDY_DIR/report)")
-    s.add_argument("--dashboard", help="dashboard definition YAML (default dashboards/default.yaml)")
-    s = sub.add_parser("ui", help=VERBS["ui"])
-    s.add_argument("study_dir")
-    s.add_argument("--port", type=int, default=5000)
+    s.add_argument(
+        "--storage",
+        metavar="ROOT",
+        help="folder or s3:// / gs:// URI under which the study directory is created (default: the spec's "
+        "storage.root, 'studies')",
+    )
+    s.add_argument(
+        "--name",
+        help="study directory name (default: SPEC_NAME-YYYYmmdd-HHMMSS); relaunching with the same name and "
+        "spec resumes that study",
+    )
+    s.add_argument(
+        "--address",
+        metavar="HOST:PORT",
+        help="Ray cluster to run on: HOST:PORT of a head node, ray://HOST:10001, or auto (default: a private "
+        "Ray on this machine)",
+    )
+    s.add_argument(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI (default: the spec's tracking.uri, else the study's own sqlite store)",
+    )
+    s.add_argument("--quiet", action="store_true", help=quiet_help)
+    s = sub.add_parser("resume", help=VERBS["resume"], description=VERBS["resume"], formatter_class=fmt)
+    s.add_argument("study_dir", help=dir_help)
+    s.add_argument("--address", metavar="HOST:PORT", help="Ray cluster (default: the one the study was launched on)")
+    s.add_argument("--quiet", action="store_true", help=quiet_help)
+    s = sub.add_parser("status", help=VERBS["status"], description=VERBS["status"], formatter_class=fmt)
+    s.add_argument("study_dir", help=dir_help)
+    s.add_argument("--json", action="store_true", help="the status as JSON")
+    s = sub.add_parser("report", help=VERBS["report"], description=VERBS["report"], formatter_class=fmt)
+    s.add_argument("study_dir", help=dir_help)
+    s.add_argument("--out", help="output folder (default: STUDY_DIR/report)")
+    s.add_argument("--dashboard", help="dashboard definition YAML (default: dashboards/default.yaml)")
+    s = sub.add_parser("ui", help=VERBS["ui"], description=VERBS["ui"], formatter_class=fmt)
+    s.add_argument("study_dir", help=dir_help)
+    s.add_argument("--port", type=_port, default=5000, help="port on 127.0.0.1")
     return p
 
 
@@ -107,11 +141,11 @@ def _launch(args) -> int:
     if args.tracking_uri:
         check_tracking_uri(args.tracking_uri, "--tracking-uri")
     if _local(args.storage):
-        check_writable(Path(args.storage).expanduser(), "--storage")
+        check_writable(expand(args.storage, "--storage"), "--storage")
     spec = smoke_spec(load_spec(args.spec)).spec if args.smoke else load_spec(args.spec)
     root = args.storage or spec.storage.root
     if not args.storage and _local(root):
-        check_writable(Path(root).expanduser(), "storage.root")
+        check_writable(expand(root, "storage.root"), "storage.root")
     # Ray, MLflow and torch: imported only by the verbs that run a study, once the flags are checked
     from study.tuning.launch import launch
     from study.tuning.studydir import cache_locations
@@ -180,6 +214,17 @@ def _remove_created(created: Path | None) -> None:
     if any(created.rglob("state.json")):  # a study: not ours to remove
         return
     shutil.rmtree(created, ignore_errors=True)
+
+
+def expand(path: str, flag: str) -> Path:
+    """``path`` with ``~`` expanded; an unknown user's home is bad input, not a traceback."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise StudyInputError(
+            f"{flag} {path}: cannot expand {path.split('/')[0]!r} (no such user or no home directory); "
+            "pass an absolute path"
+        ) from None
 
 
 def check_writable(folder: Path, flag: str) -> None:

@@ -29,6 +29,7 @@ import sqlite3
 import tempfile
 import time
 import uuid
+from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlparse
@@ -96,7 +97,8 @@ def _filesystem(scheme: str, bucket: str, endpoint: str | None, http: str | None
     kwargs = {}
     if endpoint:  # an emulator: plain HTTP and no credentials
         kwargs.update(endpoint_override=endpoint, scheme=http or "http", anonymous=True)
-    return pafs.GcsFileSystem(retry_time_limit=None if attempts > 1 else 5.0, **kwargs)
+    # pyarrow wants a timedelta here (a float raises TypeError on every gs:// launch)
+    return pafs.GcsFileSystem(retry_time_limit=None if attempts > 1 else timedelta(seconds=5), **kwargs)
 
 
 def open_fs(uri: str, attempts: int = 5):

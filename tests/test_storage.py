@@ -72,6 +72,10 @@ def test_gs_uri_resolves_to_pyarrow_gcs_with_emulator_endpoint(monkeypatch):
     for uri in ("gs://bkt/studies/x", "gcs://bkt/studies/x"):
         fs, path = st.open_fs(uri)
         assert isinstance(fs, pafs.GcsFileSystem) and path == "bkt/studies/x"
+    # the one-attempt filesystem (the launch's first check of a gs:// root) limits its retries in time:
+    # pyarrow takes a timedelta there, and a float made every gs:// launch fail with a TypeError
+    fs, _ = st.open_fs("gs://bkt/studies/y", attempts=1)
+    assert isinstance(fs, pafs.GcsFileSystem)
 
 
 def test_objects_folders_and_sqlite_roundtrip(s3, tmp_path):

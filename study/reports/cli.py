@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from study import cli
 from study.reports.definitions import DefinitionError
@@ -20,6 +21,13 @@ from study.reports.ui import serve
 def report_main(args: argparse.Namespace) -> int:
     """``study report STUDY_DIR [--out DIR] [--dashboard DEF]`` (args.study_dir, args.out; optional args.dashboard)."""
     t0 = time.perf_counter()
+    out = getattr(args, "out", None)
+    if out and Path(out).expanduser().exists() and not Path(out).expanduser().is_dir():
+        print(
+            f"study report: --out {out}: is a file, not a folder; pass a folder (it is created if missing)",
+            file=sys.stderr,
+        )
+        return 2
     try:
         rep = make_report(args.study_dir, out=getattr(args, "out", None), dashboard=getattr(args, "dashboard", None))
     except (StudyInputError, DefinitionError) as e:
