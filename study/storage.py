@@ -268,6 +268,22 @@ def delete(uri: str) -> None:
         fs.delete_file(path)
 
 
+def sqlite_problem(db: Path) -> str | None:
+    """None when ``db`` (if it exists) opens read-only as an SQLite database and its schema reads; else
+    why not (a truncated copy, a file that is not a database)."""
+    if not Path(db).is_file():
+        return None
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        try:
+            con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        finally:
+            con.close()
+    except sqlite3.Error as e:
+        return str(e)
+    return None
+
+
 def snapshot_sqlite(db: Path, out: Path) -> None:
     """A consistent copy of a live sqlite database (its WAL included), through sqlite's backup API."""
     src = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=60)

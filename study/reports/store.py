@@ -16,6 +16,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from study.storage import sqlite_problem
+
 #: the axes of a study, in the order tables and facets use them
 AXES = ("dataset", "noise_kind", "noise_rate", "ssl", "lnl", "seed")
 #: SSL "methods" that are initialisations, not pretraining jobs (no kNN accuracy to plot)
@@ -135,6 +137,11 @@ def open_study(study_dir: str | Path) -> Study:
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///") :]).is_file():
         raise StudyInputError(
             f"{d}: no MLflow store ({uri[len('sqlite:///') :]} does not exist; has the study been launched?)"
+        )
+    if uri.startswith("sqlite:///") and (why := sqlite_problem(Path(uri[len("sqlite:///") :]))):
+        raise StudyInputError(
+            f"{d}: the MLflow store {uri[len('sqlite:///') :]} is not readable ({why}); restore it from a copy "
+            "(or a bucket's study folder), or relaunch the study"
         )
     client = MlflowClient(tracking_uri=uri)
     try:

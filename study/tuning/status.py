@@ -8,12 +8,15 @@ working copy.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
+from study.storage import sqlite_problem
 from study.tracking import Tracker
 from study.tracking.store import TAG_CELL, TAG_ERROR, TAG_KIND, TAG_RETRIES, TAG_STAGE, TAG_STATE, TAG_TRIAL_ID
+from study.tuning.errors import StudyInputError
 from study.tuning.plan import make_plan
 from study.tuning.spec import Spec
 from study.tuning.studydir import STAGES, StudyPaths, open_study_dir
@@ -23,6 +26,15 @@ def collect(study_dir: str) -> dict:
     """What ``study status --json`` prints."""
     spec, paths = open_study_dir(study_dir)
     state = paths.state
+    stores = [paths.dir / "optuna.db"]
+    if state.tracking_uri.startswith("sqlite:///"):
+        stores.append(Path(state.tracking_uri[len("sqlite:///") :]))
+    for db in stores:
+        if why := sqlite_problem(db):
+            raise StudyInputError(
+                f"{paths.location}: {db.name} is not readable ({why}); restore it from a copy (a study under a "
+                "bucket URI keeps one in its study folder)"
+            )
     runs, errors = _trial_runs(Tracker(state.tracking_uri, state.experiment, state.artifact_location))
     return {
         "study_dir": paths.location,
