@@ -12,6 +12,7 @@ the trial checkpoints and MLflow's artifacts are written to the URI directly.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 import shutil
 from datetime import datetime
@@ -79,6 +80,9 @@ class StudyState(BaseModel):
     storage_uri: str | None = None
     #: the tracking store is the study's own ``mlflow.db`` (found again wherever the working copy is)
     tracking_local: bool = False
+    #: ``spec.yaml`` as launched: a study whose spec.yaml was edited since is refused (None: a study
+    #: launched before this check)
+    spec_frozen: str | None = None
 
     @field_validator("stages")
     @classmethod
@@ -290,7 +294,8 @@ def create_study_dir(location: str, spec: Spec, state: StudyState) -> StudyPaths
         shutil.rmtree(local)
     local.mkdir(parents=True)
     try:
-        (local / "spec.yaml").write_text(spec_to_yaml(spec))
+        state.spec_frozen = spec_to_yaml(spec)
+        (local / "spec.yaml").write_text(state.spec_frozen)
         paths = StudyPaths(local, state, uri)
         paths.save()
     except BaseException:
@@ -319,7 +324,28 @@ def open_study_dir(location: str, driver: bool = False) -> tuple[Spec, StudyPath
     state = StudyState.read(local / "state.json", st.join(location, "state.json"))
     if state.tracking_local:
         state.tracking_uri = default_tracking_uri(local)
+    _check_unedited(location, local / "spec.yaml", state)
     return load_spec(local / "spec.yaml"), StudyPaths(local, state, uri)
+
+
+def _check_unedited(location: str, spec_file: Path, state: StudyState) -> None:
+    """A ``StudyInputError`` with the diff when ``spec.yaml`` differs from the spec the study was launched
+    with: its finished trials, caches and cell ids belong to that spec, so an edited one is a new study."""
+    text = spec_file.read_text(encoding="utf-8", errors="replace")
+    if state.spec_frozen is None or text == state.spec_frozen:
+        return
+    diff = list(
+        difflib.unified_diff(
+            state.spec_frozen.splitlines(), text.splitlines(), "spec.yaml as launched", "spec.yaml now", lineterm=""
+        )
+    )
+    shown = "\n".join(diff[:40]) + ("\n…" if len(diff) > 40 else "")
+    raise StudyInputError(
+        f"{st.join(location, 'spec.yaml')} was edited after the study was launched:\n{shown}\n"
+        "A study runs the spec it was launched with. Restore spec.yaml (state.json's spec_frozen holds it), or "
+        "launch the edited spec as a new study, `study launch EDITED.yaml --name NEW_NAME`: its pretraining "
+        "and decoded data are reused from the cache, so only what changed is computed again."
+    )
 
 
 def _pull(uri: str, local: Path) -> None:

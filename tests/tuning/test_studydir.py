@@ -148,3 +148,20 @@ def test_a_storage_root_that_is_a_file_is_bad_input(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(StudyInputError, match=re.escape(f"storage.root {tmp_path / 'f'}: not a directory")):
         study_location(str(tmp_path / "f"), "storage.root", "s1")
+
+
+def test_an_edited_spec_yaml_is_refused_with_the_diff(tmp_path):
+    spec = load_spec(SMOKE)
+    location = study_location(str(tmp_path), "--storage", "s1")
+    facts = {"synthetic": DatasetFacts(images=240, classes=3, resolution=16, channels=3)}
+    state = new_state(location, str(SMOKE), cache_locations(spec, str(tmp_path)), facts, None, None)
+    paths = create_study_dir(location, spec, state)
+    frozen = (paths.dir / "spec.yaml").read_text()
+    assert json.loads((paths.dir / "state.json").read_text())["spec_frozen"] == frozen
+    (paths.dir / "spec.yaml").write_text(frozen.replace("- 0\n- 1\n", "- 0\n- 1\n- 2\n"))
+    with pytest.raises(StudyInputError) as e:
+        open_study_dir(location, driver=True)
+    msg = str(e.value)
+    assert "was edited after the study was launched" in msg and "+- 2" in msg and "--name NEW_NAME" in msg
+    (paths.dir / "spec.yaml").write_text(frozen)  # restored: opens again
+    assert open_study_dir(location, driver=True)[1].state.spec_frozen == frozen
