@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from study.data import DATASETS, ImageData, Splits, get_dataset, make_splits
-from study.data.pipeline import AugmentConfig, TensorLoader
+from study.data.pipeline import AugmentConfig, Normalization, TensorLoader, normalization
 from study.lnl import ALGORITHMS, Algorithm, OptimConfig
 from study.lnl.base import LoaderHparams
-from study.metrics import classification_metrics
+from study.metrics import classification_metrics, study_metrics
 from study.models import Classifier
 from study.noise import NoisyLabels, inject_noise
 from study.ssl import PretrainRequest, load_encoder, pretrain
@@ -152,6 +152,12 @@ def build_encoder(
     return encoder
 
 
+def input_normalization(spec: Spec, point: Point) -> Normalization:
+    """The trial's input normalisation: ImageNet's where its encoder starts from ImageNet weights (SSL
+    method ``imagenet``, or an SSL entry with ``init: imagenet``), as in its pretraining."""
+    return normalization(pretrain_request(spec, point.dataset, point.ssl, point.seed).effective_init)
+
+
 # -- hyperparameters ----------------------------------------------------------------------------------
 
 OPTIM_FIELDS = tuple(n for n in OptimConfig.model_fields if n != "epochs")
@@ -213,14 +219,20 @@ class Trial:
         )
 
     def final_metrics(self, result: FitResult, data_cache: str | Path) -> dict[str, Any]:
-        """Clean-test metrics at the best noisy-validation epoch (and on the shifted test set, if any)."""
+        """Clean-test metrics at the best noisy-validation epoch: ``test_*`` (``final_test``), ``test_study_*``
+        where the dataset groups its images into studies (MURA), and ``shifted_test_*`` (f1, acc,
+        balanced_acc, auroc) on the shifted test set, if any. ``final_test`` leaves the best state loaded."""
         test = self._loader(self.data.images[self.splits.test], self.clean[self.splits.test])
         out = final_test(self.algo, result, test)
+        if self.data.study_ids is not None:
+            probs, y = predict_probs(self.algo, test)
+            out.update(study_metrics(self.data.study_ids[self.splits.test], y, probs, prefix="test_study_"))
         shifted = self.spec.dataset_map[self.point.dataset].shifted_test
         if shifted is not None:
             sdata = load_shifted_test(shifted, self.data.resolution, data_cache)
             probs, y = predict_probs(self.algo, self._loader(sdata.images, np.asarray(sdata.labels)))
-            out.update(classification_metrics(y, probs, prefix="shifted_test_"))
+            full = classification_metrics(y, probs, prefix="shifted_test_", full=True)
+            out.update({k: v for k, v in full.items() if not isinstance(v, list)})
         return out
 
     def write_artifacts(self, folder: Path, result: FitResult, final: dict[str, Any]) -> None:
@@ -240,7 +252,16 @@ class Trial:
         )
 
     def _loader(self, images: np.ndarray, labels: np.ndarray) -> TensorLoader:
-        return TensorLoader(images, labels, EVAL_BATCH, device=self.device, channels_last=self.device.type == "cuda")
+        """An evaluation loader: the training loader's input side (centre crop) and normalisation."""
+        return TensorLoader(
+            images,
+            labels,
+            EVAL_BATCH,
+            device=self.device,
+            channels_last=self.device.type == "cuda",
+            crop=self.train.crop,
+            norm=self.train.norm,
+        )
 
 
 def build_trial(
@@ -269,7 +290,9 @@ def build_trial(
     def make_model() -> torch.nn.Module:
         return Classifier(copy.deepcopy(encoder), data.num_classes, tuple(entry.head.hidden), frozen=entry.head.frozen)
 
-    # loaders: the training split with its noisy labels and the spec's augmentation; noisy validation
+    # loaders: the training split with its noisy labels, random crops and the spec's augmentation; noisy
+    # validation centre-cropped; both normalised as the encoder's initialisation expects
+    crop, norm = spec.model.resolution, input_normalization(spec, point)
     train = TensorLoader(
         data.images[splits.train],
         labels[splits.train],
@@ -280,8 +303,19 @@ def build_trial(
         seed=point.seed,
         indices=splits.train,
         channels_last=on_gpu,
+        crop=crop,
+        random_crop=True,
+        norm=norm,
     )
-    val = TensorLoader(data.images[splits.val], labels[splits.val], EVAL_BATCH, device=device, channels_last=on_gpu)
+    val = TensorLoader(
+        data.images[splits.val],
+        labels[splits.val],
+        EVAL_BATCH,
+        device=device,
+        channels_last=on_gpu,
+        crop=crop,
+        norm=norm,
+    )
     algo = ALGORITHMS[entry.algorithm](
         make_model,
         data.num_classes,
@@ -304,6 +338,7 @@ __all__ = [
     "build_trial",
     "corrupt",
     "dataset_options",
+    "input_normalization",
     "load_dataset",
     "noise_options",
     "pretrain_request",

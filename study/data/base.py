@@ -33,12 +33,14 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class Record:
-    """One source image: its file, its class name, and where known its patient and official split."""
+    """One source image: its file, its class name, and where known its patient, official split and study
+    (the examination it belongs to, where the benchmark scores studies: MURA)."""
 
     path: Path
     label: str
     patient_id: str | None = None
     split: str | None = None
+    study_id: str | None = None
 
 
 @dataclass
@@ -54,6 +56,8 @@ class ImageData:
     skipped: int = 0
     cache_key: str = ""
     noise_groups: list[list[int]] | None = None
+    #: the study (examination) of each image, where the dataset scores studies (MURA); else None
+    study_ids: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -61,7 +65,7 @@ class ImageData:
             raise ValueError(f"images must be N x H x W x C uint8, got {self.images.shape} {self.images.dtype}")
         if self.labels.shape != (n,):
             raise ValueError(f"labels must have shape ({n},), got {self.labels.shape}")
-        for name in ("patient_ids", "official_split"):
+        for name in ("patient_ids", "official_split", "study_ids"):
             arr = getattr(self, name)
             if arr is not None and arr.shape != (n,):
                 raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")

@@ -85,6 +85,8 @@ def _write_entry(folder: Path, data: ImageData, payload: dict) -> None:
         arrays["patient_ids"] = data.patient_ids.astype(str)
     if data.official_split is not None:
         arrays["official_split"] = data.official_split.astype(str)
+    if data.study_ids is not None:
+        arrays["study_ids"] = data.study_ids.astype(str)
     np.savez(folder / "arrays.npz", **arrays)
     meta = {
         "name": data.name,
@@ -110,6 +112,7 @@ def _read_entry(entry: Path, key: str) -> ImageData:
         skipped=meta["skipped"],
         cache_key=key,
         noise_groups=meta["noise_groups"],
+        study_ids=arrays.get("study_ids"),
     )
 
 
@@ -214,6 +217,7 @@ def decode_records(
     labels = np.array([index[r.label] for r in recs], dtype=np.int64)
     patients = np.array([r.patient_id for r in recs], dtype=str) if any(r.patient_id for r in recs) else None
     splits = np.array([r.split or "" for r in recs], dtype=str) if any(r.split for r in recs) else None
+    studies = np.array([r.study_id or "" for r in recs], dtype=str) if any(r.study_id for r in recs) else None
     return ImageData(
         name=name,
         images=images,
@@ -223,6 +227,7 @@ def decode_records(
         official_split=splits,
         skipped=int(n - keep.size),
         noise_groups=noise_groups,
+        study_ids=studies,
     )
 
 

@@ -4,8 +4,11 @@ Expected layout (https://stanfordmlgroup.github.io/competitions/mura/): ``root/M
 ``train_image_paths.csv``, ``valid_image_paths.csv`` (one image path per line, relative to ``root``),
 ``train_labeled_studies.csv`` and ``valid_labeled_studies.csv`` (``study_dir/,label`` per line) and the
 images ``{train,valid}/XR_<PART>/patient<id>/study<k>_<positive|negative>/image<j>.png``. Every image takes
-its study's label; the patient id comes from the path; ``valid`` is kept as the test split (it is the
-public test set, as in Khanal et al. 2024). ``body_parts`` restricts to some of the seven parts.
+its study's label; the patient id comes from the path, and the study id is the study folder
+(``{train,valid}/XR_<PART>/patient<id>/study<k>_<label>``), so the test metrics are also given per study
+(``test_study_*``: a study's probability is the mean of its images', as MURA's benchmark scores it);
+``valid`` is kept as the test split (it is the public test set, as in Khanal et al. 2024). ``body_parts``
+restricts to some of the seven parts.
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ class Mura(FileDataset):
                 path = top / p
                 if not path.is_file():
                     raise DataError(f"{paths_csv}:{i}: image {path} does not exist")
-                recs.append(Record(path=path, label=CLASSES[labels[study]], patient_id=patient, split=split))
+                label = CLASSES[labels[study]]
+                recs.append(Record(path=path, label=label, patient_id=patient, split=split, study_id=study))
         if not recs:
             raise DataError(f"mura: no images listed in {base}")
         return recs

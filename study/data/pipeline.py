@@ -5,13 +5,19 @@ augments the whole batch at once with one affine ``grid_sample`` (random resized
 per-sample brightness/contrast. On a GPU this keeps augmentation off the CPU; on a CPU it avoids
 per-image Python work. Each batch also carries the samples' dataset indices, which per-sample
 algorithms (ELR's targets, DivideMix's division) need.
+
+Resize then crop (Khanal et al. 2024, after the ImageNet recipe): where the stored images are larger than
+the network input (256 px stored, 224 px input), a loader with ``crop`` cuts training batches at a random
+position (drawn from the loader's seeded generator, before the augmentation) and evaluation batches at the
+centre. ``Normalization`` standardises the pixels: ImageNet's per-channel statistics for an encoder that
+starts from ImageNet weights, 0.5 / 0.25 otherwise (``normalization``).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -29,17 +35,77 @@ class AugmentConfig:
     rotation: float = 0.0
     jitter: float = 0.0
     translate: float = 0.0
-    size: int | None = None  # output side (e.g. 224 crops of 256 px images); None keeps the input size
+    size: int | None = None  # output side of the resized crop; None keeps the (cropped) input size
+    #: side of a random crop (integer pixel offsets) cut before the rest, e.g. 224 of 256 px; None: no crop
+    crop: int | None = None
 
 
-def to_float(x_uint8: torch.Tensor, mean: float = 0.5, std: float = 0.25) -> torch.Tensor:
-    """B x H x W x C uint8 -> B x C x H x W float, roughly standardised."""
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel mean and standard deviation of pixels in [0, 1]; one value applies to every channel."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def stats(self, channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """(mean, std) for images of ``channels`` channels. Three-channel statistics on a one-channel image
+        take their means (a grey image is its RGB copy, and an ImageNet conv1 on one channel is the sum of
+        its RGB filters: ``study.ssl.init.load_imagenet_weights``), e.g. ImageNet's 0.449 / 0.226."""
+        if len(self.mean) in (1, channels):
+            return self.mean, self.std
+        if channels == 1:
+            return (sum(self.mean) / len(self.mean),), (sum(self.std) / len(self.std),)
+        raise ValueError(f"normalization of {len(self.mean)} channels cannot apply to {channels}-channel images")
+
+
+#: the default: pixels in [0, 1] to roughly [-2, 2]
+STANDARD = Normalization(mean=(0.5,), std=(0.25,))
+#: ImageNet's RGB statistics (torchvision's ResNet weights were trained with them)
+IMAGENET = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+
+
+def normalization(init: str) -> Normalization:
+    """The input normalisation of an encoder by where it starts: ``imagenet`` weights get ImageNet's."""
+    return IMAGENET if init == "imagenet" else STANDARD
+
+
+def to_float(x_uint8: torch.Tensor, norm: Normalization = STANDARD) -> torch.Tensor:
+    """B x H x W x C uint8 -> B x C x H x W float, standardised with ``norm``."""
     x = x_uint8.permute(0, 3, 1, 2).float().div_(255.0)
-    return (x - mean) / std
+    mean, std = norm.stats(x.shape[1])
+    shape = (1, len(mean), 1, 1)
+    m = torch.tensor(mean, dtype=x.dtype, device=x.device).view(shape)
+    s = torch.tensor(std, dtype=x.dtype, device=x.device).view(shape)
+    return (x - m) / s
+
+
+def center_crop(x: torch.Tensor, side: int) -> torch.Tensor:
+    """The central ``side`` x ``side`` window of a batch B x C x H x W (unchanged when not larger)."""
+    if side >= x.shape[-1] and side >= x.shape[-2]:
+        return x
+    top, left = (x.shape[-2] - side) // 2, (x.shape[-1] - side) // 2
+    return x[:, :, top : top + side, left : left + side]
+
+
+def random_crop(x: torch.Tensor, side: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """A ``side`` x ``side`` window of each sample of B x C x H x W at a random integer offset (one gather)."""
+    b, _, h, w = x.shape
+    if side >= h and side >= w:
+        return x
+    top = torch.randint(0, h - side + 1, (b,), generator=generator).to(x.device)
+    left = torch.randint(0, w - side + 1, (b,), generator=generator).to(x.device)
+    span = torch.arange(side, device=x.device)
+    rows = (top[:, None] + span)[:, :, None]  # B x side x 1
+    cols = (left[:, None] + span)[:, None, :]  # B x 1 x side
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    return x.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # B x C x side x side
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Augment a float batch B x C x H x W with per-sample random affine crops, flips and jitter."""
+    """Augment a float batch B x C x H x W with per-sample random affine crops, flips and jitter (after a
+    random ``cfg.crop`` window, where set)."""
+    if cfg.crop is not None:
+        x = random_crop(x, cfg.crop, generator)
     b, device = x.shape[0], x.device
 
     def rand(*shape: int) -> torch.Tensor:
@@ -80,7 +146,10 @@ class TensorLoader:
     """Batches ``(x, y, index)`` from uint8 images held as one tensor (optionally on the device).
 
     ``images``: N x H x W x C uint8 (NumPy or memmap); ``labels``: N; ``indices``: the dataset indices of
-    the rows (defaults to 0..N-1). Shuffling uses its own seeded generator, advanced each epoch.
+    the rows (defaults to 0..N-1). Shuffling uses its own seeded generator, advanced each epoch. ``crop``:
+    the network input side where the stored images are larger; a training loader (one with ``augment_cfg``,
+    or ``random_crop``) cuts it at random positions from the same generator, any other at the centre.
+    ``norm``: the input normalisation of the encoder.
     """
 
     def __init__(
@@ -95,7 +164,9 @@ class TensorLoader:
         drop_last: bool = False,
         indices: np.ndarray | None = None,
         channels_last: bool = False,
-        center_crop: int | None = None,
+        crop: int | None = None,
+        random_crop: bool = False,
+        norm: Normalization = STANDARD,
     ) -> None:
         self.device = torch.device(device)
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
@@ -107,12 +178,28 @@ class TensorLoader:
         self.augment_cfg = augment_cfg
         self.drop_last = drop_last
         self.channels_last = channels_last
-        self.center_crop = center_crop
+        self.crop = crop
+        self.random_crop = random_crop or augment_cfg is not None
+        self.norm = norm
         self.generator = torch.Generator().manual_seed(int(seed))
 
     def __len__(self) -> int:
         n = self.images.shape[0]
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
+
+    def train_inputs(self, raw: torch.Tensor, cfg: AugmentConfig | None = None) -> torch.Tensor:
+        """Training inputs of uint8 rows B x H x W x C: normalised, a random ``crop`` window, augmented with
+        ``cfg`` (default the loader's ``augment_cfg``; none when both are None)."""
+        cfg = cfg or self.augment_cfg
+        x = to_float(raw, self.norm)
+        if cfg is not None:
+            return augment(x, replace(cfg, crop=self.crop or cfg.crop), self.generator)
+        return x if self.crop is None else random_crop(x, self.crop, self.generator)
+
+    def eval_inputs(self, raw: torch.Tensor) -> torch.Tensor:
+        """Evaluation inputs of uint8 rows B x H x W x C: normalised, the central ``crop`` window."""
+        x = to_float(raw, self.norm)
+        return x if self.crop is None else center_crop(x, self.crop)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
         n = self.images.shape[0]
@@ -120,13 +207,8 @@ class TensorLoader:
         for i in range(len(self)):
             rows = order[i * self.batch_size : (i + 1) * self.batch_size]
             rows_d = rows.to(self.device)
-            x = to_float(self.images[rows_d])
-            if self.augment_cfg is not None:
-                x = augment(x, self.augment_cfg, self.generator)
-            elif self.center_crop is not None and self.center_crop < x.shape[-1]:
-                top = (x.shape[-2] - self.center_crop) // 2
-                left = (x.shape[-1] - self.center_crop) // 2
-                x = x[:, :, top : top + self.center_crop, left : left + self.center_crop]
+            raw = self.images[rows_d]
+            x = self.train_inputs(raw) if self.random_crop else self.eval_inputs(raw)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = None if self.labels is None else self.labels[rows_d]

@@ -91,5 +91,6 @@ def _records_digest(records: list[Record], root: Path | None) -> str:
     h = hashlib.sha256()
     for r in records:
         p = str(r.path.relative_to(root)) if root is not None and r.path.is_relative_to(root) else str(r.path)
-        h.update(f"{p}\0{r.label}\0{r.patient_id}\0{r.split}\n".encode())
+        study = f"\0{r.study_id}" if r.study_id is not None else ""  # keys of datasets without studies unchanged
+        h.update(f"{p}\0{r.label}\0{r.patient_id}\0{r.split}{study}\n".encode())
     return h.hexdigest()[:24]

@@ -17,7 +17,7 @@ from pydantic import Field, ValidationError
 from torch import nn
 
 from study import hparams
-from study.data.pipeline import AugmentConfig, TensorLoader, augment, to_float
+from study.data.pipeline import AugmentConfig, TensorLoader
 
 
 class OptimConfig(hparams.Hparams):
@@ -79,14 +79,14 @@ class TrainViews:
     def views(self, index: torch.Tensor) -> torch.Tensor:
         """One augmented view (B x C x H x W) of the samples with these dataset indices."""
         rows = self.row_of[index.cpu()].to(self.loader.device)
-        return augment(to_float(self.loader.images[rows]), self.augment_cfg, self.loader.generator)
+        return self.loader.train_inputs(self.loader.images[rows], self.augment_cfg)
 
     def plain_batches(self, batch_size: int = 512) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """``(x, y, index)`` over the whole training set in order, without augmentation (for evaluation)."""
         n = self.loader.images.shape[0]
         for i in range(0, n, batch_size):
             sl = slice(i, i + batch_size)
-            yield to_float(self.loader.images[sl]), self.labels[sl], self.loader.indices[sl]
+            yield self.loader.eval_inputs(self.loader.images[sl]), self.labels[sl], self.loader.indices[sl]
 
 
 class Algorithm:

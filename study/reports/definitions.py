@@ -108,8 +108,19 @@ class SelectionPanel(_Panel):
     _a = field_validator("facets")(classmethod(lambda cls, v: _axes(v)))
 
 
+class ShiftPanel(_Panel):
+    """In-distribution against shifted test (Azizi et al. 2021): for each ``metrics`` name m, ``test_m`` and
+    ``shifted_test_m`` and their drop, mean over seeds, one row per ``rows`` value; "not applicable" where
+    the study has no shifted test set."""
+
+    kind: Literal["shift"]
+    metrics: list[Literal["f1", "acc", "balanced_acc", "auroc"]] = Field(["f1", "auroc"], min_length=1)
+    rows: list[str] = ["dataset", "noise_kind", "noise_rate", "lnl", "ssl"]
+    _a = field_validator("rows")(classmethod(lambda cls, v: _axes(v)))
+
+
 Panel = Annotated[
-    TablePanel | CurvesPanel | DropHeatmapPanel | RankingPanel | PretrainPanel | SelectionPanel,
+    TablePanel | CurvesPanel | DropHeatmapPanel | RankingPanel | PretrainPanel | SelectionPanel | ShiftPanel,
     Field(discriminator="kind"),
 ]
 

@@ -24,9 +24,10 @@ from study.reports.definitions import (
     PretrainPanel,
     RankingPanel,
     SelectionPanel,
+    ShiftPanel,
     TablePanel,
 )
-from study.reports.store import INIT_ONLY, Study, metric_histories
+from study.reports.store import AXES, INIT_ONLY, Study, metric_histories, seed_results
 
 
 @dataclass
@@ -398,6 +399,66 @@ def render_selection(ctx: Context, p: SelectionPanel) -> Rendered:
     return r
 
 
+def _has_shifted_test(ctx: Context) -> bool | None:
+    """Whether any dataset entry of the study's spec has a shifted test set; None without a readable spec."""
+    datasets = ctx.study.spec.get("datasets") if isinstance(ctx.study.spec, dict) else None
+    if not isinstance(datasets, list):
+        return None
+    return any(isinstance(d, dict) and d.get("shifted_test") for d in datasets)
+
+
+def shift_table(runs: pd.DataFrame, stage: str, metrics: list[str], rows: list[str]) -> pd.DataFrame:
+    """Per ``rows`` value and metric m: the means over seeds (and any axis not in ``rows``) of ``test_m``,
+    ``shifted_test_m`` and their drop (test minus shifted, per run), over the runs that logged both."""
+    frames = []
+    for m in metrics:
+        test = seed_results(runs, stage, f"test_{m}").rename(columns={f"test_{m}": "test"})
+        shifted = seed_results(runs, stage, f"shifted_test_{m}").rename(columns={f"shifted_test_{m}": "shifted"})
+        both = test.merge(shifted[[*AXES, "shifted"]], on=list(AXES))
+        if both.empty:
+            continue
+        both["drop"] = both["test"] - both["shifted"]
+        agg = both.groupby(rows, dropna=False).agg(
+            test=("test", "mean"), shifted=("shifted", "mean"), drop=("drop", "mean"), n_runs=("seed", "size")
+        )
+        frames.append(agg.reset_index().assign(metric=m))
+    if not frames:
+        return pd.DataFrame(columns=[*rows, "metric", "test", "shifted", "drop", "n_runs"])
+    return pd.concat(frames, ignore_index=True)[[*rows, "metric", "test", "shifted", "drop", "n_runs"]]
+
+
+def render_shift(ctx: Context, p: ShiftPanel) -> Rendered:
+    r = Rendered(p.id, p.title, p.description)
+    if _has_shifted_test(ctx) is False:  # not applicable: a neutral note, nothing missing
+        r.body = '<p class="note">Not applicable: no dataset of this study has a shifted test set.</p>'
+        return r
+    table = shift_table(ctx.runs, ctx.stage, list(p.metrics), p.rows)
+    if table.empty:
+        names = ", ".join(f"shifted_test_{m}" for m in p.metrics)
+        return _empty(r, f"no finished '{ctx.stage}' run logged {names} with its test_ counterpart")
+    r.csvs[f"{p.id}.csv"] = table
+    label = table[p.rows].astype(str).agg(" / ".join, axis=1)
+    metrics = list(pd.unique(table["metric"]))
+    fig, axes = _grid(len(metrics), ncols=len(metrics), w=4.6, h=0.9 + 0.3 * label.nunique())
+    for ax, m in zip(axes, metrics):
+        t = table[table["metric"] == m]
+        y = np.arange(len(t))
+        ax.barh(y - 0.2, t["test"], height=0.4, color="#4c72b0", label="test")
+        ax.barh(y + 0.2, t["shifted"], height=0.4, color="#dd8452", label="shifted test")
+        ax.set_yticks(y, label[t.index], fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlabel(m, fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    r.pngs[f"{p.id}.png"] = _png(fig)
+    r.body = (
+        img_tag(f"{p.id}.png", r.pngs[f"{p.id}.png"])
+        + df_html(table)
+        + '<p class="note">drop = test minus shifted test (larger = less robust to the shift); means over seeds.</p>'
+    )
+    return r
+
+
 RENDERERS = {
     "table": render_table,
     "curves": render_curves,
@@ -405,6 +466,7 @@ RENDERERS = {
     "ranking": render_ranking,
     "pretrain_vs_robustness": render_pretrain,
     "selection": render_selection,
+    "shift": render_shift,
 }
 
 

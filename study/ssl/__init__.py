@@ -26,6 +26,7 @@ from torch import nn
 
 from study.data import ImageData, get_dataset, make_splits
 from study.data.cache import hash_key
+from study.data.pipeline import normalization
 from study.errors import NonFiniteLossError
 from study.models import BACKBONES, build_backbone
 from study.registry import Registry
@@ -42,7 +43,9 @@ from study.ssl.simclr import SimCLR
 from study.ssl.vae import VAE
 
 #: bump when a change to the methods makes old cached encoders stale
-SSL_VERSION = 2  # 2: Barlow Twins' learning rates scale with the batch size
+SSL_VERSION = (
+    3  # 2: Barlow Twins' learning rates scale with the batch size; 3: ImageNet inits see ImageNet's normalisation
+)
 CHECKPOINT = "encoder.pt"
 INITS = ("random", "imagenet")
 
@@ -273,12 +276,13 @@ def _train_entry(
             knn=knn,
             patient_ids=patients,
             on_epoch=on_epoch,
+            norm=normalization(init),
         )
         backbone = method.backbone
     final_knn = (
         history[-1]["knn_acc"]
         if history and "knn_acc" in history[-1]
-        else (knn_eval(backbone.to(device), knn, device) if knn is not None else float("nan"))
+        else (knn_eval(backbone.to(device), knn, device, normalization(init)) if knn is not None else float("nan"))
     )
     meta = {
         "key": key,

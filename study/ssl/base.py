@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError
 from torch import nn
 
 import study.hparams
-from study.data.pipeline import AugmentConfig, TensorLoader, to_float
+from study.data.pipeline import STANDARD, AugmentConfig, Normalization, TensorLoader, to_float
 from study.errors import NonFiniteLossError
 from study.ssl.transforms import view
 
@@ -58,6 +58,8 @@ class SSLMethod(nn.Module):
     trains: ClassVar[bool] = True
     #: the batch size the paper's learning rates are given for; the loop scales them by batch / this
     lr_reference_batch: ClassVar[int | None] = None
+    #: the encoder's input normalisation (``train_ssl`` sets it: ImageNet's for an ImageNet-initialised one)
+    norm: Normalization = STANDARD
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -222,7 +224,11 @@ def lr_schedule(epochs: int, steps_per_epoch: int, warmup_epochs: float) -> np.n
 
 @torch.no_grad()
 def embed(
-    encoder: nn.Module, images: np.ndarray | torch.Tensor, device: torch.device, batch_size: int = 512
+    encoder: nn.Module,
+    images: np.ndarray | torch.Tensor,
+    device: torch.device,
+    batch_size: int = 512,
+    norm: Normalization = STANDARD,
 ) -> torch.Tensor:
     """L2-normalised embeddings (N x D, on the device) of uint8 images N x H x W x C, in evaluation mode."""
     was_training = encoder.training
@@ -230,7 +236,7 @@ def embed(
     imgs = images if isinstance(images, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(images))
     out = []
     for i in range(0, imgs.shape[0], batch_size):
-        x = to_float(imgs[i : i + batch_size].to(device))
+        x = to_float(imgs[i : i + batch_size].to(device), norm)
         out.append(nn.functional.normalize(encoder(x).float(), dim=1))
     encoder.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 1, device=device)
@@ -275,19 +281,22 @@ def train_ssl(
     knn: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     patient_ids: np.ndarray | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    norm: Normalization = STANDARD,
 ) -> list[dict[str, float]]:
     """Train ``method`` for ``epochs`` over ``train_images`` (N x H x W x C uint8); returns per-epoch metrics.
 
     ``knn`` = (bank images, bank labels, query images, query labels): each epoch reports the kNN accuracy of
     the backbone's embeddings of the queries (the clean validation split) against the bank (training images
-    with their clean labels; a diagnostic only, nothing is selected by it).
+    with their clean labels; a diagnostic only, nothing is selected by it). ``norm``: the encoder's input
+    normalisation (``study.data.pipeline.normalization`` of its initialisation).
     """
     torch.manual_seed(seed)
     method.generator.manual_seed(seed + 1)
     method.to(device)
     n = train_images.shape[0]
     bs = min(batch_size, n)
-    loader = TensorLoader(train_images, None, bs, shuffle=True, device=device, seed=seed, drop_last=True)
+    loader = TensorLoader(train_images, None, bs, shuffle=True, device=device, seed=seed, drop_last=True, norm=norm)
+    method.norm = norm
     method.bind(loader.images, patient_ids)
     optimizers = method.configure_optimizers()
     # methods whose paper states its learning rate for a reference batch scale it linearly (Goyal et al. 2017)
@@ -313,7 +322,7 @@ def train_ssl(
         metrics = {("ssl_loss" if k_ == "loss" else f"ssl_{k_}"): v / max(1, len(loader)) for k_, v in sums.items()}
         metrics["epoch_seconds"] = time.perf_counter() - t0
         if knn is not None:
-            metrics["knn_acc"] = knn_eval(method.backbone, knn, device)
+            metrics["knn_acc"] = knn_eval(method.backbone, knn, device, norm)
         history.append(metrics)
         if on_epoch is not None:
             on_epoch(epoch, dict(metrics))
@@ -321,11 +330,14 @@ def train_ssl(
 
 
 def knn_eval(
-    encoder: nn.Module, knn: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray], device: torch.device
+    encoder: nn.Module,
+    knn: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    device: torch.device,
+    norm: Normalization = STANDARD,
 ) -> float:
     bank_x, bank_y, query_x, query_y = knn
-    bank = embed(encoder, bank_x, device)
-    query = embed(encoder, query_x, device)
+    bank = embed(encoder, bank_x, device, norm=norm)
+    query = embed(encoder, query_x, device, norm=norm)
     return knn_accuracy(bank, torch.as_tensor(bank_y, device=device), query, torch.as_tensor(query_y, device=device))
 
 

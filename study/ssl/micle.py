@@ -59,5 +59,5 @@ class MICLe(SimCLR):
 
     def pair(self, x: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         partners = micle_partners(index, self.groups, self.generator).to(self.images.device)
-        x_partner = to_float(self.images[partners]).to(x.device)
+        x_partner = to_float(self.images[partners], self.norm).to(x.device)
         return self.view(x), self.view(x_partner)

@@ -42,6 +42,9 @@ FINAL_METRICS = (
     "shifted_test_acc",
     "shifted_test_balanced_acc",
     "shifted_test_auroc",
+    "test_study_f1",
+    "test_study_acc",
+    "test_study_auroc",
 )
 
 

@@ -5,8 +5,10 @@ The spec itself was checked at the door (``load_spec``: names against the regist
 against their declarations); what is left needs the files a trial reads: every dataset entry must decode
 (into the data cache, where the trials find it), every noise kind must accept every rate on every dataset,
 a shifted test set must decode and have its training dataset's classes (same names, same order) and
-channels, and the ImageNet weight file must be there for an entry that starts from it (nothing is downloaded
-at run time). All problems are reported at once, as a ``SpecError`` against the spec file.
+channels, stored images (training and shifted test) must be at least the network input
+(``model.resolution``: a trial crops them to it, never enlarges them), and the ImageNet weight file must
+be there for an entry that starts from it (nothing is downloaded at run time). All problems are reported
+at once, as a ``SpecError`` against the spec file.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ def preflight(spec: Spec, source: str, data_cache: str) -> dict[str, DatasetFact
             images=len(data), classes=data.num_classes, resolution=data.resolution, channels=data.channels
         )
         problems += noise_problems(spec, data, entry.key)
+        problems += size_problems(spec, data, f"datasets[{i}].options.resolution")
         if entry.shifted_test is not None:
-            problems += shifted_test_problems(entry.shifted_test, data, data_cache, f"datasets[{i}].shifted_test")
+            problems += shifted_test_problems(spec, entry.shifted_test, data, data_cache, f"datasets[{i}].shifted_test")
     problems += weight_problems(spec)
     if problems:
         raise SpecError(source, problems)
@@ -66,7 +69,7 @@ def noise_problems(spec: Spec, data: ImageData, dataset_key: str) -> list[tuple[
 
 
 def shifted_test_problems(
-    shifted: ShiftedTestSpec, data: ImageData, data_cache: str, where: str
+    spec: Spec, shifted: ShiftedTestSpec, data: ImageData, data_cache: str, where: str
 ) -> list[tuple[str, str]]:
     """A shifted test set that does not decode, or that a model trained on ``data`` cannot be scored on:
     its labels are compared with the predictions by class index, so its class names must be the training
@@ -75,7 +78,7 @@ def shifted_test_problems(
         sdata = load_shifted_test(shifted, data.resolution, data_cache)  # as the trial loads it
     except (DataError, TypeError, ValueError) as e:
         return [(where, f"the shifted test set ({shifted.name}) does not load: {e}")]
-    problems = []
+    problems = size_problems(spec, sdata, f"{where}.options.resolution")
     if sdata.class_names != data.class_names:
         problems.append((where, class_mismatch(data.class_names, sdata.class_names, data.name)))
     if sdata.channels != data.channels:
@@ -87,6 +90,22 @@ def shifted_test_problems(
             )
         )
     return problems
+
+
+def size_problems(spec: Spec, data: ImageData, where: str) -> list[tuple[str, str]]:
+    """Stored images smaller than the network input (``model.resolution``): a trial crops stored images down
+    to the input side (random crops in training, the centre in evaluation) and never enlarges them."""
+    side = spec.model.resolution
+    if side is None or data.resolution >= side:
+        return []
+    return [
+        (
+            where,
+            f"{data.name} is stored at {data.resolution} px, smaller than the network input model.resolution "
+            f"{side} px; set {where.rpartition('.')[0]}.resolution to at least {side} (e.g. 256 for 224 px crops) "
+            "or lower model.resolution",
+        )
+    ]
 
 
 def class_mismatch(train: list[str], shifted: list[str], dataset: str) -> str:

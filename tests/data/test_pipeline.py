@@ -44,6 +44,6 @@ def test_crop_size_and_center_crop():
     images = np.random.default_rng(0).integers(0, 255, (5, 32, 32, 3), dtype=np.uint8)
     x, _, _ = next(iter(TensorLoader(images, None, 5, augment_cfg=AugmentConfig(size=24))))
     assert x.shape == (5, 3, 24, 24)
-    x, _, _ = next(iter(TensorLoader(images, None, 5, center_crop=24)))
+    x, _, _ = next(iter(TensorLoader(images, None, 5, crop=24)))
     full = to_float(torch.from_numpy(images))
     assert torch.equal(x, full[:, :, 4:28, 4:28])
