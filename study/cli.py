@@ -20,7 +20,7 @@ from urllib.request import getproxies, proxy_bypass
 from study.tuning.errors import StudyInputError
 from study.tuning.plan import format_plan, make_plan
 from study.tuning.smoke import smoke_spec
-from study.tuning.spec import SpecError, load_spec
+from study.tuning.spec import Spec, SpecError, load_spec
 
 VERBS = {
     "validate": "check a spec; a one-line summary, or SPEC: path.to.field: problem",
@@ -75,8 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warn(spec: Spec, source: str) -> None:
+    """Settings that run but not as their names say (``Spec.tuning.warnings``), on stderr; never an error."""
+    for w in spec.tuning.warnings():
+        print(f"{source}: warning: {w}", file=sys.stderr)
+
+
 def _validate(args) -> int:
     spec = load_spec(args.spec)
+    _warn(spec, args.spec)
     s = make_plan(spec).summary(spec)
     print(
         f"{args.spec}: ok: study {spec.name!r}, {s['cells']} cells, {s['pretraining_jobs']} pretraining jobs, "
@@ -109,6 +116,8 @@ def _launch(args) -> int:
     if _local(args.storage):
         check_writable(Path(args.storage).expanduser(), "--storage")
     spec = smoke_spec(load_spec(args.spec)).spec if args.smoke else load_spec(args.spec)
+    if not (args.quiet or args.smoke):  # a smoke run samples once per cell by design
+        _warn(spec, args.spec)
     root = args.storage or spec.storage.root
     if not args.storage and _local(root):
         check_writable(Path(root).expanduser(), "storage.root")
