@@ -99,6 +99,7 @@ def _plan(args) -> int:
         out = plan.summary(spec)
         out["cell_ids"] = [c.id for c in plan.cells]
         out["pretraining_job_ids"] = [j.id for j in plan.pretrain_jobs]
+        out["sampler"] = {"text": spec.tuning.sampler_text(), "random_search": spec.tuning.is_random_search}
         print(json.dumps(out, indent=2))
     else:
         print(format_plan(spec, plan, args.spec))

@@ -3,6 +3,7 @@ and ``study validate`` say when TPE never leaves its start-up (random search).""
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 from typing import Any
@@ -151,3 +152,11 @@ def test_validate_warns_but_passes_when_tpe_is_random_search(tmp_path, capsys):
 def test_validate_warns_that_random_ignores_the_count(tmp_path, capsys):
     rc, err = validate(tmp_path, smoke(sampler="random", n_startup_trials=4), capsys)
     assert rc == 0 and "tuning.n_startup_trials: applies to sampler tpe only" in err
+
+
+def test_plan_json_says_it_too(tmp_path, capsys):
+    for tuning, random_search in (({"samples_per_cell": 8}, True), ({"samples_per_cell": 12}, False)):
+        path = tmp_path / "spec.yaml"
+        path.write_text(yaml.safe_dump(smoke(**tuning)))
+        assert main(["plan", "--json", str(path)]) == 0
+        assert json.loads(capsys.readouterr().out)["sampler"]["random_search"] is random_search
