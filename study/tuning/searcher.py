@@ -13,8 +13,8 @@ uninterrupted one (exactly while the sampler draws at random: the random sampler
 ``tuning.n_startup_trials`` of the cell's trials have finished (COMPLETE or PRUNED); TPE's later draws depend
 on which trials have finished by then). With ``samples_per_cell <= n_startup_trials`` a cell's last ask sees
 at most ``samples_per_cell - 1`` finished trials, so TPE never leaves its start-up: that is random search, and
-``study plan`` says so. Orphans still RUNNING
-when the stage ends are told FAIL (user attr ``orphaned``) by the driver.
+``study plan`` says so. Orphans still RUNNING when the stage ends are told FAIL (user attr ``orphaned``) by
+the driver.
 
 Each suggestion is a ``TrialConfig`` (stage ``lnl``, the cell's id, its tuning point, the hyperparameters:
 the cell's fixed ones, which may depend on its noise kind (``lnl[].by_noise_kind``), and the sampled ones,
