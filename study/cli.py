@@ -20,7 +20,7 @@ from urllib.request import getproxies, proxy_bypass
 from study.tuning.errors import StudyInputError
 from study.tuning.plan import format_plan, make_plan
 from study.tuning.smoke import smoke_spec
-from study.tuning.spec import SpecError, load_spec
+from study.tuning.spec import Spec, SpecError, load_spec
 
 VERBS = {
     "validate": "check a spec; a one-line summary, or SPEC: path.to.field: problem",
@@ -109,8 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warn(spec: Spec, source: str) -> None:
+    """Settings that run but not as their names say (``Spec.tuning.warnings``), on stderr; never an error."""
+    for w in spec.tuning.warnings():
+        print(f"{source}: warning: {w}", file=sys.stderr)
+
+
 def _validate(args) -> int:
     spec = load_spec(args.spec)
+    _warn(spec, args.spec)
     s = make_plan(spec).summary(spec)
     print(
         f"{args.spec}: ok: study {spec.name!r}, {s['cells']} cells, {s['pretraining_jobs']} pretraining jobs, "
@@ -126,6 +133,7 @@ def _plan(args) -> int:
         out = plan.summary(spec)
         out["cell_ids"] = [c.id for c in plan.cells]
         out["pretraining_job_ids"] = [j.id for j in plan.pretrain_jobs]
+        out["sampler"] = {"text": spec.tuning.sampler_text(), "random_search": spec.tuning.is_random_search}
         print(json.dumps(out, indent=2))
     else:
         print(format_plan(spec, plan, args.spec))
@@ -143,6 +151,8 @@ def _launch(args) -> int:
     if _local(args.storage):
         check_writable(expand(args.storage, "--storage"), "--storage")
     spec = smoke_spec(load_spec(args.spec)).spec if args.smoke else load_spec(args.spec)
+    if not (args.quiet or args.smoke):  # a smoke run samples once per cell by design
+        _warn(spec, args.spec)
     root = args.storage or spec.storage.root
     if not args.storage and _local(root):
         check_writable(expand(root, "storage.root"), "storage.root")

@@ -273,7 +273,9 @@ def build_trial(
     data_cache: str | Path,
     owner: str | None = None,
 ) -> Trial:
-    """The trial of ``point`` with ``hparams`` (a cell's fixed and sampled values), ready to ``fit``."""
+    """The trial of ``point`` with ``hparams`` (a cell's fixed and sampled values), ready to ``fit``. Names
+    the LNL entry fixes take the values it fixes at the point's noise setting (``LNLSpec.point_hparams``), so a
+    caller that passes the entry's plain ``fixed`` still trains with its ``by_noise_kind`` values."""
     entry = spec.lnl_map[point.lnl]
     ds = spec.dataset_map[point.dataset]
     on_gpu = device.type == "cuda"
@@ -283,8 +285,8 @@ def build_trial(
     data = load_dataset(spec, point.dataset, data_cache)
     splits = make_splits(data, ds.splits.val_fraction, ds.splits.test_fraction, seed=point.seed)
     labels, noise = corrupt(spec, data, splits, point)
-    # model: the stage-1 encoder and the entry's head
-    optim, batch, own = split_hparams(entry, hparams)
+    # model: the stage-1 encoder and the entry's head; the fixed hyperparameters of the point's noise setting
+    optim, batch, own = split_hparams(entry, entry.point_hparams(point.noise_kind, point.noise_rate, hparams))
     encoder = build_encoder(spec, point, cache_dir, data_cache, device, owner)
 
     def make_model() -> torch.nn.Module:

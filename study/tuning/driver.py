@@ -28,7 +28,7 @@ from ray import tune
 
 from study import storage as st
 from study.tracking import Tracker, TrackingCallback
-from study.tuning.plan import Plan, TrialConfig, make_plan
+from study.tuning.plan import Plan, Point, TrialConfig, make_plan
 from study.tuning.progress import ProgressCallback
 from study.tuning.results import ARTIFACT_DIR
 from study.tuning.scheduler import PerCellASHA, SchedulerState
@@ -130,8 +130,21 @@ def final_runs(spec: Spec, plan: Plan, paths: StudyPaths) -> list[TrialConfig]:
     paths.state.final_skipped_cells = [c.id for c in plan.cells if c.id not in best]
     paths.save()
     return [
-        TrialConfig(stage="final", id=c.id, point=p, hparams=best[c.id]) for c, p in plan.final_runs if c.id in best
+        TrialConfig(stage="final", id=c.id, point=p, hparams=point_hparams(spec, p, best[c.id]))
+        for c, p in plan.final_runs
+        if c.id in best
     ]
+
+
+def cell_fixed(spec: Spec, point: Point) -> dict[str, Any]:
+    """The fixed hyperparameters of the LNL entry at ``point``'s noise setting (``lnl[].by_noise_kind``)."""
+    return spec.lnl_map[point.lnl].fixed_for(point.noise_kind, point.noise_rate)
+
+
+def point_hparams(spec: Spec, point: Point, hparams: dict[str, Any]) -> dict[str, Any]:
+    """A configuration tuned in a cell, at ``point``: its sampled values with the fixed ones of the point's
+    noise setting (where ``noise_kind`` is not a cell axis, a cell's points differ in noise kind)."""
+    return spec.lnl_map[point.lnl].point_hparams(point.noise_kind, point.noise_rate, hparams)
 
 
 def _fail_orphans(spec: Spec, plan: Plan, paths: StudyPaths) -> None:
@@ -181,7 +194,17 @@ def _lnl_tuner(spec: Spec, plan: Plan, paths: StudyPaths, trainable, quiet: bool
     fixed = {a.key: dict(a.fixed) for a in spec.lnl}
     t = spec.tuning
     searcher = CellSearcher(
-        plan.cells, spaces, fixed, t.samples_per_cell, paths.optuna_url, t.metric, t.mode, t.sampler, t.sampler_seed
+        plan.cells,
+        spaces,
+        fixed,
+        t.samples_per_cell,
+        paths.optuna_url,
+        t.metric,
+        t.mode,
+        t.sampler,
+        t.sampler_seed,
+        n_startup_trials=t.n_startup_trials,
+        cell_fixed={c.id: cell_fixed(spec, c.tune_point) for c in plan.cells},
     )
     es = spec.early_stopping
     scheduler = (

@@ -247,8 +247,30 @@ def format_plan(spec: Spec, plan: Plan, source: str) -> str:
         f"(datasets x {n_pre} pretraining SSL entries x seeds, deduplicated)",
         f"  LNL tuning trials: {s['lnl_trials']} ({s['cells']} cells x {s['samples_per_cell']} samples"
         f"{', ASHA early stopping' if spec.early_stopping.enabled else ''})",
+        f"  {spec.tuning.sampler_text()}",
+        *_fixed_by_noise_lines(spec, plan),
         f"  final-seed runs: {s['final_runs']}",
         f"  estimated GPU-hours (upper bound, one A100-class GPU): pretraining {gh['pretraining']}, "
         f"tuning {gh['tuning']}, final {gh['final']}, total {gh['total']}",
     ]
     return "\n".join(lines)
+
+
+def _fixed_by_noise_lines(spec: Spec, plan: Plan) -> list[str]:
+    """The effective fixed hyperparameters of each LNL entry with ``by_noise_kind``, per noise setting its
+    runs have: clean (rate 0) and each noisy kind."""
+    lines = []
+    for a in spec.lnl:
+        if not a.by_noise_kind:
+            continue
+        settings: dict[str, tuple[str, float]] = {}
+        for _, p in plan.final_runs:
+            if p.lnl == a.key:
+                settings.setdefault(
+                    "clean (rate 0)" if p.noise_rate == 0.0 else p.noise_kind, (p.noise_kind, p.noise_rate)
+                )
+        lines.append(f"  LNL {a.key!r} fixed hyperparameters by noise (lnl[].by_noise_kind):")
+        for label, (kind, rate) in settings.items():
+            values = ", ".join(f"{k}={v!r}" for k, v in a.fixed_for(kind, rate).items()) or "none"
+            lines.append(f"    {label} cells: {values}")
+    return lines

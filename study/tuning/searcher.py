@@ -9,11 +9,15 @@ On restore, a trial that Optuna holds RUNNING but Ray never recorded (the driver
 two) is handed out again, same number and same hyperparameters, the next time its cell is asked; and
 every ask seeds the cell's sampler from the spec's seed, the cell and the trial's number, not from how
 many asks this driver made. So an interrupted and resumed study samples the same configurations as an
-uninterrupted one (exactly while the sampler draws at random: TPE's first ``n_startup_trials``, or the
-random sampler; TPE's later draws depend on which trials have finished by then). Orphans still RUNNING
-when the stage ends are told FAIL (user attr ``orphaned``) by the driver.
+uninterrupted one (exactly while the sampler draws at random: the random sampler, or TPE until
+``tuning.n_startup_trials`` of the cell's trials have finished (COMPLETE or PRUNED); TPE's later draws depend
+on which trials have finished by then). With ``samples_per_cell <= n_startup_trials`` a cell's last ask sees
+at most ``samples_per_cell - 1`` finished trials, so TPE never leaves its start-up: that is random search, and
+``study plan`` says so. Orphans still RUNNING when the stage ends are told FAIL (user attr ``orphaned``) by
+the driver.
 
-Each suggestion is a ``TrialConfig`` (stage ``lnl``, the cell's id, its tuning point, the hyperparameters
+Each suggestion is a ``TrialConfig`` (stage ``lnl``, the cell's id, its tuning point, the hyperparameters:
+the cell's fixed ones, which may depend on its noise kind (``lnl[].by_noise_kind``), and the sampled ones,
 and the Optuna trial's number); the hyperparameters are also kept on the Optuna trial (user attr
 ``config``), where ``best_hparams`` reads the cell's best for stage ``final``.
 """
@@ -60,12 +64,17 @@ def sample(trial: optuna.Trial, space: dict[str, dict]) -> dict[str, Any]:
     return out
 
 
-def make_sampler(sampler: str, seed: int) -> optuna.samplers.BaseSampler:
-    return optuna.samplers.RandomSampler(seed=seed) if sampler == "random" else optuna.samplers.TPESampler(seed=seed)
+def make_sampler(sampler: str, seed: int, n_startup_trials: int = 10) -> optuna.samplers.BaseSampler:
+    """Optuna's sampler of a cell: ``random``, or ``tpe`` drawing its first ``n_startup_trials`` at random."""
+    if sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup_trials)
 
 
-def open_study(storage: str, cell_id: str, mode: str, sampler: str = "tpe", seed: int = 0) -> optuna.Study:
-    smp = make_sampler(sampler, seed)
+def open_study(
+    storage: str, cell_id: str, mode: str, sampler: str = "tpe", seed: int = 0, n_startup_trials: int = 10
+) -> optuna.Study:
+    smp = make_sampler(sampler, seed, n_startup_trials)
     return optuna.create_study(
         storage=storage,
         study_name=cell_id,
@@ -84,7 +93,13 @@ def best_hparams(study: optuna.Study) -> dict[str, Any] | None:
 
 class CellSearcher(Searcher):
     """``samples_per_cell`` trials for each of ``cells``, asked of the cell's Optuna study in turn.
-    ``spaces``/``fixed``: the search space and the fixed hyperparameters per LNL entry key."""
+    ``spaces``/``fixed``: the search space and the fixed hyperparameters per LNL entry key; ``cell_fixed``:
+    per cell id, fixed hyperparameters that replace its entry's (``LNLSpec.fixed_for`` its noise setting)."""
+
+    # defaults of attributes added after searchers were first pickled into studies' Ray state (a restored
+    # searcher from before has none)
+    n_startup_trials: int = 10
+    cell_fixed: dict[str, dict] | None = None
 
     def __init__(
         self,
@@ -97,11 +112,13 @@ class CellSearcher(Searcher):
         mode: str,
         sampler: str = "tpe",
         sampler_seed: int = 0,
+        n_startup_trials: int = 10,
+        cell_fixed: dict[str, dict] | None = None,
     ) -> None:
         super().__init__(metric=metric, mode=mode)
-        self.cells, self.spaces, self.fixed = cells, spaces, fixed
+        self.cells, self.spaces, self.fixed, self.cell_fixed = cells, spaces, fixed, cell_fixed
         self.samples, self.storage = samples_per_cell, storage
-        self.sampler, self.sampler_seed = sampler, sampler_seed
+        self.sampler, self.sampler_seed, self.n_startup_trials = sampler, sampler_seed, n_startup_trials
         self.assigned: dict[str, tuple[str, int, int]] = {}  # ray trial id -> (cell, number, optuna trial id)
         self.counts = {c.id: 0 for c in cells}
         self.turn = 0
@@ -124,7 +141,9 @@ class CellSearcher(Searcher):
 
     def study(self, cell_id: str) -> optuna.Study:
         if cell_id not in self._studies:
-            self._studies[cell_id] = open_study(self.storage, cell_id, self.mode, self.sampler, self._seed(cell_id))
+            self._studies[cell_id] = open_study(
+                self.storage, cell_id, self.mode, self.sampler, self._seed(cell_id), self.n_startup_trials
+            )
         return self._studies[cell_id]
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:
@@ -152,13 +171,19 @@ class CellSearcher(Searcher):
     def _ask(self, cell: Cell, trial_id: str) -> tuple[int, int, dict[str, Any]]:
         """A new trial of the cell's study: (number, Optuna trial id, hyperparameters)."""
         study = self.study(cell.id)
-        study.sampler = make_sampler(self.sampler, self._seed(cell.id, len(study.get_trials(deepcopy=False))))
+        number = len(study.get_trials(deepcopy=False))
+        study.sampler = make_sampler(self.sampler, self._seed(cell.id, number), self.n_startup_trials)
         trial = study.ask()
-        lnl = cell.tune_point.lnl
-        hparams = {**self.fixed.get(lnl, {}), **sample(trial, self.spaces.get(lnl, {}))}
+        hparams = {**self.fixed_of(cell), **sample(trial, self.spaces.get(cell.tune_point.lnl, {}))}
         trial.set_user_attr(ATTR_RAY_TRIAL, trial_id)
         trial.set_user_attr(ATTR_CONFIG, json.dumps(hparams))
         return trial.number, trial._trial_id, hparams
+
+    def fixed_of(self, cell: Cell) -> dict[str, Any]:
+        """The cell's fixed hyperparameters: its own where ``cell_fixed`` has them, else its LNL entry's."""
+        if self.cell_fixed is not None and cell.id in self.cell_fixed:
+            return dict(self.cell_fixed[cell.id])
+        return dict(self.fixed.get(cell.tune_point.lnl, {}))
 
     def _reuse(self, cell: Cell, number: int, trial_id: str) -> tuple[int, int, dict[str, Any]]:
         """The orphaned trial ``number`` of the cell's study, now run by ``trial_id``."""

@@ -408,6 +408,13 @@ class HeadSpec(Strict):
     frozen: bool = False
 
 
+class NoiseKindOptions(Strict):
+    """What an LNL entry changes for one noise kind (``lnl[].by_noise_kind.KIND``)."""
+
+    #: hyperparameters that override or extend the entry's ``fixed`` (checked against the same declarations)
+    fixed: dict[str, Any] = Field(default_factory=dict)
+
+
 class LNLSpec(Strict):
     algorithm: str
     id: str | None = Field(None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
@@ -420,6 +427,9 @@ class LNLSpec(Strict):
     head: HeadSpec = HeadSpec()
     #: training augmentation of this entry's trials (default: the dataset entry's)
     augment: Augment | None = None
+    #: per noise kind, fixed hyperparameters that override or extend ``fixed`` in that kind's noisy cells
+    #: (rate > 0); clean cells (rate 0) get ``fixed`` alone. Kinds must be among ``noise.kinds``.
+    by_noise_kind: dict[str, NoiseKindOptions] = Field(default_factory=dict)
 
     _a = field_validator("algorithm")(classmethod(lambda cls, v: _name_in(v, ALGORITHMS, "LNL algorithm")))
 
@@ -431,6 +441,27 @@ class LNLSpec(Strict):
             return v
         return _check_hparams(lnl_models(algorithm), v, f"LNL algorithm {algorithm}", LNL_EXCLUDE)
 
+    @field_validator("by_noise_kind")
+    @classmethod
+    def _by_kind(cls, v: dict[str, NoiseKindOptions], info: ValidationInfo) -> dict[str, NoiseKindOptions]:
+        """Each kind's ``fixed`` checked exactly as the entry's ``fixed`` is (name, type, range)."""
+        for kind in v:
+            try:
+                _name_in(kind, NOISE_KINDS, "noise kind")
+            except ValueError as e:
+                raise SubPathError(kind, str(e)) from None
+        algorithm = info.data.get("algorithm")
+        if algorithm not in ALGORITHMS:
+            return v
+        out = {}
+        for kind, opts in v.items():
+            try:
+                checked = _check_hparams(lnl_models(algorithm), opts.fixed, f"LNL algorithm {algorithm}", LNL_EXCLUDE)
+            except SubPathError as e:
+                raise SubPathError(f"{kind}.fixed.{e.sub}", str(e)) from None
+            out[kind] = NoiseKindOptions(fixed=checked)
+        return out
+
     @model_validator(mode="after")
     def _space(self) -> LNLSpec:
         try:
@@ -440,6 +471,13 @@ class LNLSpec(Strict):
         both = set(self.fixed) & set(self.search_space)
         if both:
             raise ValueError(f"{sorted(both)} are both fixed and searched; keep one")
+        for kind, opts in self.by_noise_kind.items():
+            both = set(opts.fixed) & set(self.search_space)
+            if both:
+                raise SubPathError(
+                    f"by_noise_kind.{kind}.fixed",
+                    f"{sorted(both)} are also searched; fix them or search them, not both",
+                )
         try:
             _check_space(lnl_models(self.algorithm), self.search_space, f"LNL algorithm {self.algorithm}")
         except SubPathError as e:
@@ -449,6 +487,22 @@ class LNLSpec(Strict):
     @property
     def key(self) -> str:
         return self.id or self.algorithm
+
+    def fixed_for(self, noise_kind: str, noise_rate: float) -> dict[str, Any]:
+        """The fixed hyperparameters of a cell of this noise: ``fixed``, updated with ``by_noise_kind``'s
+        entry for the kind when the labels are noisy (a rate-0 cell is clean and gets ``fixed`` alone)."""
+        extra = self.by_noise_kind.get(noise_kind)
+        if extra is None or noise_rate == 0.0:
+            return dict(self.fixed)
+        return {**self.fixed, **extra.fixed}
+
+    def point_hparams(self, noise_kind: str, noise_rate: float, hparams: dict[str, Any]) -> dict[str, Any]:
+        """A trial's hyperparameters at a noise setting: the sampled ones of ``hparams`` (whatever no
+        ``fixed`` of any kind names) and the fixed ones of that setting. Idempotent, so a cell's best
+        configuration found at one noise kind is rerun at another with that kind's fixed values."""
+        fixed_names = set(self.fixed).union(*(o.fixed for o in self.by_noise_kind.values()))
+        sampled = {k: v for k, v in hparams.items() if k not in fixed_names}
+        return {**self.fixed_for(noise_kind, noise_rate), **sampled}
 
 
 class ModelSpec(Strict):
@@ -466,6 +520,8 @@ class TuningSpec(Strict):
     #: value in stage `final`
     cell_axes: list[str] = Field(default_factory=lambda: ["dataset", "noise_kind", "noise_rate", "ssl", "lnl"])
     sampler: Literal["tpe", "random"] = "tpe"
+    #: TPE's random start-up: the first this many trials of a cell are drawn at random (Optuna's default 10)
+    n_startup_trials: int = Field(10, ge=0)
     sampler_seed: int = Field(0, ge=0, lt=2**31)
 
     _m = field_validator("metric")(classmethod(lambda cls, v: _name_in(v, tuple(METRICS), "metric")))
@@ -482,6 +538,35 @@ class TuningSpec(Strict):
     @property
     def mode(self) -> str:
         return METRICS[self.metric]
+
+    @property
+    def is_random_search(self) -> bool:
+        """Whether every sample of a cell is drawn at random: the random sampler, or TPE that never leaves
+        its start-up (a cell's k-th ask sees at most k - 1 finished trials, and TPE models only once
+        ``n_startup_trials`` have finished)."""
+        return self.sampler == "random" or self.samples_per_cell <= self.n_startup_trials
+
+    def sampler_text(self) -> str:
+        """What the sampler does with this many samples per cell, for ``study plan``."""
+        n, k = self.samples_per_cell, self.n_startup_trials
+        if self.sampler == "random":
+            return f"sampler: random, {n} samples per cell"
+        if n <= k:
+            return f"sampler: TPE, {n} samples per cell <= {k} start-up trials: this is random search"
+        return f"sampler: TPE, {k} random start-up trials then TPE for up to {n - k} of {n} samples per cell"
+
+    def warnings(self) -> list[str]:
+        """Settings that run but do not do what their names say (printed by ``study validate``/``launch``)."""
+        out = []
+        if self.sampler == "tpe" and self.samples_per_cell <= self.n_startup_trials:
+            out.append(
+                f"tuning: sampler tpe with samples_per_cell {self.samples_per_cell} <= n_startup_trials "
+                f"{self.n_startup_trials} is random search; raise samples_per_cell above n_startup_trials, "
+                "lower n_startup_trials, or say sampler: random"
+            )
+        if self.sampler == "random" and "n_startup_trials" in self.model_fields_set:
+            out.append("tuning.n_startup_trials: applies to sampler tpe only; the random sampler ignores it")
+        return out
 
 
 class EarlyStoppingSpec(Strict):
@@ -587,6 +672,7 @@ class Spec(Strict):
                     )
         if "transition" in self.noise.options:
             _check_transition_option(self.noise.options["transition"])
+        self._check_by_noise_kind()
         self._check_subset()
         if "class_dependent" in self.noise.kinds and "groups" not in self.noise.options:
             for i, d in enumerate(self.datasets):
@@ -605,6 +691,15 @@ class Spec(Strict):
                 f"the cross-product has {points} points (datasets x noise kinds x rates x ssl x lnl x seeds), more "
                 f"than {MAX_POINTS}; split the study into several specs or use fewer values per axis"
             )
+
+    def _check_by_noise_kind(self) -> None:
+        for i, a in enumerate(self.lnl):
+            for kind in a.by_noise_kind:
+                if kind not in self.noise.kinds:
+                    raise ValueError(
+                        f"lnl[{i}].by_noise_kind.{kind}: not a noise kind of this spec "
+                        f"{_allowed(self.noise.kinds)}; add {kind} to noise.kinds or remove the entry"
+                    )
 
     def _check_subset(self) -> None:
         axes = {
@@ -828,8 +923,20 @@ def load_spec(path: str | Path) -> Spec:
 
 
 def spec_to_yaml(spec: Spec) -> str:
-    """The resolved spec (every default filled in), as frozen into a study directory. A spec without a
-    ``subset`` is written without the key, as before the key existed (a relaunch compares this text)."""
-    return yaml.safe_dump(
-        spec.model_dump(mode="json", exclude={"subset"} if spec.subset is None else None), sort_keys=False
-    )
+    """The resolved spec (every default filled in), as frozen into a study directory. Keys added after
+    studies were first frozen are left out while they hold their defaults (a spec without a ``subset``,
+    ``tuning.n_startup_trials`` at 10, an LNL entry without ``by_noise_kind``), so the text is as before the
+    keys existed: a relaunch compares this text."""
+    return yaml.safe_dump(spec.model_dump(mode="json", exclude=_later_keys_at_default(spec)), sort_keys=False)
+
+
+def _later_keys_at_default(spec: Spec) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if spec.subset is None:
+        out["subset"] = True
+    if spec.tuning.n_startup_trials == TuningSpec.model_fields["n_startup_trials"].default:
+        out["tuning"] = {"n_startup_trials"}
+    plain = {i: {"by_noise_kind"} for i, a in enumerate(spec.lnl) if not a.by_noise_kind}
+    if plain:
+        out["lnl"] = plain
+    return out
