@@ -631,6 +631,23 @@ CASES: list[Case] = [
         ),
         ["noise.options.transition", "add transition to noise.kinds"],
     ),
+    Case(
+        "noise_class_scale_without_kind",
+        lambda c: c.launch(c.spec(lambda s: s["datasets"][0].update(noise_class_scale={"class_0": 0.5}))),
+        ["datasets[0].noise_class_scale", "class_dependent noise only", "add class_dependent to noise.kinds"],
+    ),
+    Case(
+        "noise_class_scale_unknown_class",
+        lambda c: c.launch(
+            c.spec(
+                lambda s: (
+                    s["noise"].update(kinds=["symmetric", "class_dependent"]),
+                    s["datasets"][0].update(noise_groups=[[0, 1]], noise_class_scale={"abnormal": 0.5}),
+                )
+            )
+        ),
+        ["noise", "'abnormal' is not a class of this dataset", "class_0, class_1, class_2"],
+    ),
     Case("nan_loss", _case_nan, [], exit_code=0, slow=True, after=_after_nan),
     # every tuning trial of the study diverges: no cell has a best configuration for stage final
     Case("nan_loss_every_trial", _case_nan_every_trial, [], exit_code=0, slow=True, after=_after_nan),

@@ -66,11 +66,28 @@ def noise_options(spec: Spec, data: ImageData, key: str, kind: str) -> dict[str,
             opts["groups"] = [[index[g] if isinstance(g, str) else int(g) for g in grp] for grp in groups]
         else:
             opts["groups"] = data.noise_groups
+    scale = spec.dataset_map[key].noise_class_scale
+    if kind == "class_dependent" and scale:
+        opts["class_scale"] = class_scale(scale, data.class_names)
     if kind != "class_dependent":
         opts.pop("groups", None)
     if kind != "transition":
         opts.pop("transition", None)
     return opts
+
+
+def class_scale(scale: dict[str, float], class_names: list[str]) -> list[float]:
+    """A dataset entry's ``noise_class_scale`` (by class name or index) as one factor per class (default 1)."""
+    index = {c: i for i, c in enumerate(class_names)}
+    out = [1.0] * len(class_names)
+    for name, factor in scale.items():
+        i = index.get(name, int(name) if name.isdigit() and int(name) < len(out) else None)
+        if i is None:
+            raise ValueError(
+                f"noise_class_scale: {name!r} is not a class of this dataset (classes: {', '.join(class_names)})"
+            )
+        out[i] = float(factor)
+    return out
 
 
 def load_shifted_test(shifted: ShiftedTestSpec, resolution: int, data_cache: str | Path) -> ImageData:

@@ -9,7 +9,10 @@ true class ``i`` is given label ``j``); a noisy label set is a draw from the row
   realized rate is about ``rate * (K-1)/K``.
 - ``pairflip``: class c goes to c+1 mod K with probability ``rate`` (Han et al. 2018).
 - ``class_dependent``: flips only inside groups of confusable classes, uniformly to the other members of
-  the group (Khanal et al. 2024); classes outside every group keep their labels.
+  the group (Khanal et al. 2024); classes outside every group keep their labels. ``class_scale`` (one
+  factor per class, default 1) makes the rates per class: class c flips with probability
+  ``rate * class_scale[c]``, so that on a binary dataset (MURA: one group of two classes) class-dependent
+  noise differs from symmetric noise.
 - ``transition``: any row-stochastic ``transition=T``, used as given (``rate`` is not used).
 
 With ``exact=True`` the number of changed labels of class c is exactly ``round((1 - T[c, c]) * n_c)``
@@ -123,18 +126,20 @@ def transition_matrix(num_classes: int, kind: str, rate: float, **options: Any) 
     # class_dependent
     groups = _check_groups(options.get("groups"), k)
     t = eye.copy()
+    scale = _check_scale(options.get("class_scale"), k)
     for group in groups:
         m = len(group)
-        if rate >= (m - 1) / m:
-            raise ValueError(
-                f"class_dependent noise rate {rate} must be below (m-1)/m = {(m - 1) / m:.4f} for the "
-                f"group {list(group)} of m={m} classes"
-            )
         for c in group:
-            t[c, c] = 1.0 - rate
+            r = rate * scale[c]
+            if r >= (m - 1) / m:
+                raise ValueError(
+                    f"class_dependent noise rate {r:g} of class {c} (rate {rate} x class_scale {scale[c]:g}) must "
+                    f"be below (m-1)/m = {(m - 1) / m:.4f} for the group {list(group)} of m={m} classes"
+                )
+            t[c, c] = 1.0 - r
             for d in group:
                 if d != c:
-                    t[c, d] = rate / (m - 1)
+                    t[c, d] = r / (m - 1)
     return t
 
 
@@ -148,15 +153,15 @@ def inject_noise(
 ) -> NoisyLabels:
     """Corrupt ``labels`` with the noise ``kind`` at ``rate``, deterministically in all inputs.
 
-    Options: ``exact`` (bool), ``groups`` (class_dependent), ``transition`` (transition kind).
+    Options: ``exact`` (bool), ``groups`` and ``class_scale`` (class_dependent), ``transition`` (transition kind).
 
     The random stream is keyed by ``seed`` and the kind's name, not by its position in ``KINDS`` as in
     earlier versions: labels of studies made before this change differ, once, from those drawn now
     (within a study they stay fixed, so the resume guarantee holds).
     """
-    unknown = set(options) - {"exact", "groups", "transition"}
+    unknown = set(options) - {"exact", "groups", "class_scale", "transition"}
     if unknown:
-        raise ValueError(f"unknown noise options {sorted(unknown)} (allowed: exact, groups, transition)")
+        raise ValueError(f"unknown noise options {sorted(unknown)} (allowed: exact, groups, class_scale, transition)")
     k = _check_num_classes(num_classes)
     y = np.asarray(labels)
     if y.ndim != 1:
@@ -256,6 +261,15 @@ def _check_transition(t: Any, k: int) -> np.ndarray:
         )
     rows: np.ndarray = m / sums[:, None]
     return rows
+
+
+def _check_scale(scale: Any, k: int) -> np.ndarray:
+    if scale is None:
+        return np.ones(k)
+    s = np.asarray(scale, dtype=float)
+    if s.shape != (k,) or not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise ValueError(f"class_scale must be {k} non-negative factors, one per class; got {scale!r}")
+    return s
 
 
 def _check_groups(groups: Any, k: int) -> list[tuple[int, ...]]:

@@ -216,3 +216,26 @@ def test_save_writes_labels_and_matrices(tmp_path, labels):
     meta = json.loads(js.read_text())
     assert meta["kind"] == "pairflip" and meta["realized_rate"] == out.realized_rate
     np.testing.assert_allclose(meta["empirical_transition"], empirical_transition(labels[:100], out.labels, K))
+
+
+def test_class_scale_makes_class_dependent_rates_per_class():
+    # MURA-like: one group of two classes; abnormal (1) flips at the rate, normal (0) at half of it
+    t = transition_matrix(2, "class_dependent", 0.4, groups=[[0, 1]], class_scale=[0.5, 1.0])
+    np.testing.assert_allclose(t, [[0.8, 0.2], [0.4, 0.6]])
+    assert not np.allclose(t, transition_matrix(2, "symmetric", 0.4))
+    # three classes, a group of two and one class outside every group: its factor changes nothing
+    t3 = transition_matrix(3, "class_dependent", 0.3, groups=[[0, 1]], class_scale=[1.5, 1.0, 5.0])
+    np.testing.assert_allclose(t3, [[0.55, 0.45, 0.0], [0.3, 0.7, 0.0], [0.0, 0.0, 1.0]])
+    noisy = inject_noise(
+        np.repeat([0, 1], 1000), 2, "class_dependent", 0.4, seed=0, exact=True, groups=[[0, 1]], class_scale=[0.5, 1.0]
+    )
+    assert np.mean(noisy.labels[:1000] != 0) == 0.2 and np.mean(noisy.labels[1000:] != 1) == 0.4
+
+
+@pytest.mark.parametrize(
+    ("scale", "says"),
+    [([0.5], "2 non-negative factors"), ([-1.0, 1.0], "non-negative"), ([1.0, 1.5], "class_scale 1.5")],
+)
+def test_class_scale_refuses_bad_factors(scale, says):
+    with pytest.raises(ValueError, match=says):
+        transition_matrix(2, "class_dependent", 0.4, groups=[[0, 1]], class_scale=scale)

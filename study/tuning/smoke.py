@@ -128,7 +128,7 @@ def _dataset(d: DatasetSpec, spec: Spec, needs_patients: bool, notes: list[str])
         "seed": 0,
     }
     entry: dict[str, Any] = {
-        **d.model_dump(mode="json", include={"splits", "augment"}),
+        **d.model_dump(mode="json", include={"splits", "augment", "noise_class_scale"}),
         "name": "synthetic",
         "id": d.key,
         "options": options,

@@ -276,6 +276,9 @@ class DatasetSpec(Strict):
     #: groups of confusable classes (class names or indices) for class_dependent noise, replacing the
     #: dataset's default groups
     noise_groups: list[list[int | str]] | None = None
+    #: per-class factors of the rate of class_dependent noise (class name or index: factor; default 1):
+    #: class c flips with probability rate x factor, e.g. MURA {abnormal: 1.0, normal: 0.5}
+    noise_class_scale: dict[str, Annotated[float, Field(ge=0.0)]] | None = None
     #: number of images, for `study plan`'s compute estimate where the dataset's size is not known
     estimated_images: int | None = Field(None, gt=0)
     #: training augmentation of this dataset's trials (default: the dataset's own, see docs/datasets.md)
@@ -674,6 +677,12 @@ class Spec(Strict):
             _check_transition_option(self.noise.options["transition"])
         self._check_by_noise_kind()
         self._check_subset()
+        for i, d in enumerate(self.datasets):
+            if d.noise_class_scale and "class_dependent" not in self.noise.kinds:
+                raise ValueError(
+                    f"datasets[{i}].noise_class_scale applies to class_dependent noise only; add class_dependent "
+                    "to noise.kinds or remove it"
+                )
         if "class_dependent" in self.noise.kinds and "groups" not in self.noise.options:
             for i, d in enumerate(self.datasets):
                 if not d.noise_groups and not DATASETS[d.name].noise_groups:
@@ -922,21 +931,46 @@ def load_spec(path: str | Path) -> Spec:
     return parse_spec(data, str(path))
 
 
+#: fields added after studies were first frozen (``*``: every entry of a list): ``spec_to_yaml`` leaves
+#: them out while they hold their defaults. A field added to the spec later belongs here.
+LATER_FIELDS: tuple[str, ...] = (
+    "subset",
+    "tuning.n_startup_trials",
+    "lnl.*.by_noise_kind",
+    "datasets.*.noise_class_scale",
+)
+
+
 def spec_to_yaml(spec: Spec) -> str:
-    """The resolved spec (every default filled in), as frozen into a study directory. Keys added after
-    studies were first frozen are left out while they hold their defaults (a spec without a ``subset``,
-    ``tuning.n_startup_trials`` at 10, an LNL entry without ``by_noise_kind``), so the text is as before the
-    keys existed: a relaunch compares this text."""
+    """The resolved spec (every default filled in), as frozen into a study directory. Fields added after
+    studies were first frozen (``LATER_FIELDS``) are left out while they hold their defaults, so the text
+    is as before the fields existed: a relaunch compares this text."""
     return yaml.safe_dump(spec.model_dump(mode="json", exclude=_later_keys_at_default(spec)), sort_keys=False)
 
 
-def _later_keys_at_default(spec: Spec) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if spec.subset is None:
-        out["subset"] = True
-    if spec.tuning.n_startup_trials == TuningSpec.model_fields["n_startup_trials"].default:
-        out["tuning"] = {"n_startup_trials"}
-    plain = {i: {"by_noise_kind"} for i, a in enumerate(spec.lnl) if not a.by_noise_kind}
-    if plain:
-        out["lnl"] = plain
+def _later_keys_at_default(spec: Spec) -> dict[Any, Any]:
+    out: dict[Any, Any] = {}
+    for dotted in LATER_FIELDS:
+        _exclude(spec, dotted.split("."), out)
     return out
+
+
+def _exclude(obj: Any, path: list[str], out: dict[Any, Any]) -> None:
+    """Mark ``path`` (under ``obj``) in the exclude tree ``out`` where the field holds its default."""
+    head, rest = path[0], path[1:]
+    if head == "*":
+        for i, item in enumerate(obj):
+            sub: dict[Any, Any] = {}
+            _exclude(item, rest, sub)
+            if sub:
+                out[i] = sub
+        return
+    value = getattr(obj, head)
+    if not rest:
+        if value == type(obj).model_fields[head].get_default(call_default_factory=True):
+            out[head] = True
+        return
+    sub = out.setdefault(head, {})
+    _exclude(value, rest, sub)
+    if not sub:
+        del out[head]
