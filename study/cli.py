@@ -17,7 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
-from study.tuning.errors import StudyInputError
+from study.tuning.errors import StudyInputError, StudyInterrupted
 from study.tuning.plan import format_plan, make_plan
 from study.tuning.smoke import smoke_spec
 from study.tuning.spec import Spec, SpecError, load_spec
@@ -411,6 +411,12 @@ def main(argv: list[str] | None = None) -> int:
     except StudyInputError as e:
         print(f"study {args.verb}: {e}", file=sys.stderr)
         return 2
+    except StudyInterrupted as e:
+        print(f"study {args.verb}: {e}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:  # Ctrl-C outside Ray Tune's own handling (starting Ray, decoding data)
+        print(f"study {args.verb}: interrupted (Ctrl-C); what finished is kept", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

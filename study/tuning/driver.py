@@ -17,9 +17,11 @@ its own state, so the bucket's copies are never older than Ray's.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -28,6 +30,7 @@ from ray import tune
 
 from study import storage as st
 from study.tracking import Tracker, TrackingCallback
+from study.tuning.errors import StudyInterrupted
 from study.tuning.plan import Plan, Point, TrialConfig, make_plan
 from study.tuning.progress import ProgressCallback
 from study.tuning.results import ARTIFACT_DIR
@@ -46,23 +49,42 @@ def run_stages(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) 
     t0 = time.time()
     for stage in STAGES:
         if paths.state.stages[stage] != "done":
-            _run_stage(stage, spec, plan, paths, has_gpu, quiet)
+            try:
+                _run_stage(stage, spec, plan, paths, has_gpu, quiet)
+            except KeyboardInterrupt:  # Ctrl-C: the stage stays unfinished; Tune's state is at most 2 s old
+                raise StudyInterrupted(stage, paths.location) from None
     paths.state.finished_at = datetime.now().replace(microsecond=0)
     paths.state.driver_seconds += round(time.time() - t0, 1)
     paths.save()
     paths.push(force=True)
     if not quiet:
+        cmd = study_command()
         print(
-            f"study: done. MLflow UI: mlflow ui --backend-store-uri {paths.state.tracking_uri} "
-            f"--host 127.0.0.1 ; status: study status {paths.location}"
+            f"study: done. Next:\n  {cmd} report {paths.location}    # tables, plots, dashboard.html\n"
+            f"  {cmd} ui {paths.location}        # MLflow UI on 127.0.0.1\n"
+            f"  {cmd} status {paths.location}    # trials by stage, errors",
+            file=sys.stderr,
         )
     print(paths.location)
     return 0
 
 
+def study_command() -> str:
+    """How the user can type this command again: ``study`` where it is on PATH, else the script's path
+    (a virtual environment's ``.venv/bin/study``), else ``python -m study.cli``."""
+    script = Path(sys.argv[0])
+    if script.name != "study":
+        return f"{sys.executable} -m study.cli"
+    found = shutil.which("study")
+    return "study" if found and Path(found).resolve() == script.resolve() else sys.argv[0]
+
+
 def init_ray(address: str | None, quiet: bool) -> None:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    # Ctrl-C raises KeyboardInterrupt in the driver. Tune's own handler would end fit() as if the stage had
+    # finished (its interrupted trials read TERMINATED), and the study would go on to the next stage
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
