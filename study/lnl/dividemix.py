@@ -1,13 +1,15 @@
 """DivideMix (Li et al. 2020, "DivideMix: Learning with Noisy Labels as Semi-supervised Learning", ICLR).
 
-Two networks. After ``warmup_epochs`` of plain cross-entropy (plus a confidence penalty under
-asymmetric noise), each epoch starts with *co-divide*: every network's per-sample training losses are
-normalised and modelled by a two-component Gaussian mixture, and the posterior of the low-mean
-component is the sample's probability of being clean. Each network then trains on the division made by
-its peer: samples with clean probability above ``p_threshold`` are labelled, the rest unlabelled, and
-it runs MixMatch (Berthelot et al. 2019) on them with *label co-refinement* (labelled targets: the
-noisy label blended with the network's prediction by the clean probability, sharpened) and
-*co-guessing* (unlabelled targets: both networks' averaged predictions over two views, sharpened).
+Two networks. After ``warmup_epochs`` of plain cross-entropy (plus, with ``confidence_penalty``, the
+negative entropy the authors add under asymmetric noise), each epoch starts with *co-divide*: every
+network's per-sample training losses are normalised (and, with ``loss_window`` > 1, averaged over that
+many epochs, as the authors do with 5 at 90% noise) and modelled by a two-component Gaussian mixture,
+and the posterior of the low-mean component is the sample's probability of being clean. Each network
+then trains on the division made by its peer: samples with clean probability above ``p_threshold`` are
+labelled, the rest unlabelled, and it runs MixMatch (Berthelot et al. 2019) on them with *label
+co-refinement* (labelled targets: the noisy label blended with the network's prediction by the clean
+probability, sharpened) and *co-guessing* (unlabelled targets: both networks' averaged predictions over
+two views, sharpened).
 
 Departure from the authors' loop, which runs a separate pass per network over labelled batches with
 unlabelled batches drawn beside them: here both networks train on each batch of the shared training
@@ -79,7 +81,7 @@ def uniform_prior_penalty(logits: torch.Tensor) -> torch.Tensor:
 
 
 def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Mean ``sum p log p``: the confidence penalty used during warm-up under asymmetric noise."""
+    """Mean ``sum p log p``: the confidence penalty the authors add in warm-up under asymmetric noise."""
     p = torch.softmax(logits.float(), dim=1)
     return (p * torch.log(p.clamp_min(1e-12))).sum(1).mean()
 
@@ -96,8 +98,11 @@ class DivideMix(Algorithm):
         lambda_u: float = Field(25.0, ge=0, description="weight of the unlabelled loss (after its ramp-up)")
         warmup_epochs: int = Field(10, ge=0, description="epochs of plain cross-entropy before co-divide")
         rampup_epochs: int = Field(16, ge=0, description="epochs of the linear ramp of lambda_u after warm-up")
-        asymmetric: bool = Field(
-            False, description=("asymmetric noise: confidence penalty in warm-up, losses averaged over five epochs")
+        confidence_penalty: bool = Field(
+            False, description="add the negative entropy of the predictions in warm-up (authors: asymmetric noise)"
+        )
+        loss_window: int = Field(
+            1, ge=1, description="epochs of normalised losses averaged before the GMM (1: none; authors: 5 at 90%)"
         )
 
     hp: Hparams
@@ -137,14 +142,20 @@ class DivideMix(Algorithm):
         self.clean_prob = []
         for k, net in enumerate(self.nets):
             losses, indices = self.per_sample_losses(net, self.views)
-            span = losses.max() - losses.min()
-            losses = (losses - losses.min()) / (span if span > 0 else 1.0)
-            if self.hp.asymmetric:  # average the normalised losses over the last five epochs
-                self.loss_history[k] = (self.loss_history[k] + [losses])[-5:]
-                losses = np.mean(self.loss_history[k], axis=0)
+            losses = self.windowed_losses(k, losses)
             prob = torch.zeros(self.num_samples)
             prob[torch.from_numpy(indices)] = torch.from_numpy(gmm_clean_probability(losses)).float()
             self.clean_prob.append(prob.to(self.device))
+
+    def windowed_losses(self, k: int, losses: np.ndarray) -> np.ndarray:
+        """Network ``k``'s per-sample losses (N) min-max normalised, then averaged with its normalised losses
+        of the previous ``loss_window - 1`` epochs (kept in the checkpoint) when ``loss_window`` > 1."""
+        span = losses.max() - losses.min()
+        losses = (losses - losses.min()) / (span if span > 0 else 1.0)
+        if self.hp.loss_window == 1:
+            return losses
+        self.loss_history[k] = (self.loss_history[k] + [losses])[-self.hp.loss_window :]
+        return np.asarray(np.mean(self.loss_history[k], axis=0))
 
     # -- training
     def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> StepOutput:
@@ -168,7 +179,7 @@ class DivideMix(Algorithm):
         with torch.autocast(self.device.type, enabled=self.amp):
             logits = [net(x).float() for net in self.nets]
         loss = torch.stack([F.cross_entropy(lg, y) for lg in logits]).sum()
-        if self.hp.asymmetric:
+        if self.hp.confidence_penalty:
             loss = loss + torch.stack([negative_entropy(lg) for lg in logits]).sum()
         self.backward_many(loss, self.optimizers)
         self.step += 1
