@@ -192,6 +192,10 @@ class TrainViews:
         rows = self.row_of[index.cpu()].to(self.loader.device)
         return augment(to_float(self.loader.images[rows]), self.augment_cfg, self.loader.generator)
 
+    def labels_of(self, index: torch.Tensor) -> torch.Tensor:
+        """The (noisy) training labels of the samples with these dataset indices."""
+        return self.labels[self.row_of[index.cpu()].to(self.labels.device)]
+
     def plain_batches(self, batch_size: int = 512) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """``(x, y, index)`` over the whole training set in order, without augmentation (for evaluation)."""
         n = self.loader.images.shape[0]

@@ -101,3 +101,17 @@ def test_confidence_penalty_in_warmup(penalty):
     entropy_term = sum(negative_entropy(lg) for lg in logits)
     expected = (ce + entropy_term) / 2 if penalty else ce / 2
     assert algo.warmup_step(x, y)["loss"].item() == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_authors_plan_by_hand():
+    algo = build_dividemix(p_threshold=0.5)
+    indices = torch.arange(10)
+    # network 0 is divided by network 1: 6 labelled (0..5), 4 unlabelled; network 1 by network 0: 3 and 7
+    algo.clean_prob = [torch.tensor([0.9] * 3 + [0.1] * 7), torch.tensor([0.9] * 6 + [0.1] * 4)]
+    plan = algo.authors_plan(indices, batch=4)
+    assert [k for k, _, _ in plan] == [0, 0, 1]  # network 0's pass, then network 1's
+    (_, lab0a, unl0a), (_, lab0b, unl0b), (_, lab1, unl1) = plan
+    assert sorted(torch.cat([lab0a, lab0b]).tolist()) == [0, 1, 2, 3, 4, 5] and [len(lab0a), len(lab0b)] == [4, 2]
+    # 4 unlabelled samples: the first step uses all four, the second a reshuffle of the same four
+    assert sorted(unl0a.tolist()) == sorted(unl0b.tolist()) == [6, 7, 8, 9]
+    assert sorted(lab1.tolist()) == [0, 1, 2] and len(unl1) == 4 and set(unl1.tolist()) <= set(range(3, 10))
