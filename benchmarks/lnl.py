@@ -75,7 +75,7 @@ def algo_hparams(size: Size, algo: str, kind: str) -> dict:
     if algo == "dividemix" and kind == "pairflip":
         # the authors' setting for asymmetric noise: confidence penalty in warm-up, 5-epoch loss averaging,
         # and lambda_u 0 at 40% asymmetric noise (their README's per-rate values)
-        hp.update(asymmetric=True, lambda_u=0.0)
+        hp.update(confidence_penalty=True, loss_window=5, lambda_u=0.0)
     return hp
 
 

@@ -25,7 +25,7 @@ import torch
 from study.data import DATASETS, ImageData, Splits, get_dataset, make_splits
 from study.data.pipeline import AugmentConfig, Normalization, TensorLoader, normalization
 from study.lnl import ALGORITHMS, Algorithm, OptimConfig
-from study.lnl.base import LoaderHparams
+from study.lnl.base import LoaderHparams, class_priors, expected_noise_fraction
 from study.metrics import classification_metrics, study_metrics
 from study.models import Classifier
 from study.noise import NoisyLabels, inject_noise
@@ -342,6 +342,9 @@ def build_trial(
         optim,
         device,
         noise_rate=point.noise_rate,
+        expected_noise=expected_noise_fraction(
+            noise.transition, class_priors(data.labels, splits.train, data.num_classes)
+        ),
         amp=on_gpu,
         seed=point.seed,
         **own,

@@ -8,29 +8,100 @@ loop turns into label precision/recall outside the algorithm. Algorithms see onl
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, ClassVar, Literal, NotRequired, TypedDict
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Annotated, Any, ClassVar, Literal, NotRequired, TypedDict
 
 import numpy as np
 import torch
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 from torch import nn
 
 from study import hparams
 from study.data.pipeline import AugmentConfig, TensorLoader
 
+#: Adam's beta1 before and from ``decay_start`` in the Co-teaching authors' schedule (their mom1, mom2)
+COTEACHING_BETA1 = (0.9, 0.1)
+
 
 class OptimConfig(hparams.Hparams):
-    """Optimiser and schedule. Khanal et al.'s LNL stage: SGD momentum 0.9, wd 1e-4, lr 0.01, cosine."""
+    """Optimiser and schedule. Khanal et al.'s LNL stage: SGD momentum 0.9, wd 1e-4, lr 0.01, cosine.
+
+    ``step`` with ``milestones: [150]``, ``gamma: 0.1`` over 300 epochs is DivideMix's schedule (Li et al.
+    2020); ``coteaching`` is the Co-teaching authors' Adam schedule (Han et al. 2018; ``lr_at``, ``beta1_at``).
+    """
 
     optimizer: Literal["sgd", "adam"] = Field("sgd", description="optimiser of every network")
     lr: float = Field(0.01, gt=0, description="peak learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum (unused by adam)")
     weight_decay: float = Field(1e-4, ge=0, description="L2 weight decay")
-    schedule: Literal["cosine", "constant"] = Field(
-        "cosine", description=("cosine from lr to 0 over epochs, or constant")
+    schedule: Literal["constant", "cosine", "step", "coteaching"] = Field(
+        "cosine",
+        description=(
+            "constant; cosine from lr to 0 over epochs; step (lr x gamma at each of milestones); coteaching "
+            "(adam only: lr constant until decay_start, then linear to 0; Adam beta1 0.9, then 0.1)"
+        ),
+    )
+    milestones: list[Annotated[int, Field(gt=0)]] = Field(
+        [], description="step: the epochs (0-based) from which lr is multiplied by gamma once more"
+    )
+    gamma: float = Field(0.1, gt=0, le=1, description="step: the factor applied to lr at each milestone")
+    decay_start: int = Field(
+        80, ge=0, description="coteaching: the epoch (0-based) from which lr decays linearly and Adam's beta1 is 0.1"
     )
     epochs: int = Field(10, gt=0, description="training epochs (the length of the cosine schedule)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> OptimConfig:
+        found = self.problem()
+        if found is not None:
+            raise ValueError(f"{found[0]}: {found[1]}")
+        return self
+
+    def problem(self) -> tuple[str, str] | None:
+        """The first setting that contradicts another, as (field, message saying the fix); None if none."""
+        if self.schedule == "coteaching" and self.optimizer != "adam":
+            return "schedule", (
+                f"'coteaching' is the Co-teaching authors' Adam schedule (it sets Adam's beta1), but optimizer is "
+                f"{self.optimizer!r}; set optimizer: adam, or choose schedule constant, cosine or step"
+            )
+        if self.schedule == "coteaching" and self.decay_start >= self.epochs:
+            return "decay_start", (
+                f"{self.decay_start} is not below the entry's {self.epochs} epochs, so the schedule would never "
+                f"decay; set decay_start below {self.epochs} (the authors: 80 of 200)"
+            )
+        if self.schedule == "step":
+            if not self.milestones:
+                return "milestones", "schedule 'step' needs milestones (e.g. [150] of 300 epochs, DivideMix's)"
+            if any(b <= a for a, b in zip(self.milestones, self.milestones[1:])):
+                return "milestones", f"{self.milestones} must be strictly increasing"
+            if self.milestones[-1] >= self.epochs:
+                return "milestones", (
+                    f"{self.milestones} must lie within the entry's {self.epochs} epochs (1 to {self.epochs - 1}); "
+                    "lower them or raise the entry's epochs"
+                )
+        return None
+
+
+def optim_problems(
+    epochs: int, fixed: Mapping[str, Any], searched: Mapping[str, Sequence[Any]] | None = None
+) -> list[tuple[str, str]]:
+    """Contradictions between an LNL entry's optimiser settings, each as (field, message), for the door.
+
+    ``fixed``: the entry's fixed values (other names are ignored); ``searched``: the values a searched
+    optimiser field can take that bound its range (a categorical's choices, a range's low and high). Every
+    combination of them with the fixed values is checked, so no sample can fail inside a trial.
+    """
+    names = set(OptimConfig.model_fields) - {"epochs"}
+    base = {k: v for k, v in fixed.items() if k in names}
+    options = {k: list(v) for k, v in (searched or {}).items() if k in names}
+    found: dict[tuple[str, str], None] = {}
+    for combo in itertools.product(*options.values()):
+        values = {**base, **dict(zip(options, combo)), "epochs": epochs}
+        problem = OptimConfig.model_construct(**values).problem()
+        if problem is not None:
+            found[problem] = None
+    return list(found)
 
 
 class LoaderHparams(hparams.Hparams):
@@ -55,10 +126,50 @@ def make_optimizer(params: Iterable[nn.Parameter], cfg: OptimConfig) -> torch.op
 
 
 def lr_at(epoch: int, cfg: OptimConfig) -> float:
-    """The learning rate of an epoch: cosine from ``lr`` to 0 over ``epochs``, or constant."""
+    """The learning rate of a 0-based epoch under ``cfg.schedule``.
+
+    cosine: ``lr/2 (1 + cos(pi e / epochs))``; step: ``lr gamma^(number of milestones <= e)``; coteaching:
+    ``lr`` before ``decay_start``, then ``lr (epochs - e) / (epochs - decay_start)``; constant: ``lr``.
+    """
     if cfg.schedule == "cosine":
         return float(0.5 * cfg.lr * (1 + np.cos(np.pi * epoch / max(cfg.epochs, 1))))
+    if cfg.schedule == "step":
+        return float(cfg.lr * cfg.gamma ** sum(1 for m in cfg.milestones if epoch >= m))
+    if cfg.schedule == "coteaching" and epoch >= cfg.decay_start:
+        return float(cfg.lr * (cfg.epochs - epoch) / (cfg.epochs - cfg.decay_start))
     return cfg.lr
+
+
+def beta1_at(epoch: int, cfg: OptimConfig) -> float | None:
+    """Adam's beta1 of an epoch where the schedule sets it (``coteaching``: 0.9, then 0.1 from
+    ``decay_start``), else None (the optimiser's own)."""
+    if cfg.schedule != "coteaching":
+        return None
+    return COTEACHING_BETA1[1] if epoch >= cfg.decay_start else COTEACHING_BETA1[0]
+
+
+def set_schedule(opt: torch.optim.Optimizer, epoch: int, cfg: OptimConfig) -> None:
+    """Write the epoch's learning rate (and Adam's beta1, where the schedule sets it) into ``opt``."""
+    beta1 = beta1_at(epoch, cfg)
+    for g in opt.param_groups:
+        g["lr"] = lr_at(epoch, cfg)
+        if beta1 is not None and "betas" in g:
+            g["betas"] = (beta1, g["betas"][1])
+
+
+def class_priors(labels: Sequence[int] | np.ndarray, rows: np.ndarray, num_classes: int) -> np.ndarray:
+    """The class frequencies (K) of ``labels[rows]``: the training split's priors, for ``expected_noise_fraction``."""
+    counts = np.bincount(np.asarray(labels)[rows], minlength=num_classes).astype(np.float64)
+    return np.asarray(counts / max(counts.sum(), 1.0))
+
+
+def expected_noise_fraction(transition: np.ndarray, priors: np.ndarray) -> float:
+    """The expected fraction of corrupted labels, ``sum_i pi_i (1 - T_ii)``, of a K x K transition matrix
+    ``T`` (row: true class) and the true classes' priors ``pi`` (K, summing to 1)."""
+    t, pi = np.asarray(transition, dtype=np.float64), np.asarray(priors, dtype=np.float64)
+    if t.ndim != 2 or t.shape[0] != t.shape[1] or pi.shape != (t.shape[0],):
+        raise ValueError(f"need a K x K transition matrix and K priors, got {t.shape} and {pi.shape}")
+    return float(np.clip(np.sum(pi * (1.0 - np.diag(t))) / max(pi.sum(), 1e-12), 0.0, 1.0))
 
 
 class TrainViews:
@@ -80,6 +191,10 @@ class TrainViews:
         """One augmented view (B x C x H x W) of the samples with these dataset indices."""
         rows = self.row_of[index.cpu()].to(self.loader.device)
         return self.loader.train_inputs(self.loader.images[rows], self.augment_cfg)
+
+    def labels_of(self, index: torch.Tensor) -> torch.Tensor:
+        """The (noisy) training labels of the samples with these dataset indices."""
+        return self.labels[self.row_of[index.cpu()].to(self.labels.device)]
 
     def plain_batches(self, batch_size: int = 512) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """``(x, y, index)`` over the whole training set in order, without augmentation (for evaluation)."""
@@ -119,6 +234,7 @@ class Algorithm:
         optim: OptimConfig,
         device: torch.device,
         noise_rate: float | None = None,
+        expected_noise: float | None = None,
         amp: bool = False,
         seed: int = 0,
         **hparams: Any,
@@ -126,6 +242,8 @@ class Algorithm:
         self.hp = self.build_hparams(hparams)
         self.num_classes, self.num_samples = num_classes, num_samples
         self.optim_cfg, self.device, self.noise_rate, self.seed = optim, device, noise_rate, seed
+        #: the expected corrupted fraction of the training labels (``expected_noise_fraction``), where known
+        self.expected_noise = expected_noise
         self.amp = amp and device.type == "cuda"
         self.nets = self.build_nets(make_model)
         self.optimizers = [make_optimizer(n.parameters(), optim) for n in self.nets]
@@ -151,10 +269,10 @@ class Algorithm:
         raise NotImplementedError
 
     def start_epoch(self, epoch: int, train: TensorLoader) -> None:
-        """Called before each epoch with the (noisy-label) training loader; sets the learning rate."""
+        """Called before each epoch with the (noisy-label) training loader; sets the learning rate (and
+        Adam's beta1 where the schedule sets it)."""
         for opt in self.optimizers:
-            for g in opt.param_groups:
-                g["lr"] = lr_at(epoch, self.optim_cfg)
+            set_schedule(opt, epoch, self.optim_cfg)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> StepOutput:
         net, opt = self.nets[0], self.optimizers[0]

@@ -1,24 +1,30 @@
 """DivideMix (Li et al. 2020, "DivideMix: Learning with Noisy Labels as Semi-supervised Learning", ICLR).
 
-Two networks. After ``warmup_epochs`` of plain cross-entropy (plus a confidence penalty under
-asymmetric noise), each epoch starts with *co-divide*: every network's per-sample training losses are
-normalised and modelled by a two-component Gaussian mixture, and the posterior of the low-mean
-component is the sample's probability of being clean. Each network then trains on the division made by
-its peer: samples with clean probability above ``p_threshold`` are labelled, the rest unlabelled, and
-it runs MixMatch (Berthelot et al. 2019) on them with *label co-refinement* (labelled targets: the
-noisy label blended with the network's prediction by the clean probability, sharpened) and
-*co-guessing* (unlabelled targets: both networks' averaged predictions over two views, sharpened).
+Two networks. After ``warmup_epochs`` of plain cross-entropy (plus, with ``confidence_penalty``, the
+negative entropy the authors add under asymmetric noise), each epoch starts with *co-divide*: every
+network's per-sample training losses are normalised (and, with ``loss_window`` > 1, averaged over that
+many epochs, as the authors do with 5 at 90% noise) and modelled by a two-component Gaussian mixture,
+and the posterior of the low-mean component is the sample's probability of being clean. Each network
+then trains on the division made by its peer: samples with clean probability above ``p_threshold`` are
+labelled, the rest unlabelled, and it runs MixMatch (Berthelot et al. 2019) on them with *label
+co-refinement* (labelled targets: the noisy label blended with the network's prediction by the clean
+probability, sharpened) and *co-guessing* (unlabelled targets: both networks' averaged predictions over
+two views, sharpened).
 
-Departure from the authors' loop, which runs a separate pass per network over labelled batches with
-unlabelled batches drawn beside them: here both networks train on each batch of the shared training
-loader, each splitting the batch into labelled and unlabelled parts by its peer's division. Every sample
-is used once per epoch in both roles the division gives it.
+``organisation``: ``shared`` (default; a departure from the authors' loop) trains both networks on each
+batch of the shared training loader, each splitting the batch into labelled and unlabelled parts by its
+peer's division, so every sample is used once per epoch in the role the division gives it. ``authors``
+is their loop: network 1, then network 2, each in its own pass over its labelled set in batches of the
+loader's batch size, each batch with as many unlabelled samples drawn beside it from a shuffled
+unlabelled set that is reshuffled and drawn again when used up. The loop's calls (one per loader batch)
+carry that plan forward in even shares (``authors_plan``, ``train_step``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -79,7 +85,7 @@ def uniform_prior_penalty(logits: torch.Tensor) -> torch.Tensor:
 
 
 def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Mean ``sum p log p``: the confidence penalty used during warm-up under asymmetric noise."""
+    """Mean ``sum p log p``: the confidence penalty the authors add in warm-up under asymmetric noise."""
     p = torch.softmax(logits.float(), dim=1)
     return (p * torch.log(p.clamp_min(1e-12))).sum(1).mean()
 
@@ -96,8 +102,18 @@ class DivideMix(Algorithm):
         lambda_u: float = Field(25.0, ge=0, description="weight of the unlabelled loss (after its ramp-up)")
         warmup_epochs: int = Field(10, ge=0, description="epochs of plain cross-entropy before co-divide")
         rampup_epochs: int = Field(16, ge=0, description="epochs of the linear ramp of lambda_u after warm-up")
-        asymmetric: bool = Field(
-            False, description=("asymmetric noise: confidence penalty in warm-up, losses averaged over five epochs")
+        confidence_penalty: bool = Field(
+            False, description="add the negative entropy of the predictions in warm-up (authors: asymmetric noise)"
+        )
+        loss_window: int = Field(
+            1, ge=1, description="epochs of normalised losses averaged before the GMM (1: none; authors: 5 at 90%)"
+        )
+        organisation: Literal["shared", "authors"] = Field(
+            "shared",
+            description=(
+                "shared: both networks on each loader batch, split by the peer's division; authors: each network "
+                "its own pass over its labelled set, B labelled + B unlabelled per step, unlabelled recycled"
+            ),
         )
 
     hp: Hparams
@@ -110,6 +126,10 @@ class DivideMix(Algorithm):
         self.loss_history: list[list[np.ndarray]] = [[], []]
         self.views: TrainViews | None = None
         self.step, self.steps_per_epoch = 0, 1
+        #: ``organisation: authors``: this epoch's steps as (network, labelled indices, unlabelled indices)
+        self.plan: list[tuple[int, torch.Tensor, torch.Tensor]] = []
+        self.plan_done = 0
+        self.last_loss = torch.zeros(())  # what a call without a due step reports (``authors_steps``)
 
     def build_nets(self, make_model: Callable[[], nn.Module]) -> list[nn.Module]:
         return [make_model().to(self.device), make_model().to(self.device)]
@@ -137,14 +157,39 @@ class DivideMix(Algorithm):
         self.clean_prob = []
         for k, net in enumerate(self.nets):
             losses, indices = self.per_sample_losses(net, self.views)
-            span = losses.max() - losses.min()
-            losses = (losses - losses.min()) / (span if span > 0 else 1.0)
-            if self.hp.asymmetric:  # average the normalised losses over the last five epochs
-                self.loss_history[k] = (self.loss_history[k] + [losses])[-5:]
-                losses = np.mean(self.loss_history[k], axis=0)
+            losses = self.windowed_losses(k, losses)
             prob = torch.zeros(self.num_samples)
             prob[torch.from_numpy(indices)] = torch.from_numpy(gmm_clean_probability(losses)).float()
             self.clean_prob.append(prob.to(self.device))
+        if self.hp.organisation == "authors":
+            self.plan, self.plan_done = self.authors_plan(train.indices, train.batch_size), 0
+
+    def windowed_losses(self, k: int, losses: np.ndarray) -> np.ndarray:
+        """Network ``k``'s per-sample losses (N) min-max normalised, then averaged with its normalised losses
+        of the previous ``loss_window - 1`` epochs (kept in the checkpoint) when ``loss_window`` > 1."""
+        span = losses.max() - losses.min()
+        losses = (losses - losses.min()) / (span if span > 0 else 1.0)
+        if self.hp.loss_window == 1:
+            return losses
+        self.loss_history[k] = (self.loss_history[k] + [losses])[-self.hp.loss_window :]
+        return np.asarray(np.mean(self.loss_history[k], axis=0))
+
+    def authors_plan(self, indices: torch.Tensor, batch: int) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
+        """The authors' epoch: network 0's steps, then network 1's. Each network's labelled set (its peer's
+        clean probability above ``p_threshold``) is shuffled into batches of ``batch`` (the last one partial);
+        each step gets the next ``batch`` of its unlabelled set, shuffled again whenever it runs out."""
+        plan = []
+        for k in (0, 1):
+            w = self.clean_prob[1 - k][indices.to(self.clean_prob[1 - k].device)].cpu()
+            labelled, unlabelled = indices[w > self.hp.p_threshold], indices[w <= self.hp.p_threshold]
+            order = labelled[torch.randperm(len(labelled), generator=self.perm_gen)]
+            pool = torch.empty(0, dtype=torch.long)
+            for i in range(0, len(order), batch):
+                if len(pool) == 0 and len(unlabelled):
+                    pool = unlabelled[torch.randperm(len(unlabelled), generator=self.perm_gen)]
+                plan.append((k, order[i : i + batch], pool[:batch]))
+                pool = pool[batch:]
+        return plan
 
     # -- training
     def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> StepOutput:
@@ -152,6 +197,8 @@ class DivideMix(Algorithm):
             return self.warmup_step(x, y)
         if self.views is None:
             raise RuntimeError("dividemix: train_step before start_epoch")
+        if self.hp.organisation == "authors":
+            return self.authors_steps(epoch)
         x2 = self.views.views(index)  # a second augmented view of the batch
         losses, selected = [], []
         for k in (0, 1):
@@ -164,11 +211,33 @@ class DivideMix(Algorithm):
         self.step += 1
         return {"loss": (losses[0] + losses[1]) / 2, "selected": torch.cat(selected)}
 
+    def authors_steps(self, epoch: int) -> StepOutput:
+        """This call's share of the epoch's plan (``authors_plan``): the steps due by it, spread evenly over
+        the loader's calls (rounded up, so steps come first), each a MixMatch step of one network on a
+        labelled batch and the unlabelled batch drawn beside it. A call with no step due reports the last
+        step's loss again (the loop averages what calls report)."""
+        assert self.views is not None
+        self.step += 1
+        upto = min(len(self.plan), math.ceil(self.step * len(self.plan) / self.steps_per_epoch))
+        losses, selected = [], []
+        for k, lab, unl in self.plan[self.plan_done : upto]:
+            index = torch.cat([lab, unl])
+            x1, x2 = self.views.views(index), self.views.views(index)
+            y, w = self.views.labels_of(index), self.clean_prob[1 - k][index.to(self.device)]
+            labelled = torch.arange(len(index), device=w.device) < len(lab)
+            net, peer = self.nets[k], self.nets[1 - k]
+            losses.append(self.mixmatch_step(net, peer, self.optimizers[k], x1, x2, y, w, labelled, epoch))
+            selected.append(lab)
+        self.plan_done = upto
+        if losses:
+            self.last_loss = torch.stack(losses).mean()
+        return {"loss": self.last_loss, "selected": torch.cat(selected) if selected else torch.empty(0).long()}
+
     def warmup_step(self, x: torch.Tensor, y: torch.Tensor) -> StepOutput:
         with torch.autocast(self.device.type, enabled=self.amp):
             logits = [net(x).float() for net in self.nets]
         loss = torch.stack([F.cross_entropy(lg, y) for lg in logits]).sum()
-        if self.hp.asymmetric:
+        if self.hp.confidence_penalty:
             loss = loss + torch.stack([negative_entropy(lg) for lg in logits]).sum()
         self.backward_many(loss, self.optimizers)
         self.step += 1
@@ -242,6 +311,8 @@ class DivideMix(Algorithm):
             "loss_history": self.loss_history,
             "rng": self.rng.bit_generator.state,
             "perm_gen": self.perm_gen.get_state(),
+            "plan": self.plan,
+            "plan_done": self.plan_done,
         }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
@@ -251,3 +322,4 @@ class DivideMix(Algorithm):
             self.rng.bit_generator.state = state["rng"]
         if "perm_gen" in state:
             self.perm_gen.set_state(state["perm_gen"])
+        self.plan, self.plan_done = state.get("plan", []), state.get("plan_done", 0)

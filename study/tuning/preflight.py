@@ -6,18 +6,20 @@ against their declarations); what is left needs the files a trial reads: every d
 (into the data cache, where the trials find it), every noise kind must accept every rate on every dataset,
 a shifted test set must decode and have its training dataset's classes (same names, same order) and
 channels, stored images (training and shifted test) must be at least the network input
-(``model.resolution``: a trial crops them to it, never enlarges them), and the ImageNet weight file must
-be there for an entry that starts from it (nothing is downloaded at run time). All problems are reported
-at once, as a ``SpecError`` against the spec file.
+(``model.resolution``: a trial crops them to it, never enlarges them), the ImageNet weight file must be
+there for an entry that starts from it (nothing is downloaded at run time), and an LNL entry's optimiser
+settings must agree with each other and with its epochs. All problems are reported at once, as a
+``SpecError`` against the spec file.
 """
 
 from __future__ import annotations
 
 from study.data import DataError, ImageData
 from study.experiment import load_dataset, load_shifted_test, noise_options
+from study.lnl.base import optim_problems
 from study.noise import inject_noise
 from study.ssl.init import find_imagenet_weights
-from study.tuning.spec import ShiftedTestSpec, Spec, SpecError
+from study.tuning.spec import CategoricalParam, ShiftedTestSpec, Spec, SpecError
 from study.tuning.studydir import DatasetFacts
 
 #: labels the noise check corrupts per dataset (enough to meet every kind's conditions)
@@ -43,6 +45,7 @@ def preflight(spec: Spec, source: str, data_cache: str) -> dict[str, DatasetFact
         if entry.shifted_test is not None:
             problems += shifted_test_problems(spec, entry.shifted_test, data, data_cache, f"datasets[{i}].shifted_test")
     problems += weight_problems(spec)
+    problems += lnl_problems(spec)
     if problems:
         raise SpecError(source, problems)
     return facts
@@ -124,6 +127,20 @@ def class_mismatch(train: list[str], shifted: list[str], dataset: str) -> str:
         f"index, so the shifted test set needs exactly the classes {', '.join(train)}, in that order: rename, add "
         "or remove its classes (folder and manifest datasets order them by name)"
     )
+
+
+def lnl_problems(spec: Spec) -> list[tuple[str, str]]:
+    """LNL entries whose optimiser settings contradict each other or the entry's epochs (``coteaching``
+    without Adam, milestones past the last epoch), for any value their search space can sample."""
+    problems = []
+    for i, entry in enumerate(spec.lnl):
+        searched = {
+            k: p.choices if isinstance(p, CategoricalParam) else [p.low, p.high] for k, p in entry.search_space.items()
+        }
+        for name, message in optim_problems(entry.epochs, entry.fixed, searched):
+            where = "search_space" if name in entry.search_space else "fixed"
+            problems.append((f"lnl[{i}].{where}.{name}", message))
+    return problems
 
 
 def weight_problems(spec: Spec) -> list[tuple[str, str]]:

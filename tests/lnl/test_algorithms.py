@@ -157,3 +157,29 @@ def test_fit_recall_is_one_when_every_training_sample_is_selected(tiny):
     clean_frac = float(np.mean(noisy[splits.train] == labels[splits.train]))
     assert h["selected_label_recall"] == 1.0
     assert h["selected_label_precision"] == pytest.approx(clean_frac) and clean_frac < 1.0
+
+
+def test_dividemix_authors_organisation_runs_its_whole_plan(tiny):
+    data, splits, labels, noisy = tiny
+    torch.manual_seed(0)
+    train, val, _ = loaders(data, splits, labels, noisy)
+    algo = ALGORITHMS["dividemix"](
+        make_model_for(data),
+        data.num_classes,
+        len(data),
+        OptimConfig(lr=0.05, epochs=2),
+        torch.device("cpu"),
+        seed=0,
+        warmup_epochs=1,
+        organisation="authors",
+    )
+    res = fit(algo, train, val, 2, clean_train_labels=labels, noisy_train_labels=noisy)
+    assert all(np.isfinite(h["train_loss"]) for h in res.history)
+    # every planned step ran: each network's labelled set, in batches of 32, one pass
+    assert algo.plan and algo.plan_done == len(algo.plan)
+    for k in (0, 1):
+        peer = algo.clean_prob[1 - k][torch.as_tensor(splits.train)]
+        batches = [lab for net, lab, _ in algo.plan if net == k]
+        assert [len(b) for b in batches[:-1]] == [32] * (len(batches) - 1)
+        assert sorted(torch.cat(batches).tolist()) == sorted(splits.train[(peer > 0.5).numpy()].tolist())
+    algo.load_state_dict(res.best_state)

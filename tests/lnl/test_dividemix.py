@@ -1,4 +1,5 @@
-"""DivideMix's pieces: the GMM split, sharpening, MixMatch mixing and its losses."""
+"""DivideMix's pieces: the GMM split, sharpening, MixMatch mixing and its losses; the loss window and the
+warm-up confidence penalty."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from study.lnl import OptimConfig
 from study.lnl.dividemix import (
+    DivideMix,
     gmm_clean_probability,
     mixmatch_losses,
     mixmatch_mix,
@@ -15,6 +18,7 @@ from study.lnl.dividemix import (
     sharpen,
     uniform_prior_penalty,
 )
+from study.models import Classifier, SmallCNN
 
 
 def test_gmm_separates_low_and_high_losses():
@@ -63,3 +67,51 @@ def test_penalties():
     assert uniform_prior_penalty(torch.zeros(3, 4)).item() == pytest.approx(0.0, abs=1e-7)
     assert uniform_prior_penalty(torch.tensor([[5.0, 0.0], [5.0, 0.0]])).item() > 0
     assert negative_entropy(torch.zeros(2, 4)).item() == pytest.approx(-np.log(4))
+
+
+def build_dividemix(**hp) -> DivideMix:
+    torch.manual_seed(0)
+    return DivideMix(
+        lambda: Classifier(SmallCNN(3, 8, width=4), 3), 3, 3, OptimConfig(epochs=2), torch.device("cpu"), **hp
+    )
+
+
+def test_loss_window_averages_normalised_losses_over_epochs():
+    assert DivideMix.Hparams().loss_window == 1 and not DivideMix.Hparams().confidence_penalty
+    plain = build_dividemix()
+    assert plain.windowed_losses(0, np.array([1.0, 2.0, 3.0])) == pytest.approx([0.0, 0.5, 1.0])
+    assert plain.loss_history == [[], []]
+    algo = build_dividemix(loss_window=2)
+    assert algo.windowed_losses(0, np.array([1.0, 2.0, 3.0])) == pytest.approx([0.0, 0.5, 1.0])
+    # normalised [1, 0.5, 0], averaged with the previous epoch's [0, 0.5, 1]
+    assert algo.windowed_losses(0, np.array([4.0, 2.0, 0.0])) == pytest.approx([0.5, 0.5, 0.5])
+    # the window drops the first epoch: [1, 0.5, 0] and [0, 1, 0.25]
+    assert algo.windowed_losses(0, np.array([0.0, 4.0, 1.0])) == pytest.approx([0.5, 0.75, 0.125])
+    assert len(algo.loss_history[0]) == 2 and algo.loss_history[1] == []  # per network
+
+
+@pytest.mark.parametrize("penalty", [False, True])
+def test_confidence_penalty_in_warmup(penalty):
+    algo = build_dividemix(confidence_penalty=penalty)
+    x, y = torch.randn(6, 3, 8, 8, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 0, 1, 2])
+    algo.train()
+    with torch.no_grad():
+        logits = [net(x) for net in algo.nets]
+    ce = sum(F.cross_entropy(lg, y) for lg in logits)
+    entropy_term = sum(negative_entropy(lg) for lg in logits)
+    expected = (ce + entropy_term) / 2 if penalty else ce / 2
+    assert algo.warmup_step(x, y)["loss"].item() == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_authors_plan_by_hand():
+    algo = build_dividemix(p_threshold=0.5)
+    indices = torch.arange(10)
+    # network 0 is divided by network 1: 6 labelled (0..5), 4 unlabelled; network 1 by network 0: 3 and 7
+    algo.clean_prob = [torch.tensor([0.9] * 3 + [0.1] * 7), torch.tensor([0.9] * 6 + [0.1] * 4)]
+    plan = algo.authors_plan(indices, batch=4)
+    assert [k for k, _, _ in plan] == [0, 0, 1]  # network 0's pass, then network 1's
+    (_, lab0a, unl0a), (_, lab0b, unl0b), (_, lab1, unl1) = plan
+    assert sorted(torch.cat([lab0a, lab0b]).tolist()) == [0, 1, 2, 3, 4, 5] and [len(lab0a), len(lab0b)] == [4, 2]
+    # 4 unlabelled samples: the first step uses all four, the second a reshuffle of the same four
+    assert sorted(unl0a.tolist()) == sorted(unl0b.tolist()) == [6, 7, 8, 9]
+    assert sorted(lab1.tolist()) == [0, 1, 2] and len(unl1) == 4 and set(unl1.tolist()) <= set(range(3, 10))

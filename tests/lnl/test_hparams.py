@@ -42,6 +42,9 @@ def test_unknown_name_raises_naming_it_and_the_algorithm(name):
         ("co_teaching", "forget_rate", 1.0),
         ("co_teaching", "tk", -1),
         ("co_teaching", "c", 0.0),
+        ("co_teaching", "ramp", "text"),
+        ("co_teaching", "forget_rate", "nominal"),
+        ("co_teaching_plus", "loss_form", "code"),
         ("co_teaching_plus", "init_epochs", -1),
         ("co_teaching_plus", "forget_rate", -0.1),
         ("dividemix", "alpha", 0.0),
@@ -50,10 +53,14 @@ def test_unknown_name_raises_naming_it_and_the_algorithm(name):
         ("dividemix", "lambda_u", -1.0),
         ("dividemix", "warmup_epochs", -1),
         ("dividemix", "rampup_epochs", 2.5),
+        ("dividemix", "loss_window", 0),
+        ("dividemix", "confidence_penalty", "maybe"),
         ("elr", "beta", 1.0),
         ("elr", "lam", -1.0),
         ("gce", "q", 0.0),
         ("gce", "q", 1.1),
+        ("gce", "k", 1.0),
+        ("sce", "log_zero", 0.0),
         ("sce", "alpha", -0.1),
         ("sce", "beta", "big"),
         ("linear_probe", "hidden", [16, 0]),
@@ -80,7 +87,7 @@ def test_values_are_converted_as_the_spec_converts_them():
 def test_subclass_declaration_extends_its_parent():
     plus, plain = ALGORITHMS["co_teaching_plus"].Hparams, ALGORITHMS["co_teaching"].Hparams
     assert issubclass(plus, plain)
-    assert set(plus.model_fields) == set(plain.model_fields) | {"init_epochs"}
+    assert set(plus.model_fields) == set(plain.model_fields) | {"init_epochs", "loss_form"}
     assert plus.owner == "LNL algorithm co_teaching_plus" and plain.owner == "LNL algorithm co_teaching"
 
 
@@ -129,7 +136,11 @@ def test_optim_config_is_checked():
         {"weight_decay": -1e-4},
         {"epochs": 0},
         {"optimizer": "rmsprop"},
-        {"schedule": "step"},
+        {"schedule": "linear"},
+        {"schedule": "step"},  # without milestones
+        {"schedule": "coteaching"},  # with sgd
+        {"gamma": 0.0},
+        {"milestones": [0]},
         {"nesterov": True},
     ):
         with pytest.raises(ValidationError):

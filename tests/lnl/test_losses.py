@@ -1,4 +1,4 @@
-"""GCE, SCE and ELR against values computed by hand."""
+"""GCE (plain and truncated), SCE (both values of log 0) and ELR against values computed by hand."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from study.lnl import ALGORITHMS, OptimConfig
 from study.lnl.elr import elr_loss, elr_update_targets
 from study.lnl.gce import gce_loss
 from study.lnl.sce import sce_loss
@@ -62,3 +63,32 @@ def test_losses_are_differentiable_and_pure():
         (g,) = torch.autograd.grad(loss, logits)
         assert torch.isfinite(g).all()
     assert torch.equal(logits.detach(), LOGITS)
+
+
+def test_gce_truncated_at_k():
+    q, k = 0.7, 0.5
+    # p_y = 5/8 > k keeps L_q(5/8); p_y = 1/3 <= k counts as the constant L_q(0.5)
+    expected = ((1 - (5 / 8) ** q) / q + (1 - 0.5**q) / q) / 2
+    assert gce_loss(LOGITS, Y, q, k=k).item() == pytest.approx(expected, rel=1e-6)
+    assert gce_loss(LOGITS, Y, q, k=0.0).item() == pytest.approx(gce_loss(LOGITS, Y, q).item())
+    logits = LOGITS.clone().requires_grad_(True)
+    gce_loss(logits, Y, q, k=k).backward()
+    assert logits.grad is not None
+    assert (
+        torch.count_nonzero(logits.grad[1]) == 0 and torch.count_nonzero(logits.grad[0]) > 0
+    )  # truncated: no gradient
+
+
+def test_sce_and_gce_read_their_hyperparameters():
+    hp = ALGORITHMS["sce"].Hparams()
+    assert hp.log_zero == -4.0 and ALGORITHMS["gce"].Hparams().k == 0.0
+    algo = ALGORITHMS["sce"](
+        lambda: torch.nn.Linear(3, 3), 3, 2, OptimConfig(epochs=1), torch.device("cpu"), log_zero=math.log(1e-4)
+    )
+    rce_code = sum(-math.log(1e-4) * (1 - p) for p in P_Y) / 2
+    ce = -sum(math.log(p) for p in P_Y) / 2
+    assert algo.loss_fn(LOGITS, Y, Y).item() == pytest.approx(0.1 * ce + rce_code, rel=1e-5)
+    # the authors' A = ln 1e-4 gives a reverse-CE gradient ln(1e-4) / -4 = 2.30 times the paper's
+    assert math.log(1e-4) / -4 == pytest.approx(2.3026, abs=1e-4)
+    gce = ALGORITHMS["gce"](lambda: torch.nn.Linear(3, 3), 3, 2, OptimConfig(epochs=1), torch.device("cpu"), k=0.5)
+    assert gce.loss_fn(LOGITS, Y, Y).item() == pytest.approx(gce_loss(LOGITS, Y, 0.7, 0.5).item())
