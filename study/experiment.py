@@ -24,6 +24,7 @@ import torch
 
 from study.data import DATASETS, ImageData, Splits, get_dataset, make_splits
 from study.data.pipeline import AugmentConfig, TensorLoader
+from study.data.splits import with_labelled_subset
 from study.lnl import ALGORITHMS, Algorithm, OptimConfig
 from study.lnl.base import LoaderHparams
 from study.metrics import classification_metrics
@@ -76,6 +77,15 @@ def noise_options(spec: Spec, data: ImageData, key: str, kind: str) -> dict[str,
 def load_shifted_test(shifted: ShiftedTestSpec, resolution: int, data_cache: str | Path) -> ImageData:
     """A dataset entry's shifted test set, at the training data's resolution unless its options set one."""
     return get_dataset(shifted.name, **{"resolution": resolution, **shifted.options}).load(data_cache)
+
+
+def trial_splits(spec: Spec, data: ImageData, point: Point) -> Splits:
+    """The trial's splits: train/val/test by the point's seed, the training part cut to the point's labelled
+    fraction (stratified, nested across fractions; ``study.data.splits.labelled_subset``). The rest of the
+    training split is not used by the trial; stage-1 pretraining, which reads no labels, keeps all of it."""
+    ds = spec.dataset_map[point.dataset]
+    splits = make_splits(data, ds.splits.val_fraction, ds.splits.test_fraction, seed=point.seed)
+    return with_labelled_subset(splits, np.asarray(data.labels), point.label_fraction, point.seed)
 
 
 def corrupt(spec: Spec, data: ImageData, splits: Splits, point: Point) -> tuple[np.ndarray, NoisyLabels]:
@@ -254,13 +264,12 @@ def build_trial(
 ) -> Trial:
     """The trial of ``point`` with ``hparams`` (a cell's fixed and sampled values), ready to ``fit``."""
     entry = spec.lnl_map[point.lnl]
-    ds = spec.dataset_map[point.dataset]
     on_gpu = device.type == "cuda"
     torch.manual_seed(point.seed)
     np.random.seed(point.seed)
-    # data: decode (cached), split, corrupt the train/val labels
+    # data: decode (cached), split, keep the labelled subset, then corrupt its (and validation's) labels
     data = load_dataset(spec, point.dataset, data_cache)
-    splits = make_splits(data, ds.splits.val_fraction, ds.splits.test_fraction, seed=point.seed)
+    splits = trial_splits(spec, data, point)
     labels, noise = corrupt(spec, data, splits, point)
     # model: the stage-1 encoder and the entry's head
     optim, batch, own = split_hparams(entry, hparams)
@@ -308,4 +317,5 @@ __all__ = [
     "noise_options",
     "pretrain_request",
     "split_hparams",
+    "trial_splits",
 ]
