@@ -24,6 +24,7 @@ import torch
 
 from study.data import DATASETS, ImageData, Splits, get_dataset, make_splits
 from study.data.pipeline import AugmentConfig, Normalization, TensorLoader, normalization
+from study.data.splits import with_labelled_subset
 from study.lnl import ALGORITHMS, Algorithm, OptimConfig
 from study.lnl.base import LoaderHparams, class_priors, expected_noise_fraction
 from study.metrics import classification_metrics, study_metrics
@@ -93,6 +94,15 @@ def class_scale(scale: dict[str, float], class_names: list[str]) -> list[float]:
 def load_shifted_test(shifted: ShiftedTestSpec, resolution: int, data_cache: str | Path) -> ImageData:
     """A dataset entry's shifted test set, at the training data's resolution unless its options set one."""
     return get_dataset(shifted.name, **{"resolution": resolution, **shifted.options}).load(data_cache)
+
+
+def trial_splits(spec: Spec, data: ImageData, point: Point) -> Splits:
+    """The trial's splits: train/val/test by the point's seed, the training part cut to the point's labelled
+    fraction (stratified, nested across fractions; ``study.data.splits.labelled_subset``). The rest of the
+    training split is not used by the trial; stage-1 pretraining, which reads no labels, keeps all of it."""
+    ds = spec.dataset_map[point.dataset]
+    splits = make_splits(data, ds.splits.val_fraction, ds.splits.test_fraction, seed=point.seed)
+    return with_labelled_subset(splits, np.asarray(data.labels), point.label_fraction, point.seed)
 
 
 def corrupt(spec: Spec, data: ImageData, splits: Splits, point: Point) -> tuple[np.ndarray, NoisyLabels]:
@@ -294,13 +304,12 @@ def build_trial(
     the LNL entry fixes take the values it fixes at the point's noise setting (``LNLSpec.point_hparams``), so a
     caller that passes the entry's plain ``fixed`` still trains with its ``by_noise_kind`` values."""
     entry = spec.lnl_map[point.lnl]
-    ds = spec.dataset_map[point.dataset]
     on_gpu = device.type == "cuda"
     torch.manual_seed(point.seed)
     np.random.seed(point.seed)
-    # data: decode (cached), split, corrupt the train/val labels
+    # data: decode (cached), split, keep the labelled subset, then corrupt its (and validation's) labels
     data = load_dataset(spec, point.dataset, data_cache)
-    splits = make_splits(data, ds.splits.val_fraction, ds.splits.test_fraction, seed=point.seed)
+    splits = trial_splits(spec, data, point)
     labels, noise = corrupt(spec, data, splits, point)
     # model: the stage-1 encoder and the entry's head; the fixed hyperparameters of the point's noise setting
     optim, batch, own = split_hparams(entry, entry.point_hparams(point.noise_kind, point.noise_rate, hparams))
@@ -365,4 +374,5 @@ __all__ = [
     "noise_options",
     "pretrain_request",
     "split_hparams",
+    "trial_splits",
 ]

@@ -6,7 +6,7 @@ the stratification is over each patient's majority class.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -78,3 +78,32 @@ def _carve(
         taken[members[:k]] = True
     mask = taken[unit_of]
     return np.sort(pool[mask]), np.sort(pool[~mask])
+
+
+def labelled_subset(train: np.ndarray, labels: np.ndarray, fraction: float, seed: int = 0) -> np.ndarray:
+    """The labelled part of the training split ``train`` at ``fraction`` (label efficiency, Azizi et al. 2021):
+    stratified by the clean class, at least one image per class, sorted.
+
+    Each class's training images are put in one random order drawn from ``seed`` alone, and the first
+    ``max(1, round_half_up(fraction * n_c))`` of them are kept; the order does not depend on ``fraction``,
+    so for one seed the subsets are nested (the 10% subset lies inside the 20% one). ``fraction`` 1 returns
+    ``train`` itself."""
+    if not 0.0 < fraction <= 1.0:
+        raise DataError(f"labels.fractions: {fraction} must be in (0, 1]")
+    if fraction == 1.0:
+        return train
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x1AB5]))
+    y = np.asarray(labels)[train]
+    keep = []
+    for c in np.unique(y):  # classes in increasing order: the draws do not depend on the fraction
+        members = train[y == c]
+        order = members[rng.permutation(len(members))]
+        keep.append(order[: max(1, int(np.floor(fraction * len(members) + 0.5)))])
+    return np.sort(np.concatenate(keep))
+
+
+def with_labelled_subset(splits: Splits, labels: np.ndarray, fraction: float, seed: int = 0) -> Splits:
+    """``splits`` with its training part cut to the labelled subset (``labelled_subset``); val and test kept."""
+    if fraction == 1.0:
+        return splits
+    return replace(splits, train=labelled_subset(splits.train, labels, fraction, seed))

@@ -1,7 +1,7 @@
 """The numbers behind the report: pure pandas/scipy functions from per-seed results to tables.
 
 Input everywhere is a "seed results" frame (``study.reports.store.seed_results``): one row per
-(dataset, noise_kind, noise_rate, ssl, lnl, seed) with the metric in a column of its own name.
+(dataset, noise_kind, noise_rate, label_fraction, ssl, lnl, seed) with the metric in a column of its own name.
 Standard deviations are sample standard deviations over seeds (ddof=1; NaN for one seed).
 """
 
@@ -54,7 +54,8 @@ def wide_table(
 
 
 def curve_stats(res: pd.DataFrame, metric: str, line: str, facets: list[str], x: str = "noise_rate") -> pd.DataFrame:
-    """Per facet, line and x: mean, std, min, max and count of the metric over seeds."""
+    """Per facet, line and x (``noise_rate``, or ``label_fraction`` for the label-efficiency panel): mean, std,
+    min, max and count of the metric over seeds (and over the axes that are none of these)."""
     keys = [*facets, line, x]
     if res.empty:
         return pd.DataFrame(columns=[*keys, "mean", "std", "min", "max", "n_seeds"])

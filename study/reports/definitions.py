@@ -119,8 +119,27 @@ class ShiftPanel(_Panel):
     _a = field_validator("rows")(classmethod(lambda cls, v: _axes(v)))
 
 
+class LabelEfficiencyPanel(_Panel):
+    """Metric against the labelled fraction of the training split (Azizi et al. 2021), one line per
+    ``line`` value, one subplot per facet; seed spread shown. A note only where the study has one fraction."""
+
+    kind: Literal["label_efficiency"]
+    metric: str = "test_f1"
+    line: str = "ssl"
+    facets: list[str] = ["dataset", "noise_kind", "noise_rate", "lnl"]
+    spread: Literal["std", "minmax"] = "std"
+    _a = field_validator("facets")(classmethod(lambda cls, v: _axes(v)))
+
+
 Panel = Annotated[
-    TablePanel | CurvesPanel | DropHeatmapPanel | RankingPanel | PretrainPanel | SelectionPanel | ShiftPanel,
+    TablePanel
+    | CurvesPanel
+    | DropHeatmapPanel
+    | RankingPanel
+    | PretrainPanel
+    | SelectionPanel
+    | ShiftPanel
+    | LabelEfficiencyPanel,
     Field(discriminator="kind"),
 ]
 

@@ -21,6 +21,7 @@ from study.reports import analysis
 from study.reports.definitions import (
     CurvesPanel,
     DropHeatmapPanel,
+    LabelEfficiencyPanel,
     PretrainPanel,
     RankingPanel,
     SelectionPanel,
@@ -147,36 +148,37 @@ def render_curves(ctx: Context, p: CurvesPanel) -> Rendered:
         return _empty(r, why)
     st = analysis.curve_stats(ctx.curves[p.metric], p.metric, p.line, p.facets)
     r.csvs[f"{p.id}.csv"] = st
-    groups = list(st.groupby(p.facets, dropna=False))
-    lines = sorted(st[p.line].dropna().unique())
+    r.pngs[f"{p.id}.png"] = _png(_lines_figure(st, p.metric, p.line, p.facets, ("noise_rate", "noise rate"), p.spread))
+    r.body = img_tag(f"{p.id}.png", r.pngs[f"{p.id}.png"])
+    return r
+
+
+def _lines_figure(st: pd.DataFrame, metric: str, line: str, facets: list[str], x: tuple[str, str], spread: str):
+    """One subplot per facet of ``curve_stats`` output: the mean against ``x`` (column, axis label), one line
+    per ``line`` value, the seed spread (``std`` or ``minmax``) as a band."""
+    xcol, xlabel = x
+    groups = list(st.groupby(facets, dropna=False))
+    lines = sorted(st[line].dropna().unique())
     colors = {v: plt.cm.tab10(i % 10) for i, v in enumerate(lines)}
     fig, axes = _grid(len(groups))
     for ax, (key, g) in zip(axes, groups):
-        for lv, s in g.groupby(p.line):
-            s = s.sort_values("noise_rate")
-            ax.plot(s["noise_rate"], s["mean"], marker="o", ms=3, color=colors[lv], label=str(lv))
+        for lv, s in g.groupby(line):
+            s = s.sort_values(xcol)
+            ax.plot(s[xcol], s["mean"], marker="o", ms=3, color=colors[lv], label=str(lv))
             lo, hi = (
                 (s["mean"] - s["std"].fillna(0), s["mean"] + s["std"].fillna(0))
-                if p.spread == "std"
+                if spread == "std"
                 else (s["min"], s["max"])
             )
-            ax.fill_between(s["noise_rate"], lo, hi, color=colors[lv], alpha=0.18, linewidth=0)
-        ax.set_title(_facet_label(p.facets, key), fontsize=8)
-        ax.set_xlabel("noise rate", fontsize=8)
-        ax.set_ylabel(p.metric, fontsize=8)
+            ax.fill_between(s[xcol], lo, hi, color=colors[lv], alpha=0.18, linewidth=0)
+        ax.set_title(_facet_label(facets, key), fontsize=8)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.set_ylabel(metric, fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     handles = [plt.Line2D([], [], color=colors[v], marker="o", label=str(v)) for v in lines]
-    fig.legend(
-        handles=handles,
-        loc="outside upper center",
-        ncol=min(len(lines), 8),
-        fontsize=8,
-        title=p.line,
-    )
-    r.pngs[f"{p.id}.png"] = _png(fig)
-    r.body = img_tag(f"{p.id}.png", r.pngs[f"{p.id}.png"])
-    return r
+    fig.legend(handles=handles, loc="outside upper center", ncol=min(len(lines), 8), fontsize=8, title=line)
+    return fig
 
 
 def render_drop_heatmap(ctx: Context, p: DropHeatmapPanel) -> Rendered:
@@ -459,6 +461,48 @@ def render_shift(ctx: Context, p: ShiftPanel) -> Rendered:
     return r
 
 
+def _fractions(ctx: Context) -> list[float]:
+    """The study's label fractions: the spec's, else those its results have."""
+    grid = ctx.study.expected_grid()
+    if grid is not None:
+        return list(grid["label_fraction"])
+    seen = {float(f) for res in ctx.results.values() if not res.empty for f in res["label_fraction"].dropna()}
+    return sorted(seen)
+
+
+def _fraction_gaps(ctx: Context, p: LabelEfficiencyPanel, st: pd.DataFrame) -> list[str]:
+    """Facet, line and fraction combinations the spec's points would give that have no result."""
+    keys = [*p.facets, p.line, "label_fraction"]
+    expected = ctx.expects(keys)
+    if expected is None:
+        return []
+    have = {tuple(row) for row in st[keys].itertuples(index=False)}
+    return [
+        f"{p.title}: no result for {_facet_label([*p.facets, p.line], k[:-1])} at labelled fraction {k[-1]:g}"
+        for k in sorted(expected - have, key=str)
+    ]
+
+
+def render_label_efficiency(ctx: Context, p: LabelEfficiencyPanel) -> Rendered:
+    """The metric against the labelled fraction of the training split (Azizi et al. 2021, label efficiency)."""
+    r = Rendered(p.id, p.title, p.description)
+    if len(_fractions(ctx)) < 2:  # not applicable: a neutral note, nothing missing
+        r.body = (
+            '<p class="note">Not applicable: this study trains at one labelled fraction '
+            "(set <code>labels.fractions</code> in the spec to draw the metric against it).</p>"
+        )
+        return r
+    if why := _metric_missing(ctx, p.metric):
+        return _empty(r, why)
+    st = analysis.curve_stats(ctx.curves[p.metric], p.metric, p.line, p.facets, x="label_fraction")
+    r.csvs[f"{p.id}.csv"] = st
+    r.missing += _fraction_gaps(ctx, p, st)
+    fig = _lines_figure(st, p.metric, p.line, p.facets, ("label_fraction", "labelled fraction"), p.spread)
+    r.pngs[f"{p.id}.png"] = _png(fig)
+    r.body = img_tag(f"{p.id}.png", r.pngs[f"{p.id}.png"])
+    return r
+
+
 RENDERERS = {
     "table": render_table,
     "curves": render_curves,
@@ -467,6 +511,7 @@ RENDERERS = {
     "pretrain_vs_robustness": render_pretrain,
     "selection": render_selection,
     "shift": render_shift,
+    "label_efficiency": render_label_efficiency,
 }
 
 

@@ -68,7 +68,8 @@ def missing_points(study: Study, runs: pd.DataFrame, res: pd.DataFrame, stage: s
     miss = merged[merged["_merge"] == "left_only"]
     counts = {"expected": len(exp), "present": len(exp) - len(miss)}
     if len(miss):
-        cell_axes = [a for a in AXES if a != "seed"]
+        # the labelled fraction is named only where the study has several (one: every label, as before the axis)
+        cell_axes = [a for a in AXES if a != "seed" and (a != "label_fraction" or len(grid["label_fraction"]) > 1)]
         for key, g in miss.groupby(cell_axes):
             lines.append(
                 f"no finished {stage} run: "

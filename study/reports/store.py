@@ -19,7 +19,7 @@ import yaml
 from study.storage import sqlite_problem
 
 #: the axes of a study, in the order tables and facets use them
-AXES = ("dataset", "noise_kind", "noise_rate", "ssl", "lnl", "seed")
+AXES = ("dataset", "noise_kind", "noise_rate", "label_fraction", "ssl", "lnl", "seed")
 #: SSL "methods" that are initialisations, not pretraining jobs (no kNN accuracy to plot)
 INIT_ONLY = ("random", "imagenet")
 
@@ -54,6 +54,7 @@ class Study:
                 "dataset": [d.get("id") or d["name"] for d in s["datasets"]],
                 "noise_kind": list(s["noise"]["kinds"]),
                 "noise_rate": [float(r) for r in s["noise"]["rates"]],
+                "label_fraction": [float(f) for f in (s.get("labels") or {}).get("fractions") or [1.0]],
                 "ssl": [e.get("id") or e["method"] for e in s["ssl"]],
                 "lnl": [e.get("id") or e["algorithm"] for e in s["lnl"]],
                 "seed": [int(x) for x in s["seeds"]],
@@ -64,7 +65,15 @@ class Study:
         grid["lnl_algorithm"] = {e.get("id") or e["algorithm"]: e["algorithm"] for e in s["lnl"]}
         # a spec with a subset (a smoke run's covering subset) expects only those points
         grid["subset"] = [
-            (p["dataset"], p["noise_kind"], float(p["noise_rate"]), p["ssl"], p["lnl"], int(p["seed"]))
+            (
+                p["dataset"],
+                p["noise_kind"],
+                float(p["noise_rate"]),
+                float(p.get("label_fraction", 1.0)),
+                p["ssl"],
+                p["lnl"],
+                int(p["seed"]),
+            )
             for p in s.get("subset") or []
         ]
         return grid
@@ -83,11 +92,13 @@ def noise_settings(kinds: list[str], rates: list[float]) -> list[tuple[str, floa
 
 
 def expected_points(grid: dict[str, list]) -> pd.DataFrame:
-    """Every (dataset, noise_kind, noise_rate, ssl, lnl, seed) the spec asks for (its subset, if it has one)."""
+    """Every (dataset, noise_kind, noise_rate, label_fraction, ssl, lnl, seed) the spec asks for (its subset,
+    if it has one)."""
     rows = [
-        (d, k, r, s, a, seed)
+        (d, k, r, f, s, a, seed)
         for d in grid["dataset"]
         for (k, r) in noise_settings(grid["noise_kind"], grid["noise_rate"])
+        for f in grid.get("label_fraction") or [1.0]
         for s in grid["ssl"]
         for a in grid["lnl"]
         for seed in grid["seed"]
@@ -165,7 +176,8 @@ def open_study(study_dir: str | Path) -> Study:
 
 def load_runs(study: Study) -> pd.DataFrame:
     """All runs of the study's experiment, one row each: ``run_id``, ``status``, ``parent_run_id``,
-    ``stage``, ``cell``, the six axes (typed; missing tags are NA) and every metric's latest value under
+    ``stage``, ``cell``, the seven axes (typed; missing tags are NA, except ``label_fraction``, which is 1
+    on every run with a noise rate: the tag is written only below 1) and every metric's latest value under
     its own name. The report's own run (stage ``report``) is left out."""
     import mlflow
 
@@ -192,6 +204,8 @@ def load_runs(study: Study) -> pd.DataFrame:
     for ax in AXES:
         df[ax] = tag(ax)
     df["noise_rate"] = pd.to_numeric(df["noise_rate"], errors="coerce")
+    fraction = pd.to_numeric(df["label_fraction"], errors="coerce")
+    df["label_fraction"] = fraction.where(fraction.notna() | df["noise_rate"].isna(), 1.0)
     df["seed"] = pd.to_numeric(df["seed"], errors="coerce").astype("Int64")
     metrics = raw[[c for c in raw.columns if c.startswith("metrics.")]]
     metrics.columns = [c[len("metrics.") :] for c in metrics.columns]
@@ -203,7 +217,7 @@ def load_runs(study: Study) -> pd.DataFrame:
 
 
 def seed_results(runs: pd.DataFrame, stage: str = "final", metric: str = "test_f1") -> pd.DataFrame:
-    """One row per (dataset, noise_kind, noise_rate, ssl, lnl, seed): the metric of the finished run of
+    """One row per (dataset, noise_kind, noise_rate, label_fraction, ssl, lnl, seed): the metric of the finished run of
     ``stage`` that carries it. Parent runs are left out (a cell's parent may summarise its children);
     where one point has two runs (a resumed study should never do this) the later one counts."""
     if runs.empty or metric not in runs.columns:
@@ -222,7 +236,7 @@ def with_clean_in_every_kind(df: pd.DataFrame, kinds: list[str] | None = None) -
     if df.empty:
         return df
     kinds = list(kinds) if kinds else list(pd.unique(df["noise_kind"]))
-    key = ["dataset", "ssl", "lnl", "seed"]
+    key = [a for a in ("dataset", "label_fraction", "ssl", "lnl", "seed") if a in df.columns]
     clean = df[df["noise_rate"] == 0.0]
     copies = []
     for k in kinds:

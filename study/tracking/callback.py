@@ -29,12 +29,22 @@ from study.tracking.store import (
     SSL_METRICS,
     TAG_CELL,
     TAG_ERROR,
+    TAG_LABELLED,
     TAG_RETRIES,
     TAG_STATE,
     Tracker,
 )
 from study.tuning.plan import TrialConfig
-from study.tuning.results import ARTIFACT_DIR, EPOCH, ERROR, FINISHED, NODE_ID, PER_CLASS_F1, START_EPOCH
+from study.tuning.results import (
+    ARTIFACT_DIR,
+    EPOCH,
+    ERROR,
+    FINISHED,
+    LABELLED_IMAGES,
+    NODE_ID,
+    PER_CLASS_F1,
+    START_EPOCH,
+)
 
 #: the metrics whose last logged step says how far a run got (an LNL trial's, a pretraining job's)
 PROGRESS_METRICS = ("train_loss", "ssl_loss")
@@ -150,6 +160,8 @@ class TrackingCallback(Callback):
             self.tracker.log_artifacts(run_id, Path(result[ARTIFACT_DIR]))
         if result.get(PER_CLASS_F1):  # already a JSON list
             self.tracker.set_tags(run_id, {"study.per_class_f1": result[PER_CLASS_F1]})
+        if result.get(LABELLED_IMAGES):
+            self.tracker.set_tags(run_id, {TAG_LABELLED: result[LABELLED_IMAGES]})
         self.tracker.set_tags(run_id, {TAG_STATE: "complete"})
         self.tracker.finish(run_id, "FINISHED")
 

@@ -18,7 +18,10 @@ from mlflow.tracking import MlflowClient
 
 #: tags of the run conventions: the axes, and the study's own (written here and by ``TrackingCallback``,
 #: read by ``study status``)
-AXIS_TAGS = ("dataset", "noise_kind", "noise_rate", "ssl", "lnl", "seed")
+#: (``label_fraction`` only where it is below 1: ``tuning.plan.AXIS_DEFAULTS``)
+AXIS_TAGS = ("dataset", "noise_kind", "noise_rate", "label_fraction", "ssl", "lnl", "seed")
+#: the labelled training images of a trial below the full label fraction
+TAG_LABELLED = "study.labelled_images"
 TAG_KIND = "study.kind"  # "cell" (a cell's parent run) or "trial"
 TAG_STAGE = "study.stage"
 TAG_CELL = "study.cell"

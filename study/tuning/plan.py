@@ -4,8 +4,12 @@ A cell is one value of each axis in ``tuning.cell_axes`` (default: every axis ex
 tuning, the other axes take their first value; stage ``final`` reruns each cell's best configuration for
 every combination of the other axes' values (with the default axes: for every seed).
 
-Pretraining jobs are keyed by (dataset, SSL entry, backbone, resolution, seed): noise settings and LNL
-algorithms never multiply them.
+Pretraining jobs are keyed by (dataset, SSL entry, backbone, resolution, seed): noise settings, label
+fractions and LNL algorithms never multiply them (pretraining reads no labels).
+
+An axis added after studies existed has a value that means "as before" (``AXIS_DEFAULTS``: the labelled
+fraction 1.0). At that value it is left out of cell ids, MLflow tags and the trial config Ray stores, so a
+spec that does not use the axis keeps its cells' ids (and their Optuna studies), tags and params.
 """
 
 from __future__ import annotations
@@ -13,17 +17,24 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model_serializer
 
 from study.data import DATASETS
 from study.lnl import ALGORITHMS
 from study.models import BACKBONE_COSTS
 from study.tuning.spec import Spec
 
+#: axes whose value here means "as before the axis existed": left out of ids, tags and configs at it
+AXIS_DEFAULTS: dict[str, object] = {"label_fraction": 1.0}
+
+
+def _shown(axis: str, value: object) -> bool:
+    return axis not in AXIS_DEFAULTS or value != AXIS_DEFAULTS[axis]
+
 
 @dataclass(frozen=True)
 class Point:
-    """One value of every axis."""
+    """One value of every axis (``label_fraction`` last, with its default, so older configs still load)."""
 
     dataset: str
     noise_kind: str
@@ -31,9 +42,15 @@ class Point:
     ssl: str
     lnl: str
     seed: int
+    #: the labelled fraction of the training split (``Spec.labels``)
+    label_fraction: float = 1.0
 
     def get(self, axis: str):
         return getattr(self, axis)
+
+    def axes(self) -> dict[str, Any]:
+        """The axis values, less those at their ``AXIS_DEFAULTS`` value (MLflow tags, stored configs)."""
+        return {k: v for k, v in asdict(self).items() if _shown(k, v)}
 
 
 @dataclass(frozen=True)
@@ -46,7 +63,7 @@ class Cell:
     @property
     def id(self) -> str:
         """Readable and unique: also the name of the cell's Optuna study."""
-        return "|".join(f"{k}={v}" for k, v in self.values)
+        return "|".join(f"{k}={v}" for k, v in self.values if _shown(k, v))
 
 
 @dataclass(frozen=True)
@@ -80,6 +97,14 @@ class TrialConfig(BaseModel):
     #: lnl: the number of the trial in its cell's Optuna study
     optuna_trial: int | None = None
 
+    @model_serializer(mode="wrap")
+    def _without_axis_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The point without the axes at their ``AXIS_DEFAULTS`` value (Ray's stored config, MLflow params)."""
+        data = handler(self)
+        if isinstance(data.get("point"), dict):
+            data["point"] = {k: v for k, v in data["point"].items() if _shown(k, v)}
+        return data
+
     @property
     def cell(self) -> str | None:
         return None if self.stage == "pretrain" else self.id
@@ -87,7 +112,7 @@ class TrialConfig(BaseModel):
     def axes(self) -> dict[str, Any]:
         """The axis values this trial has (its MLflow tags)."""
         if self.point is not None:
-            return asdict(self.point)
+            return self.point.axes()
         assert self.job is not None
         return {"dataset": self.job.dataset, "ssl": self.job.ssl, "seed": self.job.seed}
 
@@ -113,6 +138,7 @@ class Plan:
             "axes": {
                 "datasets": len(spec.datasets),
                 "noise_settings": len(noise_settings(spec)),
+                "label_fractions": len(spec.label_fractions),
                 "ssl": len(spec.ssl),
                 "lnl": len(spec.lnl),
                 "seeds": len(spec.seeds),
@@ -144,15 +170,16 @@ def all_points(spec: Spec) -> list[Point]:
     points = _product(spec)
     if spec.subset is None:
         return points
-    keep = {(s.dataset, s.noise_kind, s.noise_rate, s.ssl, s.lnl, s.seed) for s in spec.subset}
-    return [p for p in points if (p.dataset, p.noise_kind, p.noise_rate, p.ssl, p.lnl, p.seed) in keep]
+    keep = {Point(s.dataset, s.noise_kind, s.noise_rate, s.ssl, s.lnl, s.seed, s.label_fraction) for s in spec.subset}
+    return [p for p in points if p in keep]
 
 
 def _product(spec: Spec) -> list[Point]:
     return [
-        Point(d.key, k, r, s.key, a.key, seed)
+        Point(d.key, k, r, s.key, a.key, seed, f)
         for d in spec.datasets
         for (k, r) in noise_settings(spec)
+        for f in spec.label_fractions
         for s in spec.ssl
         for a in spec.lnl
         for seed in spec.seeds
@@ -219,7 +246,7 @@ def estimate_gpu_hours(spec: Spec, plan: Plan) -> dict[str, float]:
 
     def lnl_cost(point: Point) -> float:
         a = spec.lnl_map[point.lnl]
-        n = dataset_images(spec, point.dataset) * 0.8
+        n = dataset_images(spec, point.dataset) * 0.8 * point.label_fraction
         factor = ALGORITHMS[a.algorithm].step_cost * (0.4 if a.head.frozen else 1.0)
         return n * a.epochs * factor / ips / 3600
 
@@ -233,9 +260,14 @@ def format_plan(spec: Spec, plan: Plan, source: str) -> str:
     ax = s["axes"]
     gh = s["estimated_gpu_hours"]
     n_pre = sum(1 for e in spec.ssl if e.needs_pretraining)
+    fractions = (
+        f"{ax['label_fractions']} label fractions ({', '.join(f'{f:g}' for f in spec.label_fractions)}) x "
+        if spec.labels is not None
+        else ""
+    )
     lines = [
         f"{source}: study {spec.name!r}",
-        f"  axes: {ax['datasets']} datasets x {ax['noise_settings']} noise settings x {ax['ssl']} SSL x "
+        f"  axes: {ax['datasets']} datasets x {ax['noise_settings']} noise settings x {fractions}{ax['ssl']} SSL x "
         f"{ax['lnl']} LNL x {ax['seeds']} seeds; cell = {', '.join(s['cell_axes'])}",
         *(
             [f"  subset: {len(spec.subset)} points of the cross-product (each axis value, each SSL x LNL pair)"]

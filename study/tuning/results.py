@@ -27,6 +27,9 @@ ARTIFACT_DIR = "artifact_dir"
 PER_CLASS_F1 = "per_class_f1"
 #: the best noisy-validation macro-F1 of the trial
 BEST_VAL_F1 = "best_val_f1"
+#: the number of labelled training images of a trial below the full label fraction (``Spec.labels``);
+#: absent at fraction 1
+LABELLED_IMAGES = "labelled_images"
 #: pretraining: the encoder checkpoint written to (or found in) the cache
 ENCODER_PATH = "encoder_path"
 
@@ -44,3 +47,4 @@ class TrialResult(TypedDict, total=False):
     per_class_f1: str
     best_val_f1: float
     encoder_path: str
+    labelled_images: int

@@ -16,8 +16,8 @@ whether the spec runs at all:
 - pretraining runs 1 epoch, LNL trials 2, batches of at most 32, one tuning sample per cell, no retries;
 - the cross-product is cut to a covering subset (``Spec.subset``): every value of every axis appears,
   every (SSL entry, LNL entry) pair appears at least once, and one group (the first dataset, noise kind
-  and LNL entry, every SSL entry) runs at every rate, so that every panel of the report has a complete
-  group to draw;
+  and LNL entry, every SSL entry) runs at every rate and, at the first rate, at every label fraction, so
+  that every panel of the report has a complete group to draw;
 - the study is named ``NAME-smoke``, keeps the spec's storage root, and tracks into its own MLflow store.
 """
 
@@ -80,37 +80,44 @@ def covering_subset(spec: Spec) -> list[dict[str, Any]]:
 
     - An anchor group, so that the report's curves, drop heatmap, ranking and pretraining panels each
       have one complete group: the first dataset, noise kind and LNL entry at every rate of that kind
-      (rate 0 included where the spec has it), for every SSL entry, with the first seed.
+      (rate 0 included where the spec has it), for every SSL entry, with the first seed and label fraction;
+      and for the label-efficiency panel the same group's first rate at every label fraction.
     - Then every axis value and every (SSL, LNL) pair the anchor lacks: as many points as the longest of
       those lists, each list cycled.
     """
-    first_kind = spec.noise.kinds[0]
+    first_kind, fractions = spec.noise.kinds[0], spec.label_fractions
+    kind_settings = [(kind, rate) for kind, rate in noise_settings(spec) if kind == first_kind]
     anchor = [
-        _point(spec.datasets[0].key, (kind, rate), s.key, spec.lnl[0].key, spec.seeds[0])
-        for kind, rate in noise_settings(spec)
-        if kind == first_kind
+        _point(spec.datasets[0].key, setting, s.key, spec.lnl[0].key, spec.seeds[0], fraction)
+        for setting, fraction in [(st, fractions[0]) for st in kind_settings]
+        + [(kind_settings[0], f) for f in fractions]
         for s in spec.ssl
     ]
     pairs = [(s.key, a.key) for a in spec.lnl[1:] for s in spec.ssl] or [(s.key, spec.lnl[0].key) for s in spec.ssl]
     datasets = [d.key for d in spec.datasets]
     settings = noise_settings(spec)
-    n = max(len(pairs), len(datasets), len(settings), len(spec.seeds))
-    points = list(anchor)
+    n = max(len(pairs), len(datasets), len(settings), len(spec.seeds), len(fractions))
+    points: list[dict[str, Any]] = []
+    for p in anchor:  # the two anchor lists share their first setting's points
+        if p not in points:
+            points.append(p)
     for i in range(n):
         p = _point(
             datasets[i % len(datasets)],
             settings[i % len(settings)],
             *pairs[i % len(pairs)],
             spec.seeds[i % len(spec.seeds)],
+            fractions[i % len(fractions)],
         )
         if p not in points:
             points.append(p)
     return points
 
 
-def _point(dataset: str, setting: tuple[str, float], ssl: str, lnl: str, seed: int) -> dict[str, Any]:
+def _point(dataset: str, setting: tuple[str, float], ssl: str, lnl: str, seed: int, fraction: float) -> dict[str, Any]:
     kind, rate = setting
-    return {"dataset": dataset, "noise_kind": kind, "noise_rate": rate, "ssl": ssl, "lnl": lnl, "seed": seed}
+    point = {"dataset": dataset, "noise_kind": kind, "noise_rate": rate, "ssl": ssl, "lnl": lnl, "seed": seed}
+    return point if fraction == 1.0 else {**point, "label_fraction": fraction}
 
 
 def _dataset(d: DatasetSpec, spec: Spec, needs_patients: bool, notes: list[str]) -> dict[str, Any]:

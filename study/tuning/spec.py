@@ -32,7 +32,7 @@ from study.ssl import METHODS
 
 # Names come from the registries (study.data.DATASETS, study.ssl.METHODS, study.lnl.ALGORITHMS,
 # study.noise.KINDS, study.models.BACKBONES): registering a class there is all a spec needs to name it.
-AXES = ("dataset", "noise_kind", "noise_rate", "ssl", "lnl", "seed")
+AXES = ("dataset", "noise_kind", "noise_rate", "label_fraction", "ssl", "lnl", "seed")
 METRICS = {"val_f1": "max", "val_acc": "max", "val_balanced_acc": "max", "val_auroc": "max", "train_loss": "min"}
 
 
@@ -358,6 +358,24 @@ class NoiseSpec(Strict):
         return self
 
 
+class LabelsSpec(Strict):
+    """The label-efficiency axis (Azizi et al. 2021): fractions of each training split whose labels are
+    used, drawn stratified by class and nested (``study.data.splits.labelled_subset``); every class keeps
+    at least one image. Absent: every label (the single value 1.0)."""
+
+    fractions: list[float] = Field(min_length=1)
+
+    @field_validator("fractions")
+    @classmethod
+    def _fractions(cls, v: list[float]) -> list[float]:
+        for f in v:
+            if not 0.0 < f <= 1.0:
+                raise ValueError(f"fraction {f} is outside (0, 1]; give the labelled share, e.g. 0.1 for 10%")
+        if len(set(v)) != len(v):
+            raise ValueError("duplicate fractions")
+        return v
+
+
 class SSLSpec(Strict):
     method: str
     #: label of this entry (default: method); two entries of one method with different hparams need ids
@@ -521,7 +539,9 @@ class TuningSpec(Strict):
     metric: str = "val_f1"
     #: the axes whose values define a cell; other axes take their first value while tuning and every
     #: value in stage `final`
-    cell_axes: list[str] = Field(default_factory=lambda: ["dataset", "noise_kind", "noise_rate", "ssl", "lnl"])
+    cell_axes: list[str] = Field(
+        default_factory=lambda: ["dataset", "noise_kind", "noise_rate", "label_fraction", "ssl", "lnl"]
+    )
     sampler: Literal["tpe", "random"] = "tpe"
     #: TPE's random start-up: the first this many trials of a cell are drawn at random (Optuna's default 10)
     n_startup_trials: int = Field(10, ge=0)
@@ -625,6 +645,7 @@ class PointSpec(Strict):
     ssl: str
     lnl: str
     seed: Seed
+    label_fraction: float = 1.0
 
 
 class Spec(Strict):
@@ -632,6 +653,8 @@ class Spec(Strict):
     description: str = ""
     datasets: list[DatasetSpec] = Field(min_length=1)
     noise: NoiseSpec
+    #: the labelled fraction of each training split, an axis (default: every label)
+    labels: LabelsSpec | None = None
     ssl: list[SSLSpec] = Field(min_length=1)
     lnl: list[LNLSpec] = Field(min_length=1)
     #: trial seeds (numpy's seeds are 32-bit)
@@ -694,11 +717,12 @@ class Spec(Strict):
 
     def _check_size(self) -> None:
         settings = len(self.noise.kinds) * len(self.noise.rates)
-        points = len(self.datasets) * settings * len(self.ssl) * len(self.lnl) * len(self.seeds)
+        points = len(self.datasets) * settings * len(self.label_fractions) * len(self.ssl) * len(self.lnl)
+        points *= len(self.seeds)
         if points > MAX_POINTS:
             raise ValueError(
-                f"the cross-product has {points} points (datasets x noise kinds x rates x ssl x lnl x seeds), more "
-                f"than {MAX_POINTS}; split the study into several specs or use fewer values per axis"
+                f"the cross-product has {points} points (datasets x noise kinds x rates x label fractions x ssl x "
+                f"lnl x seeds), more than {MAX_POINTS}; split the study into several specs or use fewer values per axis"
             )
 
     def _check_by_noise_kind(self) -> None:
@@ -715,6 +739,7 @@ class Spec(Strict):
             "dataset": [d.key for d in self.datasets],
             "noise_kind": self.noise.kinds,
             "noise_rate": self.noise.rates,
+            "label_fraction": self.label_fractions,
             "ssl": [s.key for s in self.ssl],
             "lnl": [a.key for a in self.lnl],
             "seed": self.seeds,
@@ -725,6 +750,11 @@ class Spec(Strict):
                     raise ValueError(
                         f"subset[{i}].{axis}: {getattr(point, axis)!r} is not a value of the axis {_allowed(values)}"
                     )
+
+    @property
+    def label_fractions(self) -> list[float]:
+        """The values of the label-efficiency axis: ``labels.fractions``, else every label."""
+        return list(self.labels.fractions) if self.labels is not None else [1.0]
 
     @property
     def dataset_map(self) -> dict[str, DatasetSpec]:
@@ -938,6 +968,7 @@ LATER_FIELDS: tuple[str, ...] = (
     "tuning.n_startup_trials",
     "lnl.*.by_noise_kind",
     "datasets.*.noise_class_scale",
+    "labels",
 )
 
 

@@ -152,6 +152,8 @@ def lnl_trainable(
         "artifact_dir": str(art),
         "per_class_f1": json.dumps(final.get("test_per_class_f1")),
     }
+    if trial.point.label_fraction < 1.0:
+        done["labelled_images"] = len(trial.splits.train)
     _report(trial, last_epoch, result.history[-1], result, start, {**_scalars(final), **done})
 
 
