@@ -5,16 +5,29 @@ The spec itself was checked at the door (``load_spec``: names against the regist
 against their declarations); what is left needs the files a trial reads: every dataset entry must decode
 (into the data cache, where the trials find it), every noise kind must accept every rate on every dataset,
 a shifted test set must decode and have its training dataset's classes (same names, same order) and
-channels, and the ImageNet weight file must be there for an entry that starts from it (nothing is downloaded
-at run time). All problems are reported at once, as a ``SpecError`` against the spec file.
+channels, the ImageNet weight file must be there for an entry that starts from it (nothing is downloaded
+at run time), a local weight file (``init: {weights: PATH}``) must be there and fit the backbone, and a
+dataset that MICLe pretrains on must have a patient with several images. All problems are reported at
+once, as a ``SpecError`` against the spec file.
 """
 
 from __future__ import annotations
 
+import torch
+
 from study.data import DataError, ImageData
 from study.experiment import load_dataset, load_shifted_test, noise_options
+from study.models import build_backbone
 from study.noise import inject_noise
-from study.ssl.init import find_imagenet_weights
+from study.ssl.init import (
+    WeightsInit,
+    backbone_shapes,
+    find_imagenet_weights,
+    read_state_dict,
+    weights_mismatch,
+    without_classifier,
+)
+from study.ssl.micle import NoPatientsError, require_patients
 from study.tuning.spec import ShiftedTestSpec, Spec, SpecError
 from study.tuning.studydir import DatasetFacts
 
@@ -37,9 +50,11 @@ def preflight(spec: Spec, source: str, data_cache: str) -> dict[str, DatasetFact
             images=len(data), classes=data.num_classes, resolution=data.resolution, channels=data.channels
         )
         problems += noise_problems(spec, data, entry.key)
+        problems += micle_problems(spec, data, entry.key, i)
         if entry.shifted_test is not None:
             problems += shifted_test_problems(entry.shifted_test, data, data_cache, f"datasets[{i}].shifted_test")
     problems += weight_problems(spec)
+    problems += weight_file_problems(spec)
     if problems:
         raise SpecError(source, problems)
     return facts
@@ -125,3 +140,46 @@ def weight_problems(spec: Spec) -> list[tuple[str, str]]:
             for where, s in needs
         ]
     return []
+
+
+def weight_file_problems(spec: Spec) -> list[tuple[str, str]]:
+    """SSL entries whose local weight file (``init: {weights: PATH}``) is missing, unreadable, or does not fit
+    the spec's backbone: read as the trial reads it (``study.ssl.init.read_state_dict``) and compared, key by
+    key and shape by shape, with the backbone built on the meta device (no memory, no weights)."""
+    problems = []
+    for i, s in enumerate(spec.ssl):
+        if not isinstance(s.init, WeightsInit):
+            continue
+        where = f"ssl[{i}].init.weights"
+        try:
+            state = without_classifier(read_state_dict(s.init.path, s.init.prefix))
+        except (OSError, ValueError, RuntimeError) as e:  # torch.load raises RuntimeError on a corrupt file
+            problems.append((where, f"SSL entry {s.key!r}: {e}"))
+            continue
+        with torch.device("meta"):
+            shapes = backbone_shapes(build_backbone(spec.model.backbone, 3, 224))
+        problem = weights_mismatch(shapes, state)
+        if problem:
+            problems.append(
+                (
+                    where,
+                    f"SSL entry {s.key!r}: {s.init.path} does not fit backbone {spec.model.backbone} ({problem}); "
+                    "check model.backbone, the file, and init.prefix (docs/weights.md)",
+                )
+            )
+    return problems
+
+
+def micle_problems(spec: Spec, data: ImageData, dataset_key: str, index: int) -> list[tuple[str, str]]:
+    """MICLe entries paired with this dataset when none of its patients has two images (the door only knew
+    the dataset could have patients: a manifest without a patient column, or with one image per patient)."""
+    pairs = {(p.dataset, p.ssl) for p in spec.subset} if spec.subset else None
+    problems = []
+    for i, s in enumerate(spec.ssl):
+        if s.method != "micle" or (pairs is not None and (dataset_key, s.key) not in pairs):
+            continue
+        try:
+            require_patients(data.patient_ids, f"datasets[{index}] ({dataset_key})")
+        except NoPatientsError as e:
+            problems.append((f"ssl[{i}].method", str(e)))
+    return problems
