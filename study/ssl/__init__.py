@@ -346,7 +346,7 @@ def _train_entry(
         "feature_dim": feature_dim(backbone),
         "method": request.method,
         "init": init.model_dump() if isinstance(init, WeightsInit) else init,
-        "imagenet_weights": None if start is None else str(start),  # the start file (named before other files)
+        "imagenet_weights": None if start is None else str(start),  # the start file, under its older name
         "weights_file": None if start is None else str(start),
         "weights_sha256": None if start is None else file_sha256(start),
         "epochs_trained": len(history),

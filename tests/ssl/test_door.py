@@ -178,3 +178,20 @@ def test_smoke_replaces_a_weight_file_by_random_weights_loudly(tmp_path):
     assert f"ssl 'sup': the weight file {missing} replaced by RANDOM weights" in notes
     assert f"ssl 'micle': starts from RANDOM weights instead of the weight file {missing}" in notes
     assert weight_file_problems(smoke.spec) == []
+
+
+def test_the_azizi_spec_names_its_weight_files_at_the_door():
+    from study.tuning.spec import load_spec
+
+    spec = load_spec(Path(__file__).resolve().parents[2] / "search_spaces" / "azizi2021.yaml")
+    assert spec.model.backbone == "resnet50" and spec.model.resolution == 224
+    assert [(s.key, s.method) for s in spec.ssl] == [
+        ("supervised_imagenet", "pretrained"),
+        ("simclr_imagenet", "pretrained"),
+        ("simclr", "simclr"),
+        ("micle", "micle"),
+    ]
+    assert all(d.name == "manifest" and d.shifted_test is not None for d in spec.datasets)
+    problems = weight_file_problems(spec)  # this machine has none of the files
+    assert [p for p, _ in problems] == [f"ssl[{i}].init.weights" for i in range(4)]
+    assert "/models/simclr_imagenet_resnet50_1x.pt: no such weight file" in problems[1][1]
