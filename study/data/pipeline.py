@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,11 +63,19 @@ class Normalization:
 STANDARD = Normalization(mean=(0.5,), std=(0.25,))
 #: ImageNet's RGB statistics (torchvision's ResNet weights were trained with them)
 IMAGENET = Normalization(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+#: pixels in [0, 1] as they are (SimCLR's TensorFlow checkpoints were trained on such inputs)
+UNIT = Normalization(mean=(0.0,), std=(1.0,))
+#: by name, as a weight file's ``inputs`` names them
+NORMALIZATIONS = {"standard": STANDARD, "imagenet": IMAGENET, "unit": UNIT}
 
 
-def normalization(init: str) -> Normalization:
-    """The input normalisation of an encoder by where it starts: ``imagenet`` weights get ImageNet's."""
-    return IMAGENET if init == "imagenet" else STANDARD
+def normalization(init: Any) -> Normalization:
+    """The input normalisation of an encoder by where it starts: ``imagenet`` weights get ImageNet's, a
+    weight file (``study.ssl.init.WeightsInit``) the inputs it was trained on (its ``inputs``), anything
+    else (random init) the standard one."""
+    if init == "imagenet":
+        return IMAGENET
+    return NORMALIZATIONS[getattr(init, "inputs", "standard")]
 
 
 def to_float(x_uint8: torch.Tensor, norm: Normalization = STANDARD) -> torch.Tensor:

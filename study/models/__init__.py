@@ -43,23 +43,49 @@ class SmallCNN(nn.Module):
         return self.pool(self.features(x)).flatten(1)  # B x feature_dim
 
 
-def resnet18(in_channels: int = 3, image_size: int = 224) -> nn.Module:
-    """torchvision's ResNet-18 without its classifier (He et al. 2016), any channel count.
+#: torchvision ResNets (He et al. 2016) and their feature widths (the pooled output of layer4)
+RESNET_FEATURES = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048, "resnet152": 2048}
+
+
+def torchvision_resnet(name: str, in_channels: int = 3, image_size: int = 224) -> nn.Module:
+    """torchvision's ResNet ``name`` without its classifier (He et al. 2016), any channel count; the
+    module's ``feature_dim`` is the width of its pooled features (512 or 2048).
 
     Below 96 px the stem is the CIFAR variant (3x3 stride-1 conv, no max-pool), so small images keep
     their spatial resolution; at 96 px and above it is the ImageNet stem, which ImageNet weights need.
+    Parameter names are torchvision's, so a torchvision state dict loads as it is (``study.ssl.init``).
     """
-    from torchvision.models import resnet18 as tv_resnet18
+    import torchvision.models
 
-    net = tv_resnet18(weights=None)
+    net = getattr(torchvision.models, name)(weights=None)
     if image_size < 96:
         net.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
     elif in_channels != 3:
         net.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
     net.fc = nn.Identity()
-    net.feature_dim = 512
+    net.feature_dim = RESNET_FEATURES[name]
     return net
+
+
+def resnet18(in_channels: int = 3, image_size: int = 224) -> nn.Module:
+    return torchvision_resnet("resnet18", in_channels, image_size)
+
+
+def resnet34(in_channels: int = 3, image_size: int = 224) -> nn.Module:
+    return torchvision_resnet("resnet34", in_channels, image_size)
+
+
+def resnet50(in_channels: int = 3, image_size: int = 224) -> nn.Module:
+    return torchvision_resnet("resnet50", in_channels, image_size)
+
+
+def resnet101(in_channels: int = 3, image_size: int = 224) -> nn.Module:
+    return torchvision_resnet("resnet101", in_channels, image_size)
+
+
+def resnet152(in_channels: int = 3, image_size: int = 224) -> nn.Module:
+    return torchvision_resnet("resnet152", in_channels, image_size)
 
 
 def small_cnn(in_channels: int = 3, image_size: int = 32) -> nn.Module:
@@ -88,6 +114,12 @@ def register_backbone(name: str, factory: BackboneFactory, cost: BackboneCost) -
 
 
 register_backbone("resnet18", resnet18, BackboneCost(native_resolution=224, images_per_second=2500.0))
+# the deeper ResNets: ResNet-18's figure scaled by the ratio of multiply-adds per 224 px image (torchvision's
+# model cards: 1.81, 3.66, 4.09, 7.80, 11.51 GFLOPs); an estimate, not a measurement (docs/weights.md)
+register_backbone("resnet34", resnet34, BackboneCost(native_resolution=224, images_per_second=1240.0))
+register_backbone("resnet50", resnet50, BackboneCost(native_resolution=224, images_per_second=1100.0))
+register_backbone("resnet101", resnet101, BackboneCost(native_resolution=224, images_per_second=580.0))
+register_backbone("resnet152", resnet152, BackboneCost(native_resolution=224, images_per_second=390.0))
 register_backbone("small_cnn", small_cnn, BackboneCost(native_resolution=32, images_per_second=40000.0))
 
 

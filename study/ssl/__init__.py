@@ -28,12 +28,20 @@ from study.data import ImageData, get_dataset, make_splits
 from study.data.cache import hash_key
 from study.data.pipeline import normalization
 from study.errors import NonFiniteLossError
-from study.models import BACKBONES, build_backbone
+from study.models import BACKBONES, RESNET_FEATURES, build_backbone
 from study.registry import Registry
 from study.ssl.barlow_twins import BarlowTwins
 from study.ssl.base import SSLMethod, feature_dim, knn_eval, train_ssl
 from study.ssl.bigbigan import BigBiGAN
-from study.ssl.init import ImageNetInit, RandomInit, find_imagenet_weights, load_imagenet_weights
+from study.ssl.init import (
+    ImageNetInit,
+    PretrainedInit,
+    RandomInit,
+    WeightsInit,
+    file_sha256,
+    find_imagenet_weights,
+    load_torchvision_weights,
+)
 from study.ssl.jigmag import JigMag
 from study.ssl.jigsaw import Jigsaw
 from study.ssl.micle import MICLe
@@ -47,19 +55,70 @@ SSL_VERSION = (
     3  # 2: Barlow Twins' learning rates scale with the batch size; 3: ImageNet inits see ImageNet's normalisation
 )
 CHECKPOINT = "encoder.pt"
+#: the named initialisations; ``WeightsInit`` (a local file) is the third form
 INITS = ("random", "imagenet")
 
 METHODS: Registry[type[SSLMethod]] = Registry("ssl method")
-for _cls in (RandomInit, ImageNetInit, SimCLR, MoCoV2, BarlowTwins, Rotation, Jigsaw, JigMag, VAE, BigBiGAN, MICLe):
+for _cls in (
+    RandomInit,
+    ImageNetInit,
+    PretrainedInit,
+    SimCLR,
+    MoCoV2,
+    BarlowTwins,
+    Rotation,
+    Jigsaw,
+    JigMag,
+    VAE,
+    BigBiGAN,
+    MICLe,
+):
     METHODS.register(_cls.name, _cls)
+
+
+def check_init(method: str, init: str | WeightsInit, backbone: str) -> None:
+    """The (method, init, backbone) combinations that exist; a ValueError naming the fix otherwise."""
+    if isinstance(init, str) and init not in INITS:
+        raise ValueError(f"ssl init must be one of {', '.join(INITS)} or a WeightsInit (a local file), got {init!r}")
+    if method == "random" and init != "random":
+        raise ValueError(f"method 'random' with this init is method {_init_method(init)!r}; use that method")
+    if method == "pretrained" and not isinstance(init, WeightsInit):
+        raise ValueError("ssl method 'pretrained' needs init {weights: PATH} (the file that is the encoder)")
+    if method == "imagenet" and init != "random" and init != "imagenet":
+        raise ValueError("ssl method 'imagenet' reads torchvision's ResNet-18 file; for another file use 'pretrained'")
+    if (method == "imagenet" or init == "imagenet") and backbone != "resnet18":
+        raise ValueError(f"ImageNet weights exist for backbone 'resnet18' only, got {backbone!r}")
+    if isinstance(init, WeightsInit) and backbone not in RESNET_FEATURES:
+        raise ValueError(
+            f"a weight file in torchvision's format fits a torchvision ResNet ({', '.join(RESNET_FEATURES)}), "
+            f"not backbone {backbone!r}"
+        )
+
+
+def _init_method(init: str | WeightsInit) -> str:
+    return "pretrained" if isinstance(init, WeightsInit) else str(init)
+
+
+def weights_file(request: PretrainRequest, imagenet_weights: str | Path | None = None) -> Path | None:
+    """The weight file the request's encoder starts from (None for a random start); nothing is downloaded."""
+    init = request.effective_init
+    if init == "imagenet":
+        return find_imagenet_weights(imagenet_weights)
+    if isinstance(init, WeightsInit):
+        if not init.path.is_file():
+            raise FileNotFoundError(f"{init.path}: no such weight file (ssl init.weights; docs/weights.md)")
+        return init.path
+    return None
 
 
 @dataclass(frozen=True, eq=False)
 class PretrainRequest:
     """One pretraining job. ``init`` is the starting point of an SSL method ('imagenet' + an SSL method is
-    the papers' "ImageNet + SSL"); the ``random`` and ``imagenet`` methods train nothing, so their keys
-    ignore epochs, batch size and init. ``val_fraction``/``test_fraction`` are the split's (as
-    ``make_splits``): SSL trains on the training split only, and reports kNN accuracy on the validation split."""
+    the papers' "ImageNet + SSL"; a ``WeightsInit`` starts from a local torchvision-ResNet file, Azizi et
+    al.'s SimCLR-on-ImageNet encoder); the ``random``, ``imagenet`` and ``pretrained`` methods train nothing,
+    so their keys ignore epochs, batch size and hyperparameters (``pretrained`` is its ``init`` file).
+    ``val_fraction``/``test_fraction`` are the split's (as ``make_splits``):
+    SSL trains on the training split only, and reports kNN accuracy on the validation split."""
 
     dataset: str
     dataset_options: dict[str, Any]
@@ -69,7 +128,7 @@ class PretrainRequest:
     backbone: str
     resolution: int | None
     epochs: int
-    init: str
+    init: str | WeightsInit
     seed: int
     batch_size: int = 256
     val_fraction: float = 0.1
@@ -78,14 +137,7 @@ class PretrainRequest:
     def __post_init__(self) -> None:
         cls = METHODS[self.method]  # unknown names fail with the choices
         BACKBONES[self.backbone]
-        if self.init not in INITS:
-            raise ValueError(f"ssl init must be one of {', '.join(INITS)}, got {self.init!r}")
-        if self.method == "random" and self.init == "imagenet":
-            raise ValueError("ssl method 'random' with init 'imagenet' is the 'imagenet' method; ask for that")
-        if (self.method == "imagenet" and self.backbone != "resnet18") or (
-            self.init == "imagenet" and self.backbone != "resnet18"
-        ):
-            raise ValueError(f"ImageNet weights exist for backbone 'resnet18' only, got {self.backbone!r}")
+        check_init(self.method, self.init, self.backbone)
         if cls.trains and self.epochs < 1:
             raise ValueError(f"ssl method {self.method!r}: epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 2:
@@ -93,7 +145,7 @@ class PretrainRequest:
         cls.resolve_hparams(self.hparams)  # unknown hyperparameters fail here, with the valid names
 
     @property
-    def effective_init(self) -> str:
+    def effective_init(self) -> str | WeightsInit:
         return "imagenet" if self.method == "imagenet" else self.init
 
     def resolved(self) -> dict[str, Any]:
@@ -101,7 +153,8 @@ class PretrainRequest:
         cls = METHODS[self.method]
         out = asdict(self)
         out["hparams"] = cls.resolve_hparams(self.hparams)
-        out["init"] = self.effective_init
+        init = self.effective_init
+        out["init"] = init.model_dump() if isinstance(init, WeightsInit) else init
         if not cls.trains:  # nothing is trained: these do not change the encoder
             out.update(epochs=0, batch_size=0, hparams={})
         return out
@@ -157,7 +210,10 @@ def pretrain(
     if request.resolution is not None:
         opts["resolution"] = request.resolution
     data = get_dataset(request.dataset, **opts).load(data_cache_dir)
-    key = hash_key({"request": request.key(), "data": data.cache_key})
+    start = weights_file(request, imagenet_weights)
+    # a replaced weight file is a new encoder: the entry's key holds the file's content hash
+    weights = {"weights_sha256": file_sha256(start)} if start is not None else {}
+    key = hash_key({"request": request.key(), "data": data.cache_key, **weights})
     root = local_cache / "ssl"
     root.mkdir(parents=True, exist_ok=True)
     entry = root / key
@@ -187,7 +243,7 @@ def pretrain(
 
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
         try:
-            _train_entry(request, data, tmp, device, on_epoch, imagenet_weights, knn_bank_size, key)
+            _train_entry(request, data, tmp, device, on_epoch, start, knn_bank_size, key)
             if remote:
                 storage.upload_dir(tmp, remote_entry, last=CHECKPOINT)
             if entry.exists():  # an incomplete entry left by a crash
@@ -228,7 +284,7 @@ def _train_entry(
     folder: Path,
     device: torch.device,
     on_epoch: Callable[[int, dict[str, float]], None] | None,
-    imagenet_weights: str | Path | None,
+    start: Path | None,
     knn_bank_size: int,
     key: str,
 ) -> None:
@@ -253,15 +309,13 @@ def _train_entry(
         else None
     )
 
-    # the backbone: seeded initialisation, then ImageNet weights where asked (ImageNet stem at any size)
+    # the backbone: seeded initialisation, then the weight file where asked (ImageNet stem at any size)
     image_size, channels = data.resolution, data.channels
-    build_size = max(image_size, 96) if init == "imagenet" else image_size
+    build_size = max(image_size, 96) if start is not None else image_size
     torch.manual_seed(request.seed)
     backbone = build_backbone(request.backbone, channels, build_size)
-    weights_file = None
-    if init == "imagenet":
-        weights_file = find_imagenet_weights(imagenet_weights)
-        load_imagenet_weights(backbone, weights_file)
+    if start is not None:
+        load_torchvision_weights(backbone, start, init.prefix if isinstance(init, WeightsInit) else "")
 
     history: list[dict[str, float]] = []
     if cls.trains:
@@ -295,8 +349,10 @@ def _train_entry(
         "build_size": build_size,
         "feature_dim": feature_dim(backbone),
         "method": request.method,
-        "init": init,
-        "imagenet_weights": None if weights_file is None else str(weights_file),
+        "init": init.model_dump() if isinstance(init, WeightsInit) else init,
+        "imagenet_weights": None if start is None else str(start),  # the start file, under its older name
+        "weights_file": None if start is None else str(start),
+        "weights_sha256": None if start is None else file_sha256(start),
         "epochs_trained": len(history),
         "knn_acc": float(final_knn),
         "ssl_version": SSL_VERSION,
@@ -335,6 +391,7 @@ __all__ = [
     "NonFiniteLossError",
     "PretrainRequest",
     "SSLMethod",
+    "WeightsInit",
     "load_encoder",
     "pretrain",
     "read_history",

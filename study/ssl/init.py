@@ -1,12 +1,23 @@
-"""Initialisations without SSL training: ``random`` (seeded, untrained) and ``imagenet`` (torchvision's
-supervised ImageNet ResNet-18 weights, He et al. 2016), and the weight loader that "ImageNet + SSL" uses."""
+"""Initialisations without SSL training, and the weight files they read.
+
+``random`` (seeded, untrained), ``imagenet`` (torchvision's supervised ImageNet ResNet-18 weights, He et
+al. 2016) and ``pretrained`` (any torchvision-ResNet state dict in a local file: Azizi et al. 2021's
+SimCLR-on-ImageNet encoder, converted from the public TensorFlow checkpoints, docs/weights.md). The same
+files start an SSL method (``init: imagenet`` or ``init: {weights: PATH}``: "ImageNet + SSL"). Nothing is
+ever downloaded; every file is read weights-only.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import os
+from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from study.ssl.base import SSLMethod
@@ -14,6 +25,38 @@ from study.ssl.base import SSLMethod
 #: torchvision's file name for ResNet18_Weights.IMAGENET1K_V1
 TORCHVISION_FILE = "resnet18-f37072fd.pth"
 ENV_VAR = "STUDY_IMAGENET_WEIGHTS"
+#: keys of a torchvision ResNet that a backbone does not have (its classifier)
+CLASSIFIER_PREFIX = "fc."
+#: how many missing / unexpected keys an error lists
+SHOWN_KEYS = 8
+
+StateDict = dict[str, torch.Tensor]
+
+
+class WeightsInit(BaseModel):
+    """``init: {weights: PATH, format: torchvision, prefix: ""}`` of an SSL entry: start from a local file.
+
+    The file is a torchvision-ResNet state dict (parameter names as ``torchvision.models.resnet50()``
+    has them), saved with ``torch.save`` (``.pt``/``.pth``, a plain dict or one under ``state_dict`` or
+    ``model``) or as ``.safetensors`` (needs the ``safetensors`` package). With ``prefix``, only the keys
+    that start with it are read, stripped of it (``"module.encoder."`` for a checkpoint that also holds a
+    projection head). The classifier (``fc.*``) is ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    weights: str = Field(min_length=1, description="path of the weight file (read weights-only)")
+    format: Literal["torchvision"] = Field("torchvision", description="parameter naming of the file")
+    prefix: str = Field("", description="keep only keys starting with this, stripped of it")
+    inputs: Literal["imagenet", "unit", "standard"] = Field(
+        "imagenet",
+        description="the pixel scaling the weights were trained on, used for this encoder's inputs: imagenet "
+        "(torchvision's weights: ImageNet mean/std), unit (pixels in [0, 1]: SimCLR's TF checkpoints), standard "
+        "((x - 0.5) / 0.25: this project's own encoders)",
+    )
+
+    @property
+    def path(self) -> Path:
+        return Path(self.weights).expanduser()
 
 
 class RandomInit(SSLMethod):
@@ -32,6 +75,20 @@ class ImageNetInit(SSLMethod):
     """torchvision's ImageNet-supervised ResNet-18 weights, loaded from a local file; no training."""
 
     name = "imagenet"
+    trains = False
+
+    class Hparams(SSLMethod.Hparams):
+        """Nothing is trained: the shared names are accepted (and left out of the cache key)."""
+
+    hp: Hparams
+
+
+class PretrainedInit(SSLMethod):
+    """The encoder is the weight file of the entry's ``init: {weights: PATH}``, untrained here: Azizi et al.
+    2021's "supervised from SimCLR-ImageNet" baseline (SimCLR, Chen et al. 2020, on ImageNet, then only
+    fine-tuning), or any other torchvision-ResNet encoder trained elsewhere."""
+
+    name = "pretrained"
     trains = False
 
     class Hparams(SSLMethod.Hparams):
@@ -61,28 +118,124 @@ def find_imagenet_weights(explicit: str | Path | None = None) -> Path:
     )
 
 
-def load_imagenet_weights(backbone: nn.Module, path: str | Path) -> None:
-    """Load torchvision ResNet-18 ImageNet weights into a ``resnet18`` backbone built with the ImageNet stem.
+# -- reading a weight file ------------------------------------------------------------------------------
 
-    The classifier (fc) is dropped; for a grayscale backbone the first convolution's RGB filters are summed
-    over their input channels (the usual conversion: a gray image then gives the response of its RGB copy).
-    """
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-    conv1 = backbone.get_parameter("conv1.weight")
-    w = state.get("conv1.weight")
-    if w is None or w.shape[2:] != conv1.shape[2:]:
+
+def read_state_dict(path: str | Path, prefix: str = "") -> StateDict:
+    """The tensors of a weight file, weights-only, with ``prefix`` stripped (keys without it dropped).
+
+    ``.safetensors`` files need the ``safetensors`` package; anything else is read with
+    ``torch.load(weights_only=True)``: a plain state dict, or one under ``state_dict`` or ``model``."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such weight file (a torchvision-ResNet state dict; docs/weights.md)")
+    state: Any = _read_safetensors(p) if p.suffix == ".safetensors" else torch.load(p, "cpu", weights_only=True)
+    for wrapper in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{p}: not a state dict (a mapping from parameter names to tensors); docs/weights.md")
+    return strip_prefix(state, prefix, p)
+
+
+def _read_safetensors(p: Path) -> StateDict:
+    try:
+        from safetensors.torch import load_file  # type: ignore[import-not-found,unused-ignore]  # optional
+    except ModuleNotFoundError:
         raise ValueError(
-            f"{path}: not a torchvision ResNet-18 ImageNet state dict (conv1 "
-            f"{None if w is None else tuple(w.shape)} vs the backbone's {tuple(conv1.shape)})"
+            f"{p}: a .safetensors file needs the safetensors package, which is not installed; install it, or "
+            "save the state dict with torch.save (.pt) instead"
+        ) from None
+    state: StateDict = load_file(str(p), device="cpu")
+    return state
+
+
+def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str, source: str | Path = "weights") -> StateDict:
+    """The entries whose key starts with ``prefix``, stripped of it (all of them when ``prefix`` is empty)."""
+    if not prefix:
+        return dict(state)
+    out = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if not out:
+        raise ValueError(
+            f"{source}: no key starts with prefix {prefix!r} (keys look like {_some(list(state))}); set "
+            "prefix to the part before the torchvision parameter names (e.g. 'module.encoder.'), or ''"
         )
+    return out
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (remembered per path, size and modification time): the cache key of an
+    encoder that starts from the file, so a replaced file is never mistaken for the old one."""
+    p = Path(path).expanduser().resolve()
+    st = p.stat()
+    return _sha256(str(p), st.st_size, st.st_mtime_ns)
+
+
+# -- fitting a backbone --------------------------------------------------------------------------------
+
+
+def weights_mismatch(expected: Mapping[str, torch.Size], state: Mapping[str, torch.Tensor]) -> str | None:
+    """What keeps ``state`` (classifier already dropped) from loading into a backbone whose parameters and
+    buffers have the shapes ``expected``; None when it fits. A 3-channel first convolution fits a
+    grayscale backbone (its filters are summed, see ``fit_channels``)."""
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(s)}"
+        for k, s in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(s) and not _summable_conv1(k, state[k].shape, s)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} keys: {_some(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} keys: {_some(unexpected)}")
+    if shapes:
+        problems.append(f"{len(shapes)} shapes differ (file vs backbone): {_some(shapes)}")
+    return "; ".join(problems) or None
+
+
+def _summable_conv1(key: str, have: torch.Size, want: torch.Size) -> bool:
+    return key == "conv1.weight" and len(have) == 4 and have[1] == 3 and want[1] == 1 and have[2:] == want[2:]
+
+
+def _some(keys: list[str]) -> str:
+    shown = ", ".join(keys[:SHOWN_KEYS])
+    return shown + (f", ... ({len(keys) - SHOWN_KEYS} more)" if len(keys) > SHOWN_KEYS else "")
+
+
+def without_classifier(state: Mapping[str, torch.Tensor]) -> StateDict:
+    return {k: v for k, v in state.items() if not k.startswith(CLASSIFIER_PREFIX)}
+
+
+def backbone_shapes(backbone: nn.Module) -> dict[str, torch.Size]:
+    return {k: v.shape for k, v in backbone.state_dict().items()}
+
+
+def load_torchvision_weights(backbone: nn.Module, path: str | Path, prefix: str = "") -> None:
+    """Load a torchvision-ResNet state dict from ``path`` into a backbone of ``study.models`` built with the
+    ImageNet stem (``image_size >= 96``). The classifier (fc) is dropped; for a grayscale backbone the first
+    convolution's RGB filters are summed over their input channels (the usual conversion: a gray image then
+    gives the response of its RGB copy). Keys that do not fit raise a ValueError listing them."""
+    state = without_classifier(read_state_dict(path, prefix))
+    problem = weights_mismatch(backbone_shapes(backbone), state)
+    if problem:
+        raise ValueError(f"{path}: the weights do not fit the backbone ({problem}); docs/weights.md")
+    w, conv1 = state["conv1.weight"], backbone.get_parameter("conv1.weight")
     if conv1.shape[1] == 1 and w.shape[1] == 3:
         state["conv1.weight"] = w.sum(dim=1, keepdim=True)
-    missing, unexpected = backbone.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.startswith("fc.")]
-    if missing or unexpected:
-        raise ValueError(
-            f"{path}: weights do not fit the ResNet-18 backbone (missing {missing}, unexpected {unexpected})"
-        )
+    backbone.load_state_dict(state)
+
+
+def load_imagenet_weights(backbone: nn.Module, path: str | Path) -> None:
+    """Load torchvision's ResNet-18 ImageNet weights (``load_torchvision_weights`` without a prefix)."""
+    load_torchvision_weights(backbone, path)

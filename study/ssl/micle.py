@@ -26,6 +26,30 @@ def patient_groups(patient_ids: np.ndarray | None, n: int) -> Groups:
     return order, start, counts[inverse], pos
 
 
+def multi_image_patients(patient_ids: np.ndarray | None) -> int:
+    """How many patients have two images or more (0 without patient ids)."""
+    if patient_ids is None or len(patient_ids) == 0:
+        return 0
+    _, counts = np.unique(np.asarray(patient_ids), return_counts=True)
+    return int((counts > 1).sum())
+
+
+class NoPatientsError(ValueError):
+    """MICLe on images none of whose patients has a second image: it would be SimCLR under another name."""
+
+
+def require_patients(patient_ids: np.ndarray | None, where: str) -> None:
+    """Raise ``NoPatientsError`` unless some patient in ``patient_ids`` has two images or more."""
+    if multi_image_patients(patient_ids) > 0:
+        return
+    what = "carry no patient ids" if patient_ids is None else "each come from a different patient"
+    raise NoPatientsError(
+        f"{where}: MICLe draws its positive pairs from two images of one patient, and these images {what}; "
+        "use a dataset with several images per patient (a manifest with a patient_id column, see "
+        "docs/datasets.md), or SimCLR"
+    )
+
+
 def micle_partners(index: torch.Tensor, groups: Groups, generator: torch.Generator) -> torch.Tensor:
     """For each sample in ``index``, another image of the same patient drawn uniformly, or the sample
     itself when its patient has one image (then the pair is two crops of one image, as in SimCLR)."""
@@ -43,8 +67,10 @@ def micle_partners(index: torch.Tensor, groups: Groups, generator: torch.Generat
 class MICLe(SimCLR):
     """SimCLR whose positive pair is a crop of one image and a crop of another image of the same patient
     (Azizi et al. 2021: different views/visits of one case carry the same pathology under natural
-    variation), falling back to two crops of the same image for patients with a single image. The other
-    2(B-1) views of the batch are the negatives. Hyperparameters as SimCLR."""
+    variation), and two crops of the same image for a patient with a single image (the paper applies MICLe
+    "when multiple images are available"). The other 2(B-1) views of the batch are the negatives.
+    Hyperparameters as SimCLR. Images without any multi-image patient are refused (``NoPatientsError``):
+    MICLe never silently becomes SimCLR."""
 
     name = "micle"
 
@@ -54,6 +80,7 @@ class MICLe(SimCLR):
     hp: Hparams
 
     def bind(self, images: torch.Tensor, patient_ids: np.ndarray | None) -> None:
+        require_patients(patient_ids, "MICLe's training images")
         self.images = images
         self.groups = patient_groups(patient_ids, images.shape[0])
 

@@ -7,18 +7,30 @@ against their declarations); what is left needs the files a trial reads: every d
 a shifted test set must decode and have its training dataset's classes (same names, same order) and
 channels, stored images (training and shifted test) must be at least the network input
 (``model.resolution``: a trial crops them to it, never enlarges them), the ImageNet weight file must be
-there for an entry that starts from it (nothing is downloaded at run time), and an LNL entry's optimiser
-settings must agree with each other and with its epochs. All problems are reported at once, as a
-``SpecError`` against the spec file.
+there for an entry that starts from it (nothing is downloaded at run time), a local weight file
+(``init: {weights: PATH}``) must be there and fit the backbone, a dataset that MICLe pretrains on must
+have a patient with several images, and an LNL entry's optimiser settings must agree with each other and
+with its epochs. All problems are reported at once, as a ``SpecError`` against the spec file.
 """
 
 from __future__ import annotations
 
+import torch
+
 from study.data import DataError, ImageData
 from study.experiment import load_dataset, load_shifted_test, noise_options
 from study.lnl.base import optim_problems
+from study.models import build_backbone
 from study.noise import inject_noise
-from study.ssl.init import find_imagenet_weights
+from study.ssl.init import (
+    WeightsInit,
+    backbone_shapes,
+    find_imagenet_weights,
+    read_state_dict,
+    weights_mismatch,
+    without_classifier,
+)
+from study.ssl.micle import NoPatientsError, require_patients
 from study.tuning.spec import CategoricalParam, ShiftedTestSpec, Spec, SpecError
 from study.tuning.studydir import DatasetFacts
 
@@ -42,10 +54,12 @@ def preflight(spec: Spec, source: str, data_cache: str) -> dict[str, DatasetFact
         )
         problems += noise_problems(spec, data, entry.key)
         problems += size_problems(spec, data, f"datasets[{i}].options.resolution")
+        problems += micle_problems(spec, data, entry.key, i)
         if entry.shifted_test is not None:
             problems += shifted_test_problems(spec, entry.shifted_test, data, data_cache, f"datasets[{i}].shifted_test")
     problems += weight_problems(spec)
     problems += lnl_problems(spec)
+    problems += weight_file_problems(spec)
     if problems:
         raise SpecError(source, problems)
     return facts
@@ -161,3 +175,46 @@ def weight_problems(spec: Spec) -> list[tuple[str, str]]:
             for where, s in needs
         ]
     return []
+
+
+def weight_file_problems(spec: Spec) -> list[tuple[str, str]]:
+    """SSL entries whose local weight file (``init: {weights: PATH}``) is missing, unreadable, or does not fit
+    the spec's backbone: read as the trial reads it (``study.ssl.init.read_state_dict``) and compared, key by
+    key and shape by shape, with the backbone built on the meta device (no memory, no weights)."""
+    problems = []
+    for i, s in enumerate(spec.ssl):
+        if not isinstance(s.init, WeightsInit):
+            continue
+        where = f"ssl[{i}].init.weights"
+        try:
+            state = without_classifier(read_state_dict(s.init.path, s.init.prefix))
+        except (OSError, ValueError, RuntimeError) as e:  # torch.load raises RuntimeError on a corrupt file
+            problems.append((where, f"SSL entry {s.key!r}: {e}"))
+            continue
+        with torch.device("meta"):
+            shapes = backbone_shapes(build_backbone(spec.model.backbone, 3, 224))
+        problem = weights_mismatch(shapes, state)
+        if problem:
+            problems.append(
+                (
+                    where,
+                    f"SSL entry {s.key!r}: {s.init.path} does not fit backbone {spec.model.backbone} ({problem}); "
+                    "check model.backbone, the file, and init.prefix (docs/weights.md)",
+                )
+            )
+    return problems
+
+
+def micle_problems(spec: Spec, data: ImageData, dataset_key: str, index: int) -> list[tuple[str, str]]:
+    """MICLe entries paired with this dataset when none of its patients has two images (the door only knew
+    the dataset could have patients: a manifest without a patient column, or with one image per patient)."""
+    pairs = {(p.dataset, p.ssl) for p in spec.subset} if spec.subset else None
+    problems = []
+    for i, s in enumerate(spec.ssl):
+        if s.method != "micle" or (pairs is not None and (dataset_key, s.key) not in pairs):
+            continue
+        try:
+            require_patients(data.patient_ids, f"datasets[{index}] ({dataset_key})")
+        except NoPatientsError as e:
+            problems.append((f"ssl[{i}].method", str(e)))
+    return problems

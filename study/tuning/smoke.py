@@ -9,7 +9,8 @@ whether the spec runs at all:
   dataset fixes them; else the names its noise groups give, or four generic classes), its channels, its
   patient structure (three images per patient where the dataset has patients, or where MICLe needs them),
   its groups of confusable classes, and a shifted test set where the spec has one; 16 px images;
-- ImageNet weights become random weights (a stand-in, said in the output): no file is read;
+- ImageNet weights and local weight files (``init: {weights: PATH}``) become random weights (a stand-in,
+  said in the output): no file is read;
 - the backbone becomes ``small_cnn`` (said in the output): a ResNet-18 trial's checkpoints alone (two
   networks, their optimisers, the best and last epochs' states: 426 MB an epoch for Co-teaching) take
   longer to write than the smoke run's training;
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from study.data import DATASETS
+from study.ssl import WeightsInit
 from study.tuning.plan import noise_settings
 from study.tuning.spec import DatasetSpec, LNLSpec, Spec, SSLSpec, parse_spec
 
@@ -176,9 +178,13 @@ def _ssl(s: SSLSpec, notes: list[str]) -> dict[str, Any]:
     if s.method == "imagenet":
         notes.append(f"ssl {s.key!r}: ImageNet weights replaced by RANDOM weights (a stand-in; no file is read)")
         entry.update(method="random", hparams={})
-    if s.init == "imagenet":
-        notes.append(f"ssl {s.key!r}: starts from RANDOM weights instead of ImageNet's (a stand-in)")
-        entry["init"] = "random"
+    start = f"the weight file {s.init.weights}" if isinstance(s.init, WeightsInit) else "ImageNet's weights"
+    if s.method == "pretrained":
+        notes.append(f"ssl {s.key!r}: {start} replaced by RANDOM weights (a stand-in; no file is read)")
+        entry.update(method="random", hparams={})
+    elif s.init != "random":
+        notes.append(f"ssl {s.key!r}: starts from RANDOM weights instead of {start} (a stand-in)")
+    entry["init"] = "random"
     return entry
 
 

@@ -28,7 +28,7 @@ from study.lnl.base import LoaderHparams, OptimConfig
 from study.models import BACKBONES
 from study.noise import KINDS as NOISE_KINDS
 from study.noise import transition_matrix
-from study.ssl import METHODS
+from study.ssl import INITS, METHODS, WeightsInit, check_init
 
 # Names come from the registries (study.data.DATASETS, study.ssl.METHODS, study.lnl.ALGORITHMS,
 # study.noise.KINDS, study.models.BACKBONES): registering a class there is all a spec needs to name it.
@@ -385,8 +385,9 @@ class SSLSpec(Strict):
     #: pretraining epochs, one number or per dataset id (key `default` for the others)
     epochs: int | dict[str, int] = 100
     batch_size: int = Field(256, ge=2)
-    #: what the encoder starts from (Azizi et al.: imagenet, then in-domain SSL)
-    init: Literal["random", "imagenet"] = "random"
+    #: what the encoder starts from: random, imagenet, or a local torchvision-ResNet file
+    #: ``{weights: PATH, format: torchvision, prefix: ""}`` (Azizi et al.: SimCLR on ImageNet; docs/weights.md)
+    init: str | WeightsInit = "random"
 
     _m = field_validator("method")(classmethod(lambda cls, v: _name_in(v, METHODS, "SSL method")))
 
@@ -399,6 +400,24 @@ class SSLSpec(Strict):
         checked = _check_hparams([METHODS[method].Hparams], v, f"SSL method {method}")
         METHODS[method].build_hparams(checked)  # checks that tie several names together (an HparamError)
         return checked
+
+    @field_validator("init", mode="before")
+    @classmethod
+    def _init(cls, v: Any) -> str | WeightsInit:
+        allowed = f"{', '.join(INITS)}, or {{weights: PATH, format: torchvision, prefix: ''}}"
+        if isinstance(v, str) and v not in INITS:
+            raise ValueError(f"{v!r} is not allowed (allowed: {allowed})")
+        if isinstance(v, str | WeightsInit):
+            return v
+        if not isinstance(v, dict):
+            raise ValueError(f"{v!r} is not allowed (allowed: {allowed})")
+        try:
+            return WeightsInit(**v)
+        except ValidationError as e:
+            err = e.errors()[0]
+            sub = ".".join(str(p) for p in err["loc"]) or "weights"
+            msg = f"unknown field {_allowed(WeightsInit.model_fields)}" if err["type"] == "extra_forbidden" else ""
+            raise SubPathError(sub, msg or _message(dict(err))) from None
 
     @field_validator("epochs")
     @classmethod
@@ -683,14 +702,16 @@ class Spec(Strict):
                 raise ValueError(f"{field}: duplicate entries {dup}; give them distinct ids")
         dataset_keys = [d.key for d in self.datasets]
         for i, s in enumerate(self.ssl):
-            if s.method == "random" and s.init == "imagenet":
-                raise ValueError(f"ssl[{i}].init: method 'random' with init 'imagenet' is method 'imagenet'")
             if "imagenet" in (s.method, s.init) and self.model.backbone != "resnet18":
                 where = "method" if s.method == "imagenet" else "init"
                 raise ValueError(
                     f"ssl[{i}].{where}: ImageNet weights exist for backbone resnet18 only, not "
                     f"{self.model.backbone}; set model.backbone: resnet18 or start from random"
                 )
+            try:
+                check_init(s.method, s.init, self.model.backbone)
+            except ValueError as e:
+                raise ValueError(f"ssl[{i}].init: {e}") from None
             for k in s.epochs if isinstance(s.epochs, dict) else ():
                 if k != "default" and k not in dataset_keys:
                     raise ValueError(
@@ -706,6 +727,7 @@ class Spec(Strict):
                     f"datasets[{i}].noise_class_scale applies to class_dependent noise only; add class_dependent "
                     "to noise.kinds or remove it"
                 )
+        self._check_micle()
         if "class_dependent" in self.noise.kinds and "groups" not in self.noise.options:
             for i, d in enumerate(self.datasets):
                 if not d.noise_groups and not DATASETS[d.name].noise_groups:
@@ -732,6 +754,20 @@ class Spec(Strict):
                     raise ValueError(
                         f"lnl[{i}].by_noise_kind.{kind}: not a noise kind of this spec "
                         f"{_allowed(self.noise.kinds)}; add {kind} to noise.kinds or remove the entry"
+                    )
+
+    def _check_micle(self) -> None:
+        """MICLe pairs two images of one patient: every dataset it pretrains on must be able to have some
+        (the data's own check, at launch and in the trial: ``study.ssl.micle.require_patients``)."""
+        pairs = {(p.dataset, p.ssl) for p in self.subset} if self.subset else None
+        for i, s in enumerate(self.ssl):
+            for j, d in enumerate(self.datasets if s.method == "micle" else ()):
+                if (pairs is None or (d.key, s.key) in pairs) and not _may_have_patients(d):
+                    with_patients = ", ".join(n for n, c in DATASETS.items() if c.has_patients)
+                    raise ValueError(
+                        f"ssl[{i}].method: micle needs several images per patient, and datasets[{j}] ({d.name}) "
+                        f"has no patient ids; pretrain it with simclr, or use a dataset with patients "
+                        f"({with_patients}; a manifest needs a patient_id column, docs/datasets.md)"
                     )
 
     def _check_subset(self) -> None:
@@ -767,6 +803,12 @@ class Spec(Strict):
     @property
     def lnl_map(self) -> dict[str, LNLSpec]:
         return {a.key: a for a in self.lnl}
+
+
+def _may_have_patients(d: DatasetSpec) -> bool:
+    """Whether the dataset entry can have several images per patient: its class says so (mura, a manifest
+    with a patient column), or the synthetic stand-in's ``views_per_patient`` makes them."""
+    return DATASETS[d.name].has_patients or int(d.options.get("views_per_patient", 1)) > 1
 
 
 def _check_transition_option(t: Any) -> None:

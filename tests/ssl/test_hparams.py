@@ -19,6 +19,7 @@ from study.ssl.base import check_finite
 DEFAULT_KEYS = {
     "random": "083cff43cb5c4255c8d3f0be",
     "imagenet": "083cff43cb5c4255c8d3f0be",
+    "pretrained": "083cff43cb5c4255c8d3f0be",  # new: the shared fields only, as random and imagenet
     "simclr": "6e6b3a84ba9b6b4731776527",
     "micle": "6e6b3a84ba9b6b4731776527",
     "moco_v2": "825c7b0c2d0f3089ea74bca8",
