@@ -137,3 +137,14 @@ def test_imagenet_initialised_encoders_get_imagenet_normalisation_in_trials_and_
     train_ssl(method, white, 1, 4, torch.device("cpu"), 0, norm=IMAGENET)
     assert method.norm is IMAGENET
     assert torch.allclose(seen[0][0], (1 - torch.tensor(IMAGENET.mean)) / torch.tensor(IMAGENET.std))
+
+
+def test_a_weight_file_gets_the_inputs_it_was_trained_on():
+    from study.data.pipeline import IMAGENET, STANDARD, UNIT, normalization
+    from study.ssl.init import WeightsInit
+
+    assert normalization(WeightsInit(weights="w.pt")) is IMAGENET  # torchvision's supervised weights
+    assert normalization(WeightsInit(weights="w.pt", inputs="unit")) is UNIT  # a converted SimCLR file
+    assert normalization(WeightsInit(weights="w.pt", inputs="standard")) is STANDARD
+    assert normalization("imagenet") is IMAGENET and normalization("random") is STANDARD
+    assert UNIT.stats(1) == ((0.0,), (1.0,))

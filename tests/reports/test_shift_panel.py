@@ -35,6 +35,7 @@ def _runs() -> pd.DataFrame:
                 dataset="covid",
                 noise_kind="symmetric",
                 noise_rate=0.2,
+                label_fraction=1.0,
                 ssl=ssl,
                 lnl="ce",
                 seed=seed,

@@ -42,7 +42,11 @@ def problems_of(data: dict[str, Any]) -> list[tuple[str, str]]:
     "init, path, words",
     [
         ("imagent", "ssl[0].init", ["'imagent' is not allowed", "random, imagenet, or {weights: PATH"]),
-        ({"weights": "w.pt", "prefx": "a."}, "ssl[0].init.prefx", ["unknown field (allowed: weights, format, prefix)"]),
+        (
+            {"weights": "w.pt", "prefx": "a."},
+            "ssl[0].init.prefx",
+            ["unknown field (allowed: weights, format, prefix, inputs)"],
+        ),
         ({"weights": "w.pt", "format": "tf"}, "ssl[0].init.format", ["'tf' is not allowed (allowed: torchvision)"]),
         ({"prefix": "a."}, "ssl[0].init.weights", ["required field is missing"]),
     ],

@@ -108,7 +108,7 @@ def test_pretrained_is_the_file_and_its_key_holds_the_file_hash(r18_file, tmp_pa
     assert torch.equal(enc.layer3[1].conv2.weight, ref["layer3.1.conv2.weight"])
     meta = read_meta(path)
     assert meta["weights_sha256"] == hashlib.sha256(r18_file.read_bytes()).hexdigest()
-    assert meta["init"] == {"weights": str(r18_file), "format": "torchvision", "prefix": ""}
+    assert meta["init"] == {"weights": str(r18_file), "format": "torchvision", "prefix": "", "inputs": "imagenet"}
     again = pretrain(PretrainRequest(method="pretrained", epochs=5, init=init, **COMMON), tmp_path, device="cpu")
     assert again == path  # an untrained init: epochs do not change it
     # the same path with other contents is another encoder

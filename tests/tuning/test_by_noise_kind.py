@@ -183,7 +183,7 @@ def test_the_trial_trains_with_its_kind_values_from_the_plain_fixed(tmp_path):
     assert (trial.algo.hp.forget_rate, trial.algo.optim_cfg.momentum, trial.algo.optim_cfg.lr) == (0.1, 0.5, 0.05)
     clean = Point("synthetic", "symmetric", 0.0, "random", "co_teaching", 0)
     trial = build_trial(spec, clean, dict(entry.fixed), torch.device("cpu"), tmp_path, tmp_path)
-    assert (trial.algo.hp.forget_rate, trial.algo.optim_cfg.momentum) == (None, 0.9)
+    assert (trial.algo.hp.forget_rate, trial.algo.optim_cfg.momentum) == ("auto", 0.9)
 
 
 def test_plan_shows_the_values_of_each_noise_setting():
