@@ -19,7 +19,6 @@ import torch
 
 from study.data import DataError, ImageData
 from study.experiment import load_dataset, load_shifted_test, noise_options
-from study.lnl.base import optim_problems
 from study.models import build_backbone
 from study.noise import inject_noise
 from study.ssl.init import (
@@ -31,7 +30,7 @@ from study.ssl.init import (
     without_classifier,
 )
 from study.ssl.micle import NoPatientsError, require_patients
-from study.tuning.spec import CategoricalParam, ShiftedTestSpec, Spec, SpecError
+from study.tuning.spec import ShiftedTestSpec, Spec, SpecError
 from study.tuning.studydir import DatasetFacts
 
 #: labels the noise check corrupts per dataset (enough to meet every kind's conditions)
@@ -58,7 +57,6 @@ def preflight(spec: Spec, source: str, data_cache: str) -> dict[str, DatasetFact
         if entry.shifted_test is not None:
             problems += shifted_test_problems(spec, entry.shifted_test, data, data_cache, f"datasets[{i}].shifted_test")
     problems += weight_problems(spec)
-    problems += lnl_problems(spec)
     problems += weight_file_problems(spec)
     if problems:
         raise SpecError(source, problems)
@@ -141,20 +139,6 @@ def class_mismatch(train: list[str], shifted: list[str], dataset: str) -> str:
         f"index, so the shifted test set needs exactly the classes {', '.join(train)}, in that order: rename, add "
         "or remove its classes (folder and manifest datasets order them by name)"
     )
-
-
-def lnl_problems(spec: Spec) -> list[tuple[str, str]]:
-    """LNL entries whose optimiser settings contradict each other or the entry's epochs (``coteaching``
-    without Adam, milestones past the last epoch), for any value their search space can sample."""
-    problems = []
-    for i, entry in enumerate(spec.lnl):
-        searched = {
-            k: p.choices if isinstance(p, CategoricalParam) else [p.low, p.high] for k, p in entry.search_space.items()
-        }
-        for name, message in optim_problems(entry.epochs, entry.fixed, searched):
-            where = "search_space" if name in entry.search_space else "fixed"
-            problems.append((f"lnl[{i}].{where}.{name}", message))
-    return problems
 
 
 def weight_problems(spec: Spec) -> list[tuple[str, str]]:

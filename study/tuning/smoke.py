@@ -191,6 +191,17 @@ def _ssl(s: SSLSpec, notes: list[str]) -> dict[str, Any]:
 def _lnl(a: LNLSpec) -> dict[str, Any]:
     entry = a.model_dump(mode="json")
     entry.update(id=a.key, epochs=LNL_EPOCHS, batch_size=min(a.batch_size, MAX_BATCH))
-    if "batch_size" in a.fixed:
-        entry["fixed"]["batch_size"] = min(int(a.fixed["batch_size"]), MAX_BATCH)
+    for fixed in [entry["fixed"], *(k["fixed"] for k in entry.get("by_noise_kind", {}).values())]:
+        _shrink(fixed, a.epochs)
     return entry
+
+
+def _shrink(fixed: dict[str, Any], epochs: int) -> None:
+    """Fixed values that name epochs or batch sizes of the full run, scaled to the smoke run's: the batch
+    capped, a step schedule's milestones and Co-teaching's ``decay_start`` moved inside its epochs."""
+    if "batch_size" in fixed:
+        fixed["batch_size"] = min(int(fixed["batch_size"]), MAX_BATCH)
+    if fixed.get("milestones"):
+        fixed["milestones"] = [LNL_EPOCHS - 1]  # one step, after the first epoch
+    if "decay_start" in fixed:
+        fixed["decay_start"] = min(int(fixed["decay_start"]) * LNL_EPOCHS // epochs, LNL_EPOCHS - 1)

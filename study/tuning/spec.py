@@ -24,7 +24,7 @@ from study import hparams as hp
 from study.data import DATASETS, DataError
 from study.data.pipeline import AugmentConfig
 from study.lnl import ALGORITHMS
-from study.lnl.base import LoaderHparams, OptimConfig
+from study.lnl.base import LoaderHparams, OptimConfig, optim_problems
 from study.models import BACKBONES
 from study.noise import KINDS as NOISE_KINDS
 from study.noise import transition_matrix
@@ -720,6 +720,7 @@ class Spec(Strict):
         if "transition" in self.noise.options:
             _check_transition_option(self.noise.options["transition"])
         self._check_by_noise_kind()
+        self._check_optim()
         self._check_subset()
         for i, d in enumerate(self.datasets):
             if d.noise_class_scale and "class_dependent" not in self.noise.kinds:
@@ -755,6 +756,20 @@ class Spec(Strict):
                         f"lnl[{i}].by_noise_kind.{kind}: not a noise kind of this spec "
                         f"{_allowed(self.noise.kinds)}; add {kind} to noise.kinds or remove the entry"
                     )
+
+    def _check_optim(self) -> None:
+        """An LNL entry's optimiser settings agree with each other and its epochs (``coteaching`` needs Adam,
+        milestones fall before the last epoch) for every value its search can sample, in every noise kind."""
+        for i, a in enumerate(self.lnl):
+            searched = {
+                k: p.choices if isinstance(p, CategoricalParam) else [p.low, p.high] for k, p in a.search_space.items()
+            }
+            # the plain fixed values first: a problem that only a kind's values bring is that kind's
+            kinds = [("fixed", a.fixed)] + [(f"by_noise_kind.{k}.fixed", a.fixed_for(k, 1.0)) for k in a.by_noise_kind]
+            for where, fixed in kinds:
+                for name, message in optim_problems(a.epochs, fixed, searched):
+                    place = "search_space" if name in a.search_space else where
+                    raise ValueError(f"lnl[{i}].{place}.{name}: {message}")
 
     def _check_micle(self) -> None:
         """MICLe pairs two images of one patient: every dataset it pretrains on must be able to have some

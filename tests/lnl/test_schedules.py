@@ -12,7 +12,6 @@ from pydantic import ValidationError
 from study.lnl import ALGORITHMS, OptimConfig
 from study.lnl.base import beta1_at, lr_at, optim_problems
 from study.models import Classifier, SmallCNN
-from study.tuning.preflight import lnl_problems, preflight
 from study.tuning.spec import SpecError, parse_spec
 
 
@@ -103,14 +102,30 @@ def spec_data(fixed: dict, search_space: dict | None = None, epochs: int = 50) -
     }
 
 
-def test_preflight_reports_the_field_path():
-    spec = parse_spec(spec_data({"schedule": "step", "milestones": [150]}))
-    ((path, message),) = lnl_problems(spec)
+def _door(data: dict) -> list[str]:
+    """The field paths ``study validate`` names for ``data`` (none: it validates)."""
+    try:
+        parse_spec(data)
+    except SpecError as e:
+        return [p for p, _ in e.problems]
+    return []
+
+
+def test_validate_reports_the_field_path():
+    with pytest.raises(SpecError) as e:
+        parse_spec(spec_data({"schedule": "step", "milestones": [150]}))
+    ((path, message),) = e.value.problems
     assert path == "lnl[1].fixed.milestones" and "50 epochs" in message
-    spec = parse_spec(spec_data({"optimizer": "sgd"}, {"schedule": {"type": "categorical", "choices": ["coteaching"]}}))
-    assert [p for p, _ in lnl_problems(spec)] == ["lnl[1].search_space.schedule"]
-    ok = parse_spec(spec_data({"optimizer": "adam", "schedule": "coteaching", "decay_start": 20}))
-    assert lnl_problems(ok) == []
+    searched = {"schedule": {"type": "categorical", "choices": ["coteaching"]}}
+    assert _door(spec_data({"optimizer": "sgd"}, searched)) == ["lnl[1].search_space.schedule"]
+    assert _door(spec_data({"optimizer": "adam", "schedule": "coteaching", "decay_start": 20})) == []
+
+
+def test_a_noise_kinds_own_values_are_checked_too():
+    data = spec_data({"optimizer": "adam", "schedule": "coteaching", "decay_start": 20})
+    data["noise"]["kinds"] = ["symmetric", "pairflip"]
+    data["lnl"][1]["by_noise_kind"] = {"pairflip": {"fixed": {"optimizer": "sgd"}}}
+    assert _door(data) == ["lnl[1].by_noise_kind.pairflip.fixed.schedule"]
 
 
 def test_schedule_fields_reach_the_trial_config():
@@ -120,10 +135,3 @@ def test_schedule_fields_reach_the_trial_config():
     optim, _, own = split_hparams(spec.lnl[1], dict(spec.lnl[1].fixed))
     assert (optim.schedule, optim.decay_start, optim.epochs) == ("coteaching", 20, 50) and "decay_start" not in own
     assert math.isclose(lr_at(49, optim), optim.lr / 30)
-
-
-def test_launch_preflight_refuses_before_anything_is_written(tmp_path):
-    spec = parse_spec(spec_data({"schedule": "step", "milestones": [150]}))
-    with pytest.raises(SpecError) as e:
-        preflight(spec, "spec.yaml", str(tmp_path / "data"))
-    assert [p for p, _ in e.value.problems] == ["lnl[1].fixed.milestones"]

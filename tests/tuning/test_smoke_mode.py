@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from study.data import DATASETS
 from study.tuning.plan import make_plan, noise_settings
 from study.tuning.smoke import smoke_spec
-from study.tuning.spec import load_spec
+from study.tuning.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SPECS = sorted((ROOT / "search_spaces").glob("*.yaml"))
@@ -124,3 +125,15 @@ def test_smoke_run_of_every_shipped_spec(path, tmp_path):
     assert "Nothing to show" not in page and "Complete: all" in page
     print(f"smoke_{path.stem}_s: {seconds:.0f}")
     assert seconds < SMOKE_BUDGET_S, f"the smoke run of {path.name} took {seconds:.0f} s"
+
+
+def test_smoke_moves_epoch_settings_inside_its_epochs():
+    data = yaml.safe_load((ROOT / "search_spaces" / "smoke.yaml").read_text())
+    data["noise"]["kinds"] = ["symmetric", "pairflip"]
+    data["lnl"][0]["fixed"].update(schedule="step", milestones=[2], batch_size=64)
+    data["lnl"][1]["fixed"] = {"optimizer": "adam", "schedule": "coteaching", "decay_start": 2}
+    data["lnl"][1]["by_noise_kind"] = {"pairflip": {"fixed": {"batch_size": 512}}}
+    smoke = smoke_spec(parse_spec(data)).spec  # the smoke spec validates: 2 epochs hold the schedules
+    ce, cot = smoke.lnl
+    assert ce.fixed["milestones"] == [1] and ce.fixed["batch_size"] == 32
+    assert cot.fixed["decay_start"] == 1 and cot.by_noise_kind["pairflip"].fixed["batch_size"] == 32
