@@ -23,7 +23,9 @@ CELL = Cell((("noise_rate", 0.2),), Point("synthetic", "symmetric", 0.2, "random
 
 
 def smoke(**tuning: Any) -> dict[str, Any]:
+    """smoke.yaml with the sampler at its default (TPE) and ``tuning`` applied."""
     d = yaml.safe_load((SPECS / "smoke.yaml").read_text())
+    d["tuning"].pop("sampler", None)
     d["tuning"].update(tuning)
     return d
 
