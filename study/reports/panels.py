@@ -28,7 +28,7 @@ from study.reports.definitions import (
     ShiftPanel,
     TablePanel,
 )
-from study.reports.store import AXES, INIT_ONLY, Study, metric_histories, seed_results
+from study.reports.store import AXES, Study, metric_histories, seed_results
 
 
 @dataclass
@@ -275,6 +275,16 @@ def render_ranking(ctx: Context, p: RankingPanel) -> Rendered:
     return r
 
 
+def _trains(ctx: Context, ssl: str) -> bool:
+    """Whether the SSL entry ``ssl`` (its id) pretrains, so has a kNN accuracy to plot: initialisations
+    (random, ImageNet, a weight file) do not. Without a spec, an entry counts as pretraining."""
+    from study.ssl import METHODS
+
+    grid = ctx.study.expected_grid()
+    method = (grid or {}).get("ssl_method", {}).get(ssl, ssl)
+    return method not in METHODS or METHODS[method].trains
+
+
 def render_pretrain(ctx: Context, p: PretrainPanel) -> Rendered:
     r = Rendered(p.id, p.title, p.description)
     auc = _auc(ctx, p.metric, "ssl", ["dataset", "noise_kind", "lnl"])
@@ -287,7 +297,7 @@ def render_pretrain(ctx: Context, p: PretrainPanel) -> Rendered:
         return _empty(r, f"no pretraining runs with {p.quality_metric!r} and no robustness results yet")
     r.csvs[f"{p.id}.csv"] = pts
     for _, row in pts.iterrows():
-        if pd.isna(row["quality"]) and row["ssl"] not in INIT_ONLY:
+        if pd.isna(row["quality"]) and _trains(ctx, row["ssl"]):
             r.missing.append(
                 f"{p.title}: no finished pretraining run with {p.quality_metric} for {row['dataset']} / {row['ssl']}"
             )

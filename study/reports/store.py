@@ -20,8 +20,6 @@ from study.storage import sqlite_problem
 
 #: the axes of a study, in the order tables and facets use them
 AXES = ("dataset", "noise_kind", "noise_rate", "label_fraction", "ssl", "lnl", "seed")
-#: SSL "methods" that are initialisations, not pretraining jobs (no kNN accuracy to plot)
-INIT_ONLY = ("random", "imagenet")
 
 
 class StudyInputError(ValueError):

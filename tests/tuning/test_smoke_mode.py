@@ -72,7 +72,7 @@ def test_plan_smoke_says_what_it_runs(capsys):
 
     assert main(["plan", str(ROOT / "search_spaces" / "azizi2021.yaml"), "--smoke"]) == 0
     out = capsys.readouterr().out
-    assert "azizi2021-smoke" in out and "subset: 15 points" in out  # 3 rates x 4 SSL entries + 3
+    assert "azizi2021-smoke" in out and "subset: 23 points" in out  # 3 rates x 4 SSL entries + 3
 
 
 def study(*args: str) -> subprocess.CompletedProcess:
