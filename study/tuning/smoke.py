@@ -8,7 +8,8 @@ whether the spec runs at all:
 - each dataset becomes a ``synthetic`` stand-in with the dataset's class names and count (where the
   dataset fixes them; else the names its noise groups give, or four generic classes), its channels, its
   patient structure (three images per patient where the dataset has patients, or where MICLe needs them),
-  its groups of confusable classes, and a shifted test set where the spec has one; 16 px images;
+  its groups of confusable classes, and a shifted test set where the spec has one; 16 px images (stored
+  larger in the spec's ratio where the spec crops: 256 px images for 224 px inputs become 19 px for 16);
 - ImageNet weights and local weight files (``init: {weights: PATH}``) become random weights (a stand-in,
   said in the output): no file is read;
 - the backbone becomes ``small_cnn`` (said in the output): a ResNet-18 trial's checkpoints alone (two
@@ -24,6 +25,7 @@ whether the spec runs at all:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,14 +61,15 @@ def smoke_spec(spec: Spec) -> Smoke:
     if spec.model.backbone != SMOKE_BACKBONE:
         notes.append(f"backbone {spec.model.backbone} replaced by {SMOKE_BACKBONE} (tiny scale)")
     needs_patients = any(s.method == "micle" for s in spec.ssl)
+    stored = stored_size(spec)
     data = spec.model_dump(mode="json", exclude={"subset"})
     data.update(
         name=f"{spec.name}-smoke",
         description=f"smoke run of {spec.name}: stand-in data, tiny scale",
-        datasets=[_dataset(d, spec, needs_patients, notes) for d in spec.datasets],
+        datasets=[_dataset(d, spec, needs_patients, notes, stored) for d in spec.datasets],
         ssl=[_ssl(s, notes) for s in spec.ssl],
         lnl=[_lnl(a) for a in spec.lnl],
-        model={"backbone": SMOKE_BACKBONE, "resolution": None},
+        model={"backbone": SMOKE_BACKBONE, "resolution": SMOKE_SIZE if stored > SMOKE_SIZE else None},
         tuning={**data["tuning"], "samples_per_cell": 1},
         resources={"pretrain": {"cpus": 1, "gpus": 0}, "trial": {"cpus": 1, "gpus": 0}},
         failures={"max_retries": 0},
@@ -122,7 +125,16 @@ def _point(dataset: str, setting: tuple[str, float], ssl: str, lnl: str, seed: i
     return point if fraction == 1.0 else {**point, "label_fraction": fraction}
 
 
-def _dataset(d: DatasetSpec, spec: Spec, needs_patients: bool, notes: list[str]) -> dict[str, Any]:
+def stored_size(spec: Spec) -> int:
+    """The stand-ins' side: 16 px, or larger in the spec's ratio where it stores images larger than the
+    network input (Khanal et al.: 256 px images, 224 px crops), so that the smoke run crops too."""
+    side = spec.model.resolution
+    stored = [d.options.get("resolution") for d in spec.datasets]
+    ratios = [r / side for r in stored if isinstance(r, int) and side and r > side]
+    return math.ceil(SMOKE_SIZE * max(ratios)) if ratios else SMOKE_SIZE
+
+
+def _dataset(d: DatasetSpec, spec: Spec, needs_patients: bool, notes: list[str], size: int) -> dict[str, Any]:
     """A synthetic stand-in entry for ``d`` under the same key."""
     cls = DATASETS[d.name]
     classes = _class_names(d, spec, notes)
@@ -131,7 +143,7 @@ def _dataset(d: DatasetSpec, spec: Spec, needs_patients: bool, notes: list[str])
         "num_samples": max(MIN_IMAGES, IMAGES_PER_CLASS * len(classes)),
         "num_classes": len(classes),
         "class_names": classes,
-        "image_size": SMOKE_SIZE,
+        "image_size": size,
         "views_per_patient": views,
         "channels": d.options.get("channels") or cls.default_channels,
         "seed": 0,

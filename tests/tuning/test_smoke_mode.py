@@ -65,6 +65,10 @@ def test_stand_ins_keep_classes_channels_patients_and_shifted_tests(path):
             assert stand.options["views_per_patient"] > 1
         assert (stand.shifted_test is None) == (real.shifted_test is None)
     assert all(s.method != "imagenet" and s.init == "random" for s in smoke.ssl)
+    # a spec that stores images larger than its input crops in its smoke run too
+    stored = [d.options.get("resolution") or 0 for d in spec.datasets]
+    if spec.model.resolution and max(stored) > spec.model.resolution:
+        assert smoke.model.resolution == 16 and all(d.options["image_size"] > 16 for d in smoke.datasets)
 
 
 def test_plan_smoke_says_what_it_runs(capsys):
