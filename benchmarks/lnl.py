@@ -22,7 +22,7 @@ from study.data import get_dataset, make_splits
 from study.data.pipeline import AugmentConfig, TensorLoader
 from study.lnl import ALGORITHMS, OptimConfig
 from study.models import Classifier, SmallCNN
-from study.single import corrupt_train_val
+from study.noise import inject_noise
 from study.train import final_test, fit
 
 CACHE = Path(os.environ.get("STUDY_CACHE", Path.home() / ".cache" / "study"))
@@ -77,6 +77,15 @@ def algo_hparams(size: Size, algo: str, kind: str) -> dict:
         # and lambda_u 0 at 40% asymmetric noise (their README's per-rate values)
         hp.update(confidence_penalty=True, loss_window=5, lambda_u=0.0)
     return hp
+
+
+def corrupt_train_val(labels: np.ndarray, splits, num_classes: int, kind: str, rate: float, seed: int):
+    """A copy of ``labels`` with the training and validation samples corrupted; test labels stay clean."""
+    idx = np.concatenate([splits.train, splits.val])
+    noisy = inject_noise(labels[idx], num_classes, kind, rate, seed)
+    out = labels.copy()
+    out[idx] = noisy.labels
+    return out, noisy
 
 
 def run_one(data, algo: str, kind: str, rate: float, seed: int, size: Size, device: torch.device) -> dict:
