@@ -156,6 +156,42 @@ class Tracker:
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 
+    def close_cells(self, metric: str) -> int:
+        """End every cell's parent run once its trials have ended: FINISHED with the cell's tuning best
+        (``tuned_best_<metric>``) and its final runs' ``final_test_f1_mean``/``_std`` and ``final_runs``,
+        or FAILED where no final run finished (every tuning trial failed). Returns the runs closed."""
+        runs = self.runs()
+        children: dict[str, list] = {}
+        for r in runs:
+            parent = r.data.tags.get("mlflow.parentRunId")
+            if parent:
+                children.setdefault(parent, []).append(r)
+        closed = 0
+        for cell in (r for r in runs if r.data.tags.get(TAG_KIND) == "cell"):
+            kids = children.get(cell.info.run_id, [])
+            tuned = [
+                k.data.metrics[metric] for k in kids if k.data.tags.get(TAG_STAGE) == "lnl" and metric in k.data.metrics
+            ]
+            finals = [
+                k.data.metrics["test_f1"]
+                for k in kids
+                if k.data.tags.get(TAG_STAGE) == "final" and k.info.status == "FINISHED" and "test_f1" in k.data.metrics
+            ]
+            summary: dict[str, float] = {"final_runs": float(len(finals))}
+            if tuned:
+                summary[f"tuned_best_{metric}"] = max(tuned)
+            if finals:
+                summary["final_test_f1_mean"] = sum(finals) / len(finals)
+                mean = summary["final_test_f1_mean"]
+                if len(finals) > 1:
+                    summary["final_test_f1_std"] = math.sqrt(sum((f - mean) ** 2 for f in finals) / (len(finals) - 1))
+            self.log_metrics(cell.info.run_id, summary, step=0)
+            status = "FINISHED" if finals else "FAILED"
+            if cell.info.status != status:
+                self.finish(cell.info.run_id, status)
+                closed += 1
+        return closed
+
     def runs(self) -> list:
         """Every run of the experiment (for status and tests)."""
         out, token = [], None

@@ -110,6 +110,11 @@ def test_smoke_run_of_every_shipped_spec(path, tmp_path):
     assert len(trials) == len(plan.pretrain_jobs) + plan.tuning_trials + len(plan.final_runs)
     errors = {r.data.tags.get("study.error") for r in trials if r.info.status == "FAILED"}
     assert not errors, errors
+    # every cell's parent run ended FINISHED with its final figures: no run is left RUNNING
+    cells = [r for r in runs if r.data.tags.get("study.kind") == "cell"]
+    assert len(cells) == len(plan.cells)
+    assert all(r.info.status == "FINISHED" and "final_test_f1_mean" in r.data.metrics for r in cells)
+    assert not [r for r in runs if r.info.status == "RUNNING"]
     assert all(r.info.status in ("FINISHED", "KILLED") for r in trials)
     # every cell of the covering subset has its final run, with its clean-test metrics
     finals = {r.data.tags["study.cell"]: r for r in trials if r.data.tags["study.stage"] == "final"}

@@ -1,0 +1,41 @@
+"""A cell's parent run ends with its trials: FINISHED with the cell's tuning best and final figures, or
+FAILED where no final run finished (docs/architecture.md, MLflow conventions)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from study.tracking.store import Tracker
+
+
+@pytest.fixture
+def tracker(tmp_path) -> Tracker:
+    return Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "cells")
+
+
+def _trial(t: Tracker, parent: str, trial_id: str, stage: str, metrics: dict, status: str = "FINISHED") -> None:
+    run_id, _ = t.trial_run(trial_id, stage, trial_id, {"study.cell": "c"}, {}, parent)
+    t.log_metrics(run_id, metrics, step=0)
+    t.finish(run_id, status)
+
+
+def test_parents_end_with_their_cells_figures(tracker):
+    ok = tracker.cell_run("ok", {"dataset": "d", "noise_rate": 0.2})
+    _trial(tracker, ok, "t1", "lnl", {"val_f1": 0.5, "best_val_f1": 0.6})
+    _trial(tracker, ok, "t2", "lnl", {"val_f1": 0.7})  # no best logged: its last value counts
+    _trial(tracker, ok, "f1", "final", {"test_f1": 0.8})
+    _trial(tracker, ok, "f2", "final", {"test_f1": 0.6})
+    _trial(tracker, ok, "f3", "final", {"test_f1": 0.1}, status="FAILED")  # not a finished final run
+    failed = tracker.cell_run("failed", {"dataset": "d", "noise_rate": 0.4})
+    _trial(tracker, failed, "t3", "lnl", {}, status="FAILED")
+
+    assert tracker.close_cells("val_f1") == 2
+    ok_run, failed_run = tracker.client.get_run(ok), tracker.client.get_run(failed)
+    assert ok_run.info.status == "FINISHED" and failed_run.info.status == "FAILED"
+    m = ok_run.data.metrics
+    assert m["tuned_best_val_f1"] == 0.7 and m["final_runs"] == 2 and m["final_test_f1_mean"] == pytest.approx(0.7)
+    assert m["final_test_f1_std"] == pytest.approx(math.sqrt(0.02))
+    assert failed_run.data.metrics["final_runs"] == 0
+    assert tracker.close_cells("val_f1") == 0  # a resume closes nothing twice
