@@ -16,10 +16,12 @@ its own state, so the bucket's copies are never older than Ray's.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -99,7 +101,35 @@ def init_ray(address: str | None, quiet: bool) -> None:
     if address:
         ray.init(address=address, log_to_driver=False)
     else:  # trial output stays in Ray's session logs; the driver prints the progress line
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        with loopback_node():
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+
+
+@contextlib.contextmanager
+def loopback_node() -> Iterator[None]:
+    """A private Ray whose servers (GCS, raylet, workers, agents) listen on 127.0.0.1 only.
+
+    Ray binds its servers to every interface unless the node's address is the loopback one, and it takes
+    the loopback address as the node's only where it believes clusters are off (its macOS and Windows
+    default: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``). Set for the processes ``ray.init`` starts, then put
+    back, so that a later `ray start` or cluster connection from this process is unaffected."""
+    from ray._private import ray_constants
+
+    key, before, flag = (
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER",
+        os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"),
+        ray_constants.ENABLE_RAY_CLUSTER,
+    )
+    os.environ[key] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = flag
+        if before is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = before
 
 
 def _start(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) -> bool:
