@@ -648,6 +648,16 @@ CASES: list[Case] = [
         ),
         ["noise", "'abnormal' is not a class of this dataset", "class_0, class_1, class_2"],
     ),
+    Case(
+        "cpus_beyond_machine",
+        lambda c: c.launch(c.spec(lambda s: s["resources"]["trial"].update(cpus=4096))),
+        ["resources.trial.cpus 4096", "this machine has", "lower it"],
+    ),
+    Case(
+        "resolution_unbounded",
+        lambda c: c.launch(c.spec(lambda s: s.setdefault("model", {}).update(resolution=100000))),
+        ["model.resolution", "less than or equal to 4096"],
+    ),
     Case("nan_loss", _case_nan, [], exit_code=0, slow=True, after=_after_nan),
     # every tuning trial of the study diverges: no cell has a best configuration for stage final
     Case("nan_loss_every_trial", _case_nan_every_trial, [], exit_code=0, slow=True, after=_after_nan),

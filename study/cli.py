@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
+from study import storage as st
 from study.tuning.errors import StudyInputError, StudyInterrupted
 from study.tuning.plan import format_plan, make_plan
 from study.tuning.smoke import smoke_spec
@@ -153,6 +154,8 @@ def _launch(args) -> int:
     spec = smoke_spec(load_spec(args.spec)).spec if args.smoke else load_spec(args.spec)
     if not (args.quiet or args.smoke):  # a smoke run samples once per cell by design
         _warn(spec, args.spec)
+    if not args.address and not os.environ.get("RAY_ADDRESS"):
+        check_resources(spec, os.cpu_count() or 1, "this machine")
     root = args.storage or spec.storage.root
     if not args.storage and _local(root):
         check_writable(expand(root, "storage.root"), "storage.root")
@@ -229,12 +232,24 @@ def _remove_created(created: Path | None) -> None:
 def expand(path: str, flag: str) -> Path:
     """``path`` with ``~`` expanded; an unknown user's home is bad input, not a traceback."""
     try:
-        return Path(path).expanduser()
+        return Path(st.as_path(path)).expanduser()
     except RuntimeError:
         raise StudyInputError(
             f"{flag} {path}: cannot expand {path.split('/')[0]!r} (no such user or no home directory); "
             "pass an absolute path"
         ) from None
+
+
+def check_resources(spec: Spec, cpus: float, where: str) -> None:
+    """Each trial's and pretraining job's CPUs fit on one node of ``cpus`` CPUs (else Ray keeps them pending
+    forever)."""
+    for stage in ("pretrain", "trial"):
+        need = getattr(spec.resources, stage).cpus
+        if need > cpus:
+            raise StudyInputError(
+                f"resources.{stage}.cpus {need:g}: {where} has {cpus:g} CPUs, so no {stage} could ever start; "
+                f"lower it to at most {cpus:g}, or pass --address of a cluster whose nodes have {need:g}"
+            )
 
 
 def check_writable(folder: Path, flag: str) -> None:
@@ -352,11 +367,36 @@ def check_address(address: str) -> None:
             f"--address {address!r}: expected auto or HOST:PORT of a Ray head node "
             "(e.g. 127.0.0.1:6379, or ray://HOST:10001 for Ray Client)"
         )
-    why = _tcp_error(host, int(port_text))
+    why = _tcp_error(host, int(port_text)) or _grpc_error(host, int(port_text))
     if why:
         raise StudyInputError(
             f"--address {address}: no Ray cluster answers there ({why}); " + fix.format(port=port_text)
         )
+
+
+#: an HTTP/2 connection preface and an empty SETTINGS frame (RFC 9113, 3.4 and 6.5)
+_H2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _grpc_error(host: str, port: int, timeout: float = 3.0) -> str | None:
+    """None when host:port speaks HTTP/2, as Ray's GCS and Ray Client servers (gRPC) do: their first frame
+    is SETTINGS. Anything else (a web server, a silent port) would leave ray.init waiting for minutes."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as conn:
+            conn.sendall(_H2_HELLO)
+            first = b""
+            while len(first) < 9:
+                chunk = conn.recv(9 - len(first))
+                if not chunk:
+                    break
+                first += chunk
+    except TimeoutError:
+        return f"the port accepts connections but says nothing within {timeout:.0f}s: not a Ray head node"
+    except OSError as e:
+        return e.strerror or str(e)
+    if len(first) == 9 and first[3] == 4:
+        return None
+    return f"the port answers but not as a Ray head node does (gRPC): {first[:24]!r}"
 
 
 def _refine(e):

@@ -48,6 +48,16 @@ def is_uri(path: str | os.PathLike | None) -> bool:
     return "://" in text and not text.startswith("file://")
 
 
+def as_path(location: str) -> str:
+    """A ``file://`` URI as the local path it names (``file:///nfs/studies`` -> ``/nfs/studies``); anything
+    else unchanged."""
+    if location.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        return unquote(urlsplit(location).path) or "/"
+    return location
+
+
 def scheme_of(uri: str) -> str:
     return str(uri).split("://", 1)[0].lower()
 

@@ -73,6 +73,45 @@ def test_address_checks():
         check_address(f"ray://127.0.0.1:{closed_port()}")
 
 
+@pytest.mark.parametrize(
+    ("reply", "says"), [(b"HTTP/1.1 400 Bad Request\r\n\r\n", "not as a Ray head"), (None, "says nothing")]
+)
+def test_an_address_that_is_not_ray_exits_at_once(reply, says):
+    """A port that accepts connections but is not Ray (a web server, a silent service) would hang ray.init."""
+    import socket
+    import threading
+    import time
+
+    from study.cli import check_address
+    from study.tuning.errors import StudyInputError
+
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    held = []  # open until the test ends: a silent service never closes on its own
+
+    def serve() -> None:  # the reachability check's connection, then the probe's
+        for _ in range(2):
+            conn, _ = server.accept()
+            held.append(conn)
+            if reply is not None:
+                conn.settimeout(1)
+                try:
+                    conn.recv(64)
+                    conn.sendall(reply)
+                except OSError:
+                    pass
+
+    threading.Thread(target=serve, daemon=True).start()
+    t0 = time.perf_counter()
+    with pytest.raises(StudyInputError, match=says):
+        check_address(f"127.0.0.1:{port}")
+    assert time.perf_counter() - t0 < 10
+    for conn in held:
+        conn.close()
+    server.close()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("case", SLOW, ids=lambda c: c.name)
 def test_nan_loss_fails_the_trial_and_the_study_completes(case, tmp_path):

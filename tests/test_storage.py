@@ -65,6 +65,15 @@ def test_uri_helpers(node):
     assert fs.type_name == "local" and path == str(Path("relative/dir").resolve())
 
 
+def test_a_file_uri_is_the_local_path_it_names(tmp_path):
+    from study.tuning.studydir import normalize, study_location
+
+    assert st.as_path("file:///nfs/studies") == "/nfs/studies" and st.as_path("/nfs/x") == "/nfs/x"
+    assert st.as_path("file:///tmp/a%20b") == "/tmp/a b" and st.as_path("s3://b/p") == "s3://b/p"
+    assert normalize(f"file://{tmp_path}/s") == str(tmp_path / "s")  # not a folder named "file:"
+    assert study_location(f"file://{tmp_path}", "--storage", "x") == str(tmp_path / "x")
+
+
 def test_gs_uri_resolves_to_pyarrow_gcs_with_emulator_endpoint(monkeypatch):
     import pyarrow.fs as pafs
 

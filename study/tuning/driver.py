@@ -135,6 +135,10 @@ def loopback_node() -> Iterator[None]:
 def _start(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) -> bool:
     """Connect to Ray and create the study's MLflow experiment; whether the cluster has GPUs."""
     init_ray(address, quiet)
+    largest = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
+    from study.cli import check_resources
+
+    check_resources(spec, largest, "the largest node of the Ray cluster")
     has_gpu = ray.cluster_resources().get("GPU", 0) > 0
     if not has_gpu and not quiet and (spec.resources.trial.gpus or spec.resources.pretrain.gpus):
         print("study: no GPU in this Ray cluster; trials run on CPU", file=sys.stderr)

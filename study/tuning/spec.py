@@ -548,7 +548,7 @@ class LNLSpec(Strict):
 class ModelSpec(Strict):
     backbone: str = "resnet18"
     #: side of the square images after decoding (None: the dataset's own)
-    resolution: int | None = Field(None, ge=8)
+    resolution: int | None = Field(None, ge=8, le=4096)
 
     _b = field_validator("backbone")(classmethod(lambda cls, v: _name_in(v, BACKBONES, "backbone")))
 

@@ -196,7 +196,9 @@ class StudyPaths:
 
 def normalize(location: str) -> str:
     """A URI without its trailing slash, or an absolute path."""
-    return location.rstrip("/") if st.is_uri(location) else str(Path(location).expanduser().resolve())
+    if st.is_uri(location):
+        return location.rstrip("/")
+    return str(Path(st.as_path(location)).expanduser().resolve())
 
 
 def working_dir(location: str, view: bool = False) -> tuple[Path, str | None]:
@@ -212,7 +214,7 @@ def study_location(root: str, option: str, name: str) -> str:
     """Where the study ``name`` lives under the storage root ``root`` (the flag or spec field ``option``)."""
     if st.is_uri(root):
         st.check(normalize(root), option)
-    elif Path(root).expanduser().exists() and not Path(root).expanduser().is_dir():
+    elif Path(st.as_path(root)).expanduser().exists() and not Path(st.as_path(root)).expanduser().is_dir():
         raise StudyInputError(f"{option} {normalize(root)}: not a directory")
     return st.join(normalize(root), name)
 
