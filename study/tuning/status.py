@@ -42,6 +42,10 @@ def collect(study_dir: str) -> dict:
         "runs": runs,
         "errors": errors,
         "cells": _cells(spec, paths),
+        #: what a cell's "best" is: the tuning metric on the validation split (noisy labels unless
+        #: noise.noisy_validation is false)
+        "tuning_metric": spec.tuning.metric,
+        "validation": "noisy" if spec.noise.noisy_validation else "clean",
         "final_skipped_cells": state.final_skipped_cells,
     }
 
@@ -96,7 +100,7 @@ def status(study_dir: str, as_json: bool = False) -> int:
         if stage in info["runs"]:
             print(f"  {stage}: " + ", ".join(f"{n} {s}" for s, n in sorted(info["runs"][stage].items())))
     if info["cells"]:
-        print(f"cells ({len(info['cells'])}):")
+        print(f"cells ({len(info['cells'])}); best = {info['tuning_metric']} on the {info['validation']} validation split:")
         for cid, c in info["cells"].items():
             best = f"best {c['best']:.4f}" if c.get("best") is not None else "no complete trial"
             states = ", ".join(f"{n} {s}" for s, n in c.items() if s != "best")
