@@ -18,10 +18,13 @@ $(STAMP): pyproject.toml
 data:
 	bash scripts/install_fashion_mnist.sh
 
-# The main job: the demo study (Fashion-MNIST, two noise rates, CE vs Co-teaching, random vs SimCLR).
+# The main job: the demo study (Fashion-MNIST, clean and two noise rates, CE vs Co-teaching, random vs SimCLR).
 demo: setup data
 	$(VENV)/bin/study launch search_spaces/demo.yaml --storage studies --name demo
 	$(VENV)/bin/study report studies/demo
+	@echo "Next: open studies/demo/report/dashboard.html (the report)"
+	@echo "      $(VENV)/bin/study ui studies/demo       # MLflow UI on http://127.0.0.1:5000"
+	@echo "      $(VENV)/bin/study status studies/demo   # trials by stage, errors"
 
 test: setup data
 	$(PY) -m pytest -q
