@@ -1,4 +1,5 @@
-"""A live progress line per stage: done / running / errored and an ETA (off with --quiet)."""
+"""A live progress line per stage: which of the study's stages, done / running / errored, the time
+elapsed in the stage and an ETA from the trials finished so far (off with --quiet)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import sys
 import time
 
 from ray.tune import Callback
+
+#: the study's stages in order (as ``study.tuning.studydir.STAGES``)
+STAGES = ("pretrain", "lnl", "final")
 
 
 class ProgressCallback(Callback):
@@ -28,11 +32,16 @@ class ProgressCallback(Callback):
         done, running, errored = counts.get("TERMINATED", 0), counts.get("RUNNING", 0), counts.get("ERROR", 0)
         left = max(self.total - done - errored, 0)
         rate = (done + errored) / max(now - self._t0, 1e-6)
-        eta = f"{left / rate / 60:.1f} min" if rate > 0 and left else ("0 min" if not left else "?")
-        line = f"[{self.stage}] {done}/{self.total} done, {running} running, {errored} errored, ETA {eta}"
-        if line.split(", ETA")[0] != self._line.split(", ETA")[0] or now - self._last > 30:
+        eta = f"{left / rate / 60:.1f} min" if rate > 0 and left else ("0 min" if not left else "after the first trial")
+        k = STAGES.index(self.stage) + 1 if self.stage in STAGES else 0
+        elapsed = f"{(now - self._t0) / 60:.1f} min"
+        line = (
+            f"[stage {k}/{len(STAGES)} {self.stage}] {done}/{self.total} trials done, {running} running, "
+            f"{errored} errored, {elapsed} elapsed, ETA {eta}"
+        )
+        if line.split(", ")[:4] != self._line.split(", ")[:4] or now - self._last > 30:
             tty = sys.stderr.isatty()
-            print(("\r" + line.ljust(80)) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+            print(("\r" + line.ljust(110)) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
             self._line, self._last = line, now
 
     def on_experiment_end(self, trials, **info):

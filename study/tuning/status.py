@@ -100,7 +100,10 @@ def status(study_dir: str, as_json: bool = False) -> int:
         if stage in info["runs"]:
             print(f"  {stage}: " + ", ".join(f"{n} {s}" for s, n in sorted(info["runs"][stage].items())))
     if info["cells"]:
-        print(f"cells ({len(info['cells'])}); best = {info['tuning_metric']} on the {info['validation']} validation split:")
+        print(
+            f"cells ({len(info['cells'])}); best = {info['tuning_metric']} on the {info['validation']} "
+            "validation split:"
+        )
         for cid, c in info["cells"].items():
             best = f"best {c['best']:.4f}" if c.get("best") is not None else "no complete trial"
             states = ", ".join(f"{n} {s}" for s, n in c.items() if s != "best")
