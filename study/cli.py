@@ -57,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     spec_help = "the study spec (YAML; see search_spaces/ and docs/architecture.md)"
     dir_help = "a study directory (what `study launch` printed), or its s3:// / gs:// URI"
     quiet_help = "no progress line; errors only"
+    verbose_help = "Ray's, MLflow's and Optuna's INFO lines on the terminal (default: in STUDY_DIR/driver.log)"
     s = sub.add_parser("validate", help=VERBS["validate"], description=VERBS["validate"], formatter_class=fmt)
     s.add_argument("spec", help=spec_help)
     s = sub.add_parser("plan", help=VERBS["plan"], description=VERBS["plan"], formatter_class=fmt)
@@ -93,10 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLflow tracking URI (default: the spec's tracking.uri, else the study's own sqlite store)",
     )
     s.add_argument("--quiet", action="store_true", help=quiet_help)
+    s.add_argument("--verbose", action="store_true", help=verbose_help)
     s = sub.add_parser("resume", help=VERBS["resume"], description=VERBS["resume"], formatter_class=fmt)
     s.add_argument("study_dir", help=dir_help)
     s.add_argument("--address", metavar="HOST:PORT", help="Ray cluster (default: the one the study was launched on)")
     s.add_argument("--quiet", action="store_true", help=quiet_help)
+    s.add_argument("--verbose", action="store_true", help=verbose_help)
     s = sub.add_parser("status", help=VERBS["status"], description=VERBS["status"], formatter_class=fmt)
     s.add_argument("study_dir", help=dir_help)
     s.add_argument("--json", action="store_true", help="the status as JSON")
@@ -141,10 +144,16 @@ def _plan(args) -> int:
     return 0
 
 
+def _verbose(args) -> None:
+    if getattr(args, "verbose", False):
+        os.environ["STUDY_VERBOSE"] = "1"  # read by study.tuning.driver.route_library_logs
+
+
 def _launch(args) -> int:
     # Everything a launch needs from this machine is checked here, before the study directory exists
     # (docs/architecture.md: a bad input never leaves a half-written study directory behind): the flags
     # first (a wrong flag fails in a fraction of a second, before Ray is imported), then what the spec names.
+    _verbose(args)
     if args.address:
         check_address(args.address)
     if args.tracking_uri:
@@ -192,6 +201,7 @@ def _launch(args) -> int:
 
 
 def _resume(args) -> int:
+    _verbose(args)
     if args.address:
         check_address(args.address)
     # Ray, MLflow and torch: imported only by the verbs that run a study, once the flags are checked

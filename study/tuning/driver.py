@@ -17,6 +17,7 @@ its own state, so the bucket's copies are never older than Ray's.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import sys
@@ -132,9 +133,42 @@ def loopback_node() -> Iterator[None]:
             os.environ[key] = before
 
 
+#: the libraries whose INFO lines go to the study's driver.log rather than the terminal
+LIBRARY_LOGGERS = ("ray", "mlflow", "alembic", "optuna")
+
+
+def route_library_logs(paths: StudyPaths) -> Path | None:
+    """Ray's, Ray Tune's, MLflow's and Optuna's INFO lines go to ``STUDY/driver.log`` instead of the
+    terminal, which keeps the progress line and their warnings and errors; ``--verbose`` (``STUDY_VERBOSE=1``)
+    leaves everything on the terminal. Returns the log file, or None."""
+    if os.environ.get("STUDY_VERBOSE"):
+        return None
+    log = paths.dir / "driver.log"
+    to_file = logging.FileHandler(log)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        terminal = [
+            h
+            for h in logger.handlers
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+        ]
+        if not terminal:  # its lines went up to the root logger's handler: give it its own
+            terminal = [logging.StreamHandler(sys.stderr)]
+            logger.addHandler(terminal[0])
+        for handler in terminal:
+            handler.setLevel(logging.WARNING)
+        if not any(getattr(h, "baseFilename", None) == str(log) for h in logger.handlers):
+            logger.addHandler(to_file)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+    return log
+
+
 def _start(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) -> bool:
     """Connect to Ray and create the study's MLflow experiment; whether the cluster has GPUs."""
     init_ray(address, quiet)
+    route_library_logs(paths)
     largest = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
     from study.cli import check_resources
 
