@@ -13,13 +13,14 @@ import shutil
 import socket
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import getproxies, proxy_bypass
 
 from study import storage as st
 from study.tuning.errors import StudyInputError, StudyInterrupted
-from study.tuning.plan import format_plan, make_plan
+from study.tuning.plan import check_resources, format_plan, make_plan
 from study.tuning.smoke import smoke_spec
 from study.tuning.spec import Spec, SpecError, load_spec
 
@@ -250,18 +251,6 @@ def expand(path: str, flag: str) -> Path:
         ) from None
 
 
-def check_resources(spec: Spec, cpus: float, where: str) -> None:
-    """Each trial's and pretraining job's CPUs fit on one node of ``cpus`` CPUs (else Ray keeps them pending
-    forever)."""
-    for stage in ("pretrain", "trial"):
-        need = getattr(spec.resources, stage).cpus
-        if need > cpus:
-            raise StudyInputError(
-                f"resources.{stage}.cpus {need:g}: {where} has {cpus:g} CPUs, so no {stage} could ever start; "
-                f"lower it to at most {cpus:g}, or pass --address of a cluster whose nodes have {need:g}"
-            )
-
-
 def check_writable(folder: Path, flag: str) -> None:
     """``folder`` exists as a writable directory, or can be created: else StudyInputError naming ``flag``.
     Writes a probe file (``os.access`` says yes to root even on a 0o500 folder that refuses nothing else)."""
@@ -290,17 +279,21 @@ def check_writable(folder: Path, flag: str) -> None:
 TRACKING_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "mssql", "databricks")
 
 
-def _tcp_error(host: str, port: int, timeout: float = 3.0) -> str | None:
-    """None when something accepts a TCP connection at host:port, else why not."""
+def _tcp_error(
+    host: str, port: int, timeout: float = 3.0, probe: Callable[[socket.socket], str | None] | None = None
+) -> str | None:
+    """None when something accepts a TCP connection at host:port (and, with ``probe``, answers as the
+    probe expects on that connection), else why not."""
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return None
+        conn = socket.create_connection((host, port), timeout=timeout)
     except socket.gaierror as e:
         return f"host {host!r} not found ({e.strerror or e})"
     except TimeoutError:
         return f"no answer within {timeout:.0f}s"
     except OSError as e:
         return e.strerror or str(e)
+    with conn:
+        return probe(conn) if probe else None
 
 
 def check_tracking_uri(uri: str, flag: str) -> None:
@@ -377,7 +370,7 @@ def check_address(address: str) -> None:
             f"--address {address!r}: expected auto or HOST:PORT of a Ray head node "
             "(e.g. 127.0.0.1:6379, or ray://HOST:10001 for Ray Client)"
         )
-    why = _tcp_error(host, int(port_text)) or _grpc_error(host, int(port_text))
+    why = _tcp_error(host, int(port_text), probe=_grpc_error)
     if why:
         raise StudyInputError(
             f"--address {address}: no Ray cluster answers there ({why}); " + fix.format(port=port_text)
@@ -388,20 +381,19 @@ def check_address(address: str) -> None:
 _H2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 
-def _grpc_error(host: str, port: int, timeout: float = 3.0) -> str | None:
-    """None when host:port speaks HTTP/2, as Ray's GCS and Ray Client servers (gRPC) do: their first frame
-    is SETTINGS. Anything else (a web server, a silent port) would leave ray.init waiting for minutes."""
+def _grpc_error(conn: socket.socket) -> str | None:
+    """None when the connection speaks HTTP/2, as Ray's GCS and Ray Client servers (gRPC) do: their first
+    frame is SETTINGS. Anything else (a web server, a silent port) would leave ray.init waiting for minutes."""
     try:
-        with socket.create_connection((host, port), timeout=timeout) as conn:
-            conn.sendall(_H2_HELLO)
-            first = b""
-            while len(first) < 9:
-                chunk = conn.recv(9 - len(first))
-                if not chunk:
-                    break
-                first += chunk
+        conn.sendall(_H2_HELLO)
+        first = b""
+        while len(first) < 9:
+            chunk = conn.recv(9 - len(first))
+            if not chunk:
+                break
+            first += chunk
     except TimeoutError:
-        return f"the port accepts connections but says nothing within {timeout:.0f}s: not a Ray head node"
+        return f"the port accepts connections but says nothing within {conn.gettimeout():.0f}s: not a Ray head node"
     except OSError as e:
         return e.strerror or str(e)
     if len(first) == 9 and first[3] == 4:

@@ -90,17 +90,16 @@ def test_an_address_that_is_not_ray_exits_at_once(reply, says):
 
     held = []  # open until the test ends: a silent service never closes on its own
 
-    def serve() -> None:  # the reachability check's connection, then the probe's
-        for _ in range(2):
-            conn, _ = server.accept()
-            held.append(conn)
-            if reply is not None:
-                conn.settimeout(1)
-                try:
-                    conn.recv(64)
-                    conn.sendall(reply)
-                except OSError:
-                    pass
+    def serve() -> None:  # one connection: reachability and the probe share it
+        conn, _ = server.accept()
+        held.append(conn)
+        if reply is not None:
+            conn.settimeout(1)
+            try:
+                conn.recv(64)
+                conn.sendall(reply)
+            except OSError:
+                pass
 
     threading.Thread(target=serve, daemon=True).start()
     t0 = time.perf_counter()

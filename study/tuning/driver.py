@@ -34,7 +34,7 @@ from ray import tune
 from study import storage as st
 from study.tracking import Tracker, TrackingCallback
 from study.tuning.errors import StudyInterrupted
-from study.tuning.plan import Plan, Point, TrialConfig, make_plan
+from study.tuning.plan import Plan, Point, TrialConfig, check_resources, make_plan
 from study.tuning.progress import ProgressCallback
 from study.tuning.results import ARTIFACT_DIR
 from study.tuning.scheduler import PerCellASHA, SchedulerState
@@ -170,8 +170,6 @@ def _start(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) -> b
     init_ray(address, quiet)
     route_library_logs(paths)
     largest = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
-    from study.cli import check_resources
-
     check_resources(spec, largest, "the largest node of the Ray cluster")
     has_gpu = ray.cluster_resources().get("GPU", 0) > 0
     if not has_gpu and not quiet and (spec.resources.trial.gpus or spec.resources.pretrain.gpus):

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model
 from study.data import DATASETS
 from study.lnl import ALGORITHMS
 from study.models import BACKBONE_COSTS
+from study.tuning.errors import StudyInputError
 from study.tuning.spec import Spec
 
 #: axes whose value here means "as before the axis existed": left out of ids, tags and configs at it
@@ -306,3 +307,15 @@ def _fixed_by_noise_lines(spec: Spec, plan: Plan) -> list[str]:
             values = ", ".join(f"{k}={v!r}" for k, v in a.fixed_for(kind, rate).items()) or "none"
             lines.append(f"    {label} cells: {values}")
     return lines
+
+
+def check_resources(spec: Spec, cpus: float, where: str) -> None:
+    """Each trial's and pretraining job's CPUs fit on one node of ``cpus`` CPUs (else Ray keeps them pending
+    forever)."""
+    for stage in ("pretrain", "trial"):
+        need = getattr(spec.resources, stage).cpus
+        if need > cpus:
+            raise StudyInputError(
+                f"resources.{stage}.cpus {need:g}: {where} has {cpus:g} CPUs, so no {stage} could ever start; "
+                f"lower it to at most {cpus:g}, or pass --address of a cluster whose nodes have {need:g}"
+            )
