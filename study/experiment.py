@@ -27,7 +27,7 @@ from study.data.pipeline import AugmentConfig, Normalization, TensorLoader, norm
 from study.data.splits import with_labelled_subset
 from study.lnl import ALGORITHMS, Algorithm, OptimConfig
 from study.lnl.base import LoaderHparams, class_priors, expected_noise_fraction
-from study.metrics import classification_metrics, study_metrics
+from study.metrics import classification_metrics
 from study.models import Classifier
 from study.noise import NoisyLabels, inject_noise
 from study.ssl import PretrainRequest, load_encoder, pretrain
@@ -250,10 +250,8 @@ class Trial:
         where the dataset groups its images into studies (MURA), and ``shifted_test_*`` (f1, acc,
         balanced_acc, auroc) on the shifted test set, if any. ``final_test`` leaves the best state loaded."""
         test = self._loader(self.data.images[self.splits.test], self.clean[self.splits.test])
-        out = final_test(self.algo, result, test)
-        if self.data.study_ids is not None:
-            probs, y = predict_probs(self.algo, test)
-            out.update(study_metrics(self.data.study_ids[self.splits.test], y, probs, prefix="test_study_"))
+        studies = None if self.data.study_ids is None else self.data.study_ids[self.splits.test]
+        out = final_test(self.algo, result, test, studies)
         shifted = self.spec.dataset_map[self.point.dataset].shifted_test
         if shifted is not None:
             sdata = load_shifted_test(shifted, self.data.resolution, data_cache)

@@ -20,7 +20,7 @@ import torch
 from study.data.pipeline import TensorLoader
 from study.errors import NonFiniteLossError
 from study.lnl.base import Algorithm
-from study.metrics import classification_metrics, selection_quality
+from study.metrics import classification_metrics, selection_quality, study_metrics
 
 
 @dataclass
@@ -144,8 +144,11 @@ def fit(
     return res
 
 
-def final_test(algo: Algorithm, result: FitResult, test: TensorLoader) -> dict[str, Any]:
-    """Clean-test metrics at the best-validation epoch, and ``test_f1_last5`` over the last five epochs.
+def final_test(
+    algo: Algorithm, result: FitResult, test: TensorLoader, study_ids: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Clean-test metrics at the best-validation epoch, and ``test_f1_last5`` over the last five epochs;
+    with ``study_ids`` (one per test image: MURA's studies), ``test_study_*`` from the same predictions.
 
     Restores the best state into ``algo`` afterwards, so the caller can save it as the checkpoint.
     """
@@ -159,6 +162,8 @@ def final_test(algo: Algorithm, result: FitResult, test: TensorLoader) -> dict[s
     algo.load_state_dict(result.best_state)
     probs, y = predict_probs(algo, test)
     out = classification_metrics(y, probs, prefix="test_", full=True)
+    if study_ids is not None:
+        out.update(study_metrics(study_ids, y, probs, prefix="test_study_"))
     out["test_f1_last5"] = float(np.mean(last5))
     out["best_epoch"] = result.best_epoch
     return out

@@ -144,8 +144,18 @@ def route_library_logs(paths: StudyPaths) -> Path | None:
     if os.environ.get("STUDY_VERBOSE"):
         return None
     log = paths.dir / "driver.log"
-    to_file = logging.FileHandler(log)
-    to_file.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    to_file = next(
+        (
+            h
+            for name in LIBRARY_LOGGERS
+            for h in logging.getLogger(name).handlers
+            if getattr(h, "baseFilename", None) == str(log)
+        ),
+        None,
+    )
+    if to_file is None:  # one handler (one open file) for every library, however often the stages start
+        to_file = logging.FileHandler(log)
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
     for name in LIBRARY_LOGGERS:
         logger = logging.getLogger(name)
         terminal = [
@@ -158,7 +168,7 @@ def route_library_logs(paths: StudyPaths) -> Path | None:
             logger.addHandler(terminal[0])
         for handler in terminal:
             handler.setLevel(logging.WARNING)
-        if not any(getattr(h, "baseFilename", None) == str(log) for h in logger.handlers):
+        if to_file not in logger.handlers:
             logger.addHandler(to_file)
         logger.setLevel(logging.INFO)
         logger.propagate = False

@@ -55,20 +55,10 @@ def test_multi_image_patients_are_counted():
 def test_pretraining_micle_without_patients_raises(tmp_path):
     from study.ssl import PretrainRequest, pretrain
     from study.ssl.micle import NoPatientsError
+    from tests.ssl.test_pretrain import BASE
 
-    req = PretrainRequest(
-        dataset="synthetic",
-        dataset_options={"num_samples": 32, "image_size": 16, "views_per_patient": 1},
-        split_seed=0,
-        method="micle",
-        hparams={},
-        backbone="small_cnn",
-        resolution=None,
-        epochs=1,
-        init="random",
-        seed=0,
-        batch_size=8,
-    )
+    options = {"num_samples": 32, "image_size": 16, "views_per_patient": 1}
+    req = PretrainRequest(**{**BASE, "dataset_options": options, "method": "micle", "batch_size": 8})
     with pytest.raises(NoPatientsError, match="MICLe's training images: .*carry no patient ids"):
         pretrain(req, tmp_path, device="cpu")
     assert not any((tmp_path / "ssl").glob("*/encoder.pt"))  # nothing cached
