@@ -180,8 +180,9 @@ def build_encoder(
 
 
 def input_normalization(spec: Spec, point: Point) -> Normalization:
-    """The trial's input normalisation: ImageNet's where its encoder starts from ImageNet weights (SSL
-    method ``imagenet``, or an SSL entry with ``init: imagenet``), as in its pretraining."""
+    """The trial's input normalisation, as in its encoder's pretraining (``study.data.pipeline.normalization``):
+    ImageNet's where the encoder starts from ImageNet weights (SSL method ``imagenet``, or ``init: imagenet``),
+    a weight file's declared ``inputs`` where it starts from one, else the standard one."""
     return normalization(pretrain_request(spec, point.dataset, point.ssl, point.seed).effective_init)
 
 
