@@ -265,7 +265,7 @@ class Trial:
         """The best checkpoint, the noisy labels with their transition matrices (``NoisyLabels.save``:
         ``noisy_labels.csv`` and ``noise.json``), the splits, and the clean-test confusion matrix."""
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save({"state": self.algo.state_dict(), "best_epoch": result.best_epoch}, folder / "best_checkpoint.pt")
+        torch.save({"state": result.best_state, "best_epoch": result.best_epoch}, folder / "best_checkpoint.pt")
         idx = (
             np.concatenate([self.splits.train, self.splits.val])
             if self.spec.noise.noisy_validation

@@ -1,7 +1,8 @@
 """The LNL training loop and its honest evaluation protocol.
 
 ``fit`` sees the noisy training and validation sets only: it trains epoch by epoch, selects the epoch by
-macro-F1 on the noisy validation split, and keeps the state of that epoch and of the last five. The test
+macro-F1 on the noisy validation split, and keeps the networks' weights (``Algorithm.weights``: no
+optimiser state) of that epoch and of the last five. The test
 split is not an argument of ``fit``; ``final_test`` evaluates the kept states on it once, after training
 (``test_f1`` at the best-validation epoch, ``test_f1_last5`` over the last five epochs).
 """
@@ -21,6 +22,9 @@ from study.data.pipeline import TensorLoader
 from study.errors import NonFiniteLossError
 from study.lnl.base import Algorithm
 from study.metrics import classification_metrics, selection_quality, study_metrics
+
+#: the epochs at the end of training whose clean-test F1 is averaged into ``test_f1_last5``
+LAST_EPOCHS = 5
 
 
 @dataclass
@@ -135,10 +139,14 @@ def fit(
                 selection_quality(selected, noisy_train_labels, clean_train_labels, among=train.indices.cpu().numpy())
             )
         res.history.append(metrics)
-        state = cpu_state(algo.state_dict())
-        if metrics["val_f1"] > res.best_val_f1:
-            res.best_epoch, res.best_val_f1, res.best_state = epoch, metrics["val_f1"], state
-        res.last_states = [*res.last_states, state][-5:]
+        # weights only, and the last epochs' only once they are among the last: a checkpoint carries these
+        kept = epoch >= epochs - LAST_EPOCHS
+        if metrics["val_f1"] > res.best_val_f1 or kept:
+            state = cpu_state(algo.weights())
+            if metrics["val_f1"] > res.best_val_f1:
+                res.best_epoch, res.best_val_f1, res.best_state = epoch, metrics["val_f1"], state
+            if kept:
+                res.last_states = [*res.last_states, state][-LAST_EPOCHS:]
         if on_epoch is not None:
             on_epoch(epoch, metrics, res)
     return res
@@ -150,16 +158,16 @@ def final_test(
     """Clean-test metrics at the best-validation epoch, and ``test_f1_last5`` over the last five epochs;
     with ``study_ids`` (one per test image: MURA's studies), ``test_study_*`` from the same predictions.
 
-    Restores the best state into ``algo`` afterwards, so the caller can save it as the checkpoint.
+    Leaves the best epoch's weights in ``algo`` (its optimisers keep the last epoch's state).
     """
     if result.best_state is None:
         raise ValueError("final_test needs a fit result with at least one epoch")
     last5 = []
     for state in result.last_states:
-        algo.load_state_dict(state)
+        algo.load_weights(state)
         probs, y = predict_probs(algo, test)
         last5.append(classification_metrics(y, probs)["f1"])
-    algo.load_state_dict(result.best_state)
+    algo.load_weights(result.best_state)
     probs, y = predict_probs(algo, test)
     out = classification_metrics(y, probs, prefix="test_", full=True)
     if study_ids is not None:
@@ -170,6 +178,7 @@ def final_test(
 
 
 __all__ = [
+    "LAST_EPOCHS",
     "FitResult",
     "NonFiniteLossError",
     "cpu_state",

@@ -19,6 +19,7 @@ EXPECTED = {
     "bad_inputs",
     "ssl_knn",
     "lnl",
+    "disk",
 }
 LINE = re.compile(r"^[a-z0-9_]+: \S")
 

@@ -323,6 +323,16 @@ class Algorithm:
             o.load_state_dict(s)
         self.load_extra_state(state.get("extra", {}))
 
+    def weights(self) -> dict[str, Any]:
+        """What evaluation reads (the networks' parameters and buffers), without the optimisers and
+        training memory of ``state_dict``: the training loop keeps this for the best and last epochs."""
+        return {"nets": [n.state_dict() for n in self.nets]}
+
+    def load_weights(self, weights: Mapping[str, Any]) -> None:
+        """Load ``weights()`` (or a whole ``state_dict()``: only its networks are read) for evaluation."""
+        for n, s in zip(self.nets, weights["nets"]):
+            n.load_state_dict(s)
+
     def extra_state(self) -> dict[str, Any]:
         return {}
 

@@ -5,7 +5,7 @@ restored trial gets a second run), this one looks the trial's run up by its tag 
 continues it. The run's tags and params come from the trial's ``TrialConfig`` (its axes, its cell, its
 hyperparameters); the trial's reports are read by the keys of ``study.tuning.results``. Per-epoch metrics
 are logged with ``step=epoch``; the final report adds the test metrics and the artifacts the trial wrote
-to its artifact folder.
+to its artifact folder (deleted once MLflow has copied them).
 
 Each epoch is logged once. Ray processes a result before it registers the checkpoint that came with it
 (the save is a second task on the trial's actor), and the driver's experiment state is written only
@@ -17,6 +17,7 @@ values are the same), and the run's tag ``study.resumed_from_epoch`` says where 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from ray.tune import Callback
@@ -48,6 +49,12 @@ from study.tuning.results import (
 
 #: the metrics whose last logged step says how far a run got (an LNL trial's, a pretraining job's)
 PROGRESS_METRICS = ("train_loss", "ssl_loss")
+
+
+def _drop_staging(result: dict) -> None:
+    """Delete the folder a finished trial wrote its artifacts to, once MLflow holds them (it copies)."""
+    if result.get(ARTIFACT_DIR):
+        shutil.rmtree(result[ARTIFACT_DIR], ignore_errors=True)
 
 
 def _error_text(trial) -> str:
@@ -139,9 +146,10 @@ class TrackingCallback(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         run_id = self._run(trial)
-        if run_id in self.tracker.terminal:
-            return  # finished before an interruption; Ray replayed its last report
         result = trial.last_result or {}
+        if run_id in self.tracker.terminal:  # finished before an interruption; Ray replayed its last report
+            _drop_staging(result)
+            return
         if result.get(ERROR):
             self.tracker.set_tags(run_id, {TAG_STATE: "failed", TAG_ERROR: result[ERROR]})
             self.tracker.finish(run_id, "FAILED")
@@ -164,6 +172,7 @@ class TrackingCallback(Callback):
             self.tracker.set_tags(run_id, {TAG_LABELLED: result[LABELLED_IMAGES]})
         self.tracker.set_tags(run_id, {TAG_STATE: "complete"})
         self.tracker.finish(run_id, "FINISHED")
+        _drop_staging(result)  # MLflow has its copy
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         run_id = self._run(trial)

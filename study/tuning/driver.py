@@ -33,6 +33,7 @@ from ray import tune
 
 from study import storage as st
 from study.tracking import Tracker, TrackingCallback
+from study.tuning.checkpoints import CheckpointPruner, prune_ended
 from study.tuning.errors import StudyInterrupted
 from study.tuning.plan import Plan, Point, TrialConfig, check_resources, make_plan
 from study.tuning.progress import ProgressCallback
@@ -208,6 +209,7 @@ def _run_stage(stage: Stage, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu:
         return
     paths.set_stage(stage, "running")
     results = _tuner(stage, spec, plan, paths, has_gpu, quiet, finals).fit()
+    prune_ended(results)  # every trial has ended: their checkpoints resume nothing
     if stage == "lnl":
         _fail_orphans(spec, plan, paths)
     errors = sum(1 for r in results if r.error is not None)
@@ -381,7 +383,7 @@ def _run_config(paths: StudyPaths, stage: Stage, spec: Spec, callbacks: list) ->
         verbose=0,
         callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
     )
 
 
@@ -394,6 +396,8 @@ def _callbacks(paths: StudyPaths, stage: Stage, total: int, quiet: bool, schedul
         cbs.insert(0, StorageSync(paths))
     if isinstance(scheduler, PerCellASHA):  # first in every session: Ray restores callback state by index
         cbs.insert(0, SchedulerState(scheduler))
+    if stage != "pretrain":  # pretraining jobs write no Ray checkpoints (their encoders go to the cache)
+        cbs.append(CheckpointPruner())
     if not quiet:
         cbs.append(ProgressCallback(stage, total))
     return cbs

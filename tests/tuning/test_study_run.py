@@ -73,6 +73,25 @@ def test_smoke_study_completes_with_one_run_per_trial(smoke_study):
     assert len(states) == plan.tuning_trials and "RUNNING" not in states
 
 
+def test_ended_trials_leave_no_checkpoints_and_no_staged_artifacts(smoke_study):
+    """Every trial has ended, so no Ray checkpoint folder is left; MLflow holds the finished trials'
+    artifacts (the best epoch's weights only) and the staging folder is empty."""
+    import torch
+    from mlflow.artifacts import download_artifacts
+
+    from study.tracking.store import default_tracking_uri
+
+    trial_dirs = [p for p in (smoke_study / "tune").glob("*/lnl_trainable_*") if p.is_dir()]
+    assert trial_dirs and not [p for d in trial_dirs for p in d.glob("checkpoint_*")]
+    assert not [p for p in (smoke_study / "trial_artifacts").rglob("*") if p.is_file()]
+    final = next(r for r in trial_runs(smoke_study) if r.data.tags["study.stage"] == "final")
+    path = download_artifacts(
+        run_id=final.info.run_id, artifact_path="best_checkpoint.pt", tracking_uri=default_tracking_uri(smoke_study)
+    )
+    ckpt = torch.load(path, weights_only=True)
+    assert set(ckpt["state"]) == {"nets"} and ckpt["best_epoch"] >= 0
+
+
 def test_status_and_bad_inputs(smoke_study, tmp_path):
     proc = study("status", str(smoke_study), "--json")
     assert proc.returncode == 0
