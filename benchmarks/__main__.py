@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     size.add_argument(
         "--long",
         action="store_true",
-        help="longer schedule (ssl_knn, lnl only): tests whether a claim needs more training",
+        help="longer schedule (ssl_knn only): tests whether a claim needs more training",
     )
     args = p.parse_args(argv)
     names = available()
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(f"benchmarks.{args.name}")
     if args.long:
         if "long" not in inspect.signature(module.main).parameters:
-            print(f"benchmarks: {args.name} has no --long size (only ssl_knn and lnl have one)", file=sys.stderr)
+            print(f"benchmarks: {args.name} has no --long size (only ssl_knn has one)", file=sys.stderr)
             return 2
         module.main(quick=False, long=True)
     else:

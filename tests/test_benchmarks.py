@@ -41,7 +41,7 @@ def test_runner_lists_every_benchmark_and_rejects_unknown_names():
 def test_long_size_only_where_a_benchmark_has_one():
     out = bench("reuse", "--long")
     assert out.returncode == 2 and "no --long size" in out.stderr and out.stdout == ""
-    both = bench("lnl", "--quick", "--long")
+    both = bench("ssl_knn", "--quick", "--long")
     assert both.returncode == 2 and "not allowed with" in both.stderr
 
 

@@ -99,12 +99,12 @@ def remote_trials(client, stage: str) -> dict[str, str]:
     return out
 
 
-def checkpoints_of(client, stage: str, trial_id: str) -> set[str]:
-    return {
-        k
-        for k in keys(client, f"studies/{NAME}/tune/{stage}/")
-        if f"/lnl_trainable_{trial_id}" in k and "/checkpoint_" in k
-    }
+def reports_of(client, stage: str, trial_id: str) -> bytes:
+    """A trial's ``result.json`` in the bucket: Ray appends a line per report, so a rerun trial changes it.
+    (Its checkpoints are no evidence: an ended trial's are deleted.)"""
+    found = [k for k in keys(client, f"studies/{NAME}/tune/{stage}/") if f"/lnl_trainable_{trial_id}" in k]
+    key = next(k for k in found if k.endswith("/result.json"))
+    return client.get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
 
 def driver(tmp_path: Path, env: dict, node: str, argv: list[str], log: str) -> subprocess.Popen:
@@ -157,9 +157,9 @@ def test_smoke_study_on_s3_survives_a_killed_driver(s3, tmp_path):
                 trials = remote_trials(client, stage)
                 done = {t for t, s in trials.items() if s == "TERMINATED"}
                 if len(done) >= 2 and len(done) < len(trials):
-                    # everything finished so far, as the bucket holds it, with its checkpoints; then the
+                    # everything finished so far, as the bucket holds it, with its reports; then the
                     # head "dies": the driver and its Ray processes, at once
-                    finished_before = {t: checkpoints_of(client, stage, t) for t in done}
+                    finished_before = {t: reports_of(client, stage, t) for t in done}
                     kill_tree([psutil.Process(first.pid), *processes_with(ray_tmp1)])
                     caught = stage
                     break
@@ -187,9 +187,9 @@ def test_smoke_study_on_s3_survives_a_killed_driver(s3, tmp_path):
     assert out.strip().splitlines()[-1] == uri
     elapsed = time.perf_counter() - t0
 
-    # nothing finished before the kill ran again: its checkpoints in the bucket are the same
-    for trial_id, ckpts in finished_before.items():
-        assert checkpoints_of(client, caught, trial_id) == ckpts, f"finished trial {trial_id} was rerun"
+    # nothing finished before the kill ran again: its reports in the bucket are the same
+    for trial_id, reports in finished_before.items():
+        assert reports_of(client, caught, trial_id) == reports, f"finished trial {trial_id} was rerun"
     assert all(s == "TERMINATED" for s in remote_trials(client, caught).values())
 
     # everything is in the bucket
@@ -199,8 +199,9 @@ def test_smoke_study_on_s3_survives_a_killed_driver(s3, tmp_path):
         assert study + name in objects, name
     for stage in ("pretrain", "lnl", "final"):
         assert any(k.startswith(f"{study}tune/{stage}/experiment_state-") for k in objects), stage
-    for stage in ("lnl", "final"):  # per-epoch trial checkpoints (pretraining jobs report none)
-        assert any(k.startswith(f"{study}tune/{stage}/") and "/checkpoint_" in k for k in objects), stage
+    for stage in ("lnl", "final"):  # every trial has ended: its checkpoints are deleted from the bucket too
+        assert any(k.startswith(f"{study}tune/{stage}/") and k.endswith("/result.json") for k in objects), stage
+        assert not [k for k in objects if k.startswith(f"{study}tune/{stage}/") and "/checkpoint_" in k], stage
     encoders = [k for k in objects if k.startswith("studies/cache/ssl/") and k.endswith("/encoder.pt")]
     assert len(encoders) == len(spec["ssl"]) * len(spec["seeds"]), encoders  # random init and SimCLR per seed
     assert not any(k.endswith(".claim") for k in objects)

@@ -11,6 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from study.reports.store import Study, open_study
+from study.tracking.view import experiment_tags, runs_url
 
 
 def server_command(study: Study, port: int) -> list[str]:
@@ -31,6 +32,21 @@ def server_command(study: Study, port: int) -> list[str]:
         "--workers",
         "1",
     ]
+
+
+def set_view(study: Study) -> None:
+    """Give the study's experiment its UI view where it lacks it (studies launched before views existed)."""
+    from mlflow.tracking import MlflowClient
+
+    tags = experiment_tags()
+    try:
+        client = MlflowClient(tracking_uri=study.tracking_uri)
+        have = client.get_experiment(study.experiment_id).tags
+        for k, v in tags.items():
+            if have.get(k) != v:
+                client.set_experiment_tag(study.experiment_id, k, v)
+    except Exception as e:  # the UI still opens, without the preset columns
+        print(f"study ui: could not set the study's view on its experiment ({e})", file=sys.stderr)
 
 
 def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120.0) -> bool:
@@ -57,10 +73,11 @@ def serve(study_dir: str | Path, port: int = 5000, out=sys.stdout) -> int:
     """Start the UI, print its URL once it answers, wait until interrupted. Exit code 1 if the server
     does not start (port taken, store unreadable)."""
     study = open_study(study_dir)
+    set_view(study)
     if study.is_server:
         print(
             f"study {study.experiment_name!r} tracks to a server; its UI: "
-            f"{study.tracking_uri.rstrip('/')}/#/experiments/{study.experiment_id}/runs",
+            f"{runs_url(study.tracking_uri, study.experiment_id)}",
             file=out,
             flush=True,
         )
@@ -81,7 +98,12 @@ def serve(study_dir: str | Path, port: int = 5000, out=sys.stdout) -> int:
             )
             return 1
         print(
-            f"MLflow UI for study {study.experiment_name!r}: {base}/#/experiments/{study.experiment_id}/runs",
+            f"MLflow UI for study {study.experiment_name!r}: {runs_url(base, study.experiment_id)}",
+            file=out,
+            flush=True,
+        )
+        print(
+            "MLflow opens its Assistant panel once per browser on a local server: its x closes it for good.",
             file=out,
             flush=True,
         )

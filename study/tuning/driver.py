@@ -33,6 +33,7 @@ from ray import tune
 
 from study import storage as st
 from study.tracking import Tracker, TrackingCallback
+from study.tracking.view import experiment_tags
 from study.tuning.checkpoints import CheckpointPruner, prune_ended
 from study.tuning.errors import StudyInterrupted
 from study.tuning.plan import Plan, Point, TrialConfig, check_resources, make_plan
@@ -187,8 +188,10 @@ def _start(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) -> b
         print("study: no GPU in this Ray cluster; trials run on CPU", file=sys.stderr)
     if paths.uri:
         st.mlflow_env(paths.uri)
-    # the experiment, with its artifact location, exists before the first trial reports
-    Tracker(paths.state.tracking_uri, paths.state.experiment, paths.state.artifact_location)
+    # the experiment, with its artifact location and its UI view, exists before the first trial reports
+    Tracker(paths.state.tracking_uri, paths.state.experiment, paths.state.artifact_location).set_experiment_tags(
+        experiment_tags()
+    )
     return has_gpu
 
 

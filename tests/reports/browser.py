@@ -18,7 +18,6 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
-    "--window-size=1400,1000",
 ]
 
 
@@ -44,8 +43,11 @@ def chromium(
     dump_dom: bool = False,
     budget_ms: int | None = None,
     timeout: float = 180,
+    width: int = 1400,
 ) -> str:
-    extra = [f"--virtual-time-budget={budget_ms}"] if budget_ms else []
+    """Load ``url`` headless in a ``width`` x 1000 window; its DOM when ``dump_dom``."""
+    extra = [f"--window-size={width},1000"]
+    extra += [f"--virtual-time-budget={budget_ms}"] if budget_ms else []
     extra += [f"--screenshot={screenshot}"] if screenshot is not None else []
     extra += ["--dump-dom"] if dump_dom else []
     # One retry with a fresh profile: in one CI run headless Chromium never finished the MLflow UI page

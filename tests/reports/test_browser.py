@@ -20,6 +20,8 @@ from tests.conftest import SMOKE, free_port
 from tests.reports.browser import chromium, ensure_chromium
 
 pytestmark = pytest.mark.slow
+#: the start of the SVG path of MLflow 3's "finished" status icon (a running run's is a clock, "M7.25 4v4")
+CHECK_ICON = "M11.53 6.53"
 
 
 @pytest.fixture(scope="module")
@@ -77,14 +79,24 @@ def test_dashboard_and_mlflow_ui_in_a_browser(browser, smoke_study, tmp_path):
             time.sleep(0.5)
         assert url, "study ui printed no URL"
         assert url.startswith(f"http://127.0.0.1:{port}/#/experiments/")
+        assert url.endswith("/runs?workflowType=machine_learning&viewStateShareKey=study")  # the study's view
         ui_shot = tmp_path / "mlflow_ui.png"
         chromium(browser, url, tmp_path / "p3", screenshot=ui_shot, budget_ms=15000)
         assert ui_shot.stat().st_size > 20_000
-        dom = chromium(browser, url, tmp_path / "p4", dump_dom=True, budget_ms=15000)
+        # wide enough that ag-grid renders every selected column (it leaves out those beyond the window)
+        dom = chromium(browser, url, tmp_path / "p4", dump_dom=True, budget_ms=15000, width=3600)
         assert "smoke" in dom  # the experiment
         assert ">report<" in dom  # the report run with the artifacts
         for cell in plan.cells:  # every cell's parent run (its trials are nested under it)
             assert cell.id in dom, cell.id
+        # the training view (not GenAI) with the study's columns: ag-grid names a column by its key
+        assert "Model training" in dom
+        for col in ("metrics.`test_f1`", "metrics.`val_f1`", "tags.`study.cell`"):
+            assert f'col-id="{col}"' in dom, col
+        # every top-level run (the cells' parents, the pretraining runs, the report run) is finished: its
+        # status icon is the check mark, and no run shows the clock icon of a running one
+        status = re.findall(r'role="gridcell" col-id="runDateAndNestInfo".*?<path[^>]*d="([^"]{0,11})', dom, flags=re.S)
+        assert status and all(d == CHECK_ICON for d in status), status
     finally:
         proc.terminate()
         try:

@@ -92,6 +92,17 @@ def test_ended_trials_leave_no_checkpoints_and_no_staged_artifacts(smoke_study):
     assert set(ckpt["state"]) == {"nets"} and ckpt["best_epoch"] >= 0
 
 
+def test_launched_study_has_its_ui_view(smoke_study):
+    from mlflow.tracking import MlflowClient
+
+    from study.tracking.store import default_tracking_uri
+    from study.tracking.view import experiment_tags
+
+    client = MlflowClient(tracking_uri=default_tracking_uri(smoke_study))
+    tags = client.get_experiment_by_name(smoke_study.name).tags
+    assert experiment_tags().items() <= tags.items()
+
+
 def test_status_and_bad_inputs(smoke_study, tmp_path):
     proc = study("status", str(smoke_study), "--json")
     assert proc.returncode == 0
