@@ -190,7 +190,8 @@ def test_smoke_study_on_s3_survives_a_killed_driver(s3, tmp_path):
     # nothing finished before the kill ran again: its reports in the bucket are the same
     for trial_id, reports in finished_before.items():
         assert reports_of(client, caught, trial_id) == reports, f"finished trial {trial_id} was rerun"
-    assert all(s == "TERMINATED" for s in remote_trials(client, caught).values())
+    statuses = remote_trials(client, caught)
+    assert all(s == "TERMINATED" for s in statuses.values()), (statuses, (tmp_path / "resume.log").read_text()[-3000:])
 
     # everything is in the bucket
     objects = keys(client)

@@ -1,14 +1,15 @@
-"""An ended trial's Ray checkpoints are deleted, but only after an experiment-state write has recorded
-that it ended (a driver killed before that write restores the trial from its checkpoint)."""
+"""An ended trial's Ray checkpoints are deleted, but only once the experiment state in storage records
+that it ended (a driver killed before that state was uploaded restores the trial from its checkpoint)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
 import pyarrow.fs as pafs
 
-from study.tuning.checkpoints import CheckpointPruner, delete_checkpoints, prune_ended
+from study.tuning.checkpoints import CheckpointPruner, delete_checkpoints, prune_ended, stored_ended
 
 
 def _trial_dir(root: Path, name: str) -> Path:
@@ -22,9 +23,16 @@ def _trial_dir(root: Path, name: str) -> Path:
 
 
 def _trial(d: Path):
-    return SimpleNamespace(
-        trial_id=d.name, storage=SimpleNamespace(storage_filesystem=pafs.LocalFileSystem(), trial_fs_path=str(d))
+    storage = SimpleNamespace(
+        storage_filesystem=pafs.LocalFileSystem(), trial_fs_path=str(d), experiment_fs_path=str(d.parent)
     )
+    return SimpleNamespace(trial_id=d.name, storage=storage)
+
+
+def _upload_state(root: Path, stamp: str, statuses: dict[str, str]) -> None:
+    """An experiment state as Ray writes it: trial_data is a list of [trial json, runtime metadata json]."""
+    trials = [[json.dumps({"trial_id": t, "status": s}), "{}"] for t, s in statuses.items()]
+    (root / f"experiment_state-{stamp}.json").write_text(json.dumps({"trial_data": trials}))
 
 
 def _checkpoints(d: Path) -> list[str]:
@@ -38,17 +46,32 @@ def test_delete_checkpoints_keeps_the_trial_record(tmp_path):
     assert delete_checkpoints(pafs.LocalFileSystem(), str(tmp_path / "gone")) == 0
 
 
-def test_pruner_waits_for_two_state_writes(tmp_path):
-    a, b = _trial_dir(tmp_path, "a"), _trial_dir(tmp_path, "b")
+def test_pruner_deletes_only_what_the_stored_state_records_as_ended(tmp_path):
+    a, b, c = (_trial_dir(tmp_path, n) for n in "abc")
     pruner = CheckpointPruner()
     pruner.on_trial_complete(0, [], _trial(a))
-    assert pruner.get_state() is None  # write 1 records a as ended
-    assert _checkpoints(a)
     pruner.on_trial_error(0, [], _trial(b))
-    pruner.get_state()  # write 2: a's record is written; b is recorded by this one
-    assert _checkpoints(a) == [] and _checkpoints(b)
+    assert pruner.get_state() is None  # nothing uploaded yet: nothing deleted
+    assert _checkpoints(a) and _checkpoints(b)
+    _upload_state(tmp_path, "2026-01-01_00-00-00", {"a": "RUNNING", "b": "RUNNING", "c": "RUNNING"})
+    pruner.get_state()  # the stored state is older than both endings (its upload was skipped, or is slow)
+    assert _checkpoints(a) and _checkpoints(b)
+    _upload_state(tmp_path, "2026-01-01_00-00-00", {"a": "TERMINATED", "b": "RUNNING", "c": "RUNNING"})
     pruner.get_state()
-    assert _checkpoints(b) == []
+    assert _checkpoints(a) == [] and _checkpoints(b)
+    (tmp_path / "experiment_state-2026-01-02_00-00-00.json").write_text('{"trial_da')  # a resumed driver's, half copied
+    pruner.get_state()
+    assert _checkpoints(b)
+    _upload_state(tmp_path, "2026-01-02_00-00-00", {"a": "TERMINATED", "b": "ERROR", "c": "TERMINATED"})
+    pruner.get_state()  # the newest file is read; c ended but this driver never saw it end: not its to delete
+    assert _checkpoints(b) == [] and _checkpoints(c)
+
+
+def test_stored_ended(tmp_path):
+    assert stored_ended(pafs.LocalFileSystem(), str(tmp_path / "nowhere")) is None
+    assert stored_ended(pafs.LocalFileSystem(), str(tmp_path)) is None
+    _upload_state(tmp_path, "2026-01-01_00-00-00", {"a": "TERMINATED", "b": "PENDING", "c": "ERROR", "d": "PAUSED"})
+    assert stored_ended(pafs.LocalFileSystem(), str(tmp_path)) == {"a", "c"}
 
 
 def test_prune_ended_after_fit(tmp_path):
