@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("resume", help=VERBS["resume"], description=VERBS["resume"], formatter_class=fmt)
     s.add_argument("study_dir", help=dir_help)
     s.add_argument("--address", metavar="HOST:PORT", help="Ray cluster (default: the one the study was launched on)")
+    s.add_argument(
+        "--grow",
+        metavar="SPEC",
+        help="grow a finished study: SPEC is its spec with values appended to axes (datasets, noise kinds and "
+        "rates, label fractions, ssl and lnl entries, seeds); only the new cells, pretraining jobs and final runs "
+        "run (default: no growth, the launched spec)",
+    )
     s.add_argument("--quiet", action="store_true", help=quiet_help)
     s.add_argument("--verbose", action="store_true", help=verbose_help)
     s = sub.add_parser("status", help=VERBS["status"], description=VERBS["status"], formatter_class=fmt)
@@ -206,8 +213,10 @@ def _resume(args) -> int:
     if args.address:
         check_address(args.address)
     # Ray, MLflow and torch: imported only by the verbs that run a study, once the flags are checked
-    from study.tuning.launch import resume
+    from study.tuning.launch import grow, resume
 
+    if args.grow:
+        return grow(args.study_dir, args.grow, address=args.address, quiet=args.quiet)
     return resume(args.study_dir, address=args.address, quiet=args.quiet)
 
 

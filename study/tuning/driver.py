@@ -36,7 +36,8 @@ from study.tracking import Tracker, TrackingCallback
 from study.tracking.view import experiment_tags
 from study.tuning.checkpoints import CheckpointPruner, prune_ended
 from study.tuning.errors import StudyInterrupted
-from study.tuning.plan import Plan, Point, TrialConfig, check_resources, make_plan
+from study.tuning.grow import generation_plan
+from study.tuning.plan import Plan, Point, TrialConfig, check_resources
 from study.tuning.progress import ProgressCallback
 from study.tuning.results import ARTIFACT_DIR
 from study.tuning.scheduler import PerCellASHA, SchedulerState
@@ -49,7 +50,7 @@ from study.tuning.trainables import lnl_trainable, pretrain_trainable
 def run_stages(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) -> int:
     """Run every stage that is not done, in order, on the Ray cluster at ``address``; prints the study's
     location last. Returns the exit code."""
-    plan = make_plan(spec)
+    plan = generation_plan(spec, paths.state)
     has_gpu = _start(spec, paths, address, quiet)
     t0 = time.time()
     for stage in STAGES:
@@ -216,7 +217,7 @@ def _run_stage(stage: Stage, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu:
     if stage == "lnl":
         _fail_orphans(spec, plan, paths)
     errors = sum(1 for r in results if r.error is not None)
-    paths.state.errors[stage] = errors
+    paths.state.errors[stage] = paths.state.earlier_errors.get(stage, 0) + errors
     paths.set_stage(stage, "done")
     if stage == "pretrain" and errors:
         print(
@@ -227,14 +228,17 @@ def _run_stage(stage: Stage, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu:
 
 
 def final_runs(spec: Spec, plan: Plan, paths: StudyPaths) -> list[TrialConfig]:
-    """Each cell's best configuration (from its Optuna study) at every point of the cell. Cells without a
-    completed tuning trial have none; ``state.json`` lists them."""
+    """Each cell's best configuration (from its Optuna study) at every point of the cell that ``plan``
+    runs (in a grown study, new points of an earlier generation's cells too). Cells without a completed
+    tuning trial have none; ``state.json`` lists them."""
     best = {}
-    for c in plan.cells:
+    cells = list({c.id: c for c, _ in plan.final_runs}.values())
+    for c in cells:
         hparams = best_hparams(open_study(paths.optuna_url, c.id, spec.tuning.mode))
         if hparams is not None:
             best[c.id] = hparams
-    paths.state.final_skipped_cells = [c.id for c in plan.cells if c.id not in best]
+    skipped = [c.id for c in cells if c.id not in best]  # with those of earlier generations
+    paths.state.final_skipped_cells = list(dict.fromkeys([*paths.state.final_skipped_cells, *skipped]))
     paths.save()
     return [
         TrialConfig(stage="final", id=c.id, point=p, hparams=point_hparams(spec, p, best[c.id]))
@@ -331,7 +335,7 @@ def _lnl_tuner(spec: Spec, plan: Plan, paths: StudyPaths, trainable, quiet: bool
 def _restore(stage: Stage, plan: Plan, paths: StudyPaths, trainable, quiet: bool) -> tune.Tuner | None:
     """The stage's Tuner from its Ray Tune experiment state, or None when the stage never started."""
     storage_path, fs = paths.tune_storage()
-    path = f"{storage_path}/{stage}"
+    path = f"{storage_path}/{paths.stage_name(stage)}"
     if not tune.Tuner.can_restore(path, storage_filesystem=fs):
         return None
     tuner = tune.Tuner.restore(
@@ -380,7 +384,7 @@ def _resources(res: Resources, has_gpu: bool) -> dict[str, float]:
 def _run_config(paths: StudyPaths, stage: Stage, spec: Spec, callbacks: list) -> tune.RunConfig:
     storage_path, fs = paths.tune_storage()
     return tune.RunConfig(
-        name=stage,
+        name=paths.stage_name(stage),
         storage_path=storage_path,
         storage_filesystem=fs,
         verbose=0,

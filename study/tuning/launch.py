@@ -15,6 +15,7 @@ from datetime import datetime
 from study import storage as st
 from study.tuning.driver import run_stages
 from study.tuning.errors import StudyInputError
+from study.tuning.grow import check_growth
 from study.tuning.preflight import preflight
 from study.tuning.smoke import smoke_spec
 from study.tuning.spec import Spec, load_spec
@@ -75,6 +76,30 @@ def resume(study_dir: str, address: str | None = None, quiet: bool = False) -> i
     """Continue the study at ``study_dir`` (a path or a URI): nothing finished is rerun. Returns the exit code."""
     spec, paths = open_study_dir(study_dir, driver=True)
     return run_stages(spec, paths, address or paths.state.address, quiet)
+
+
+def grow(study_dir: str, spec_path: str, address: str | None = None, quiet: bool = False) -> int:
+    """Grow the finished study at ``study_dir`` by the axis values ``spec_path`` appends to its spec and run
+    only what is new (``study.tuning.grow``). Returns the exit code."""
+    launched, paths = open_study_dir(study_dir, driver=True, edited_ok=True)
+    unfinished = [s for s, v in paths.state.stages.items() if v != "done"]
+    if unfinished:
+        raise StudyInputError(
+            f"{paths.location}: stage {unfinished[0]} is {paths.state.stages[unfinished[0]]}; finish the study "
+            f"first (`study resume {paths.location}`), then grow it"
+        )
+    grown = load_spec(spec_path)
+    part = check_growth(launched, grown, spec_path)
+    facts = preflight(grown, spec_path, st.node_data_cache(paths.state.data_cache))
+    paths.grow(grown, facts)
+    if not quiet:
+        print(
+            f"study: growing {paths.location} (generation {paths.state.generation}): "
+            f"{len(part.pretrain_jobs)} pretraining job(s), {len(part.cells)} new cell(s) "
+            f"({part.tuning_trials} tuning trials), {len(part.final_runs)} final run(s)",
+            file=sys.stderr,
+        )
+    return run_stages(grown, paths, address or paths.state.address, quiet)
 
 
 def _study_name(spec: Spec, name: str | None) -> str:

@@ -133,6 +133,24 @@ class Plan:
     final_runs: list[tuple[Cell, Point]]
     gpu_hours: dict[str, float] = field(default_factory=dict)
 
+    def without(self, done: Plan) -> Plan:
+        """What this plan runs that ``done`` (an earlier generation's plan) did not: its new cells (tuned),
+        its new pretraining jobs, and its new final runs (new points of earlier cells among them)."""
+        cells = {c.id for c in done.cells}
+        jobs = {j.id for j in done.pretrain_jobs}
+        finals = {(c.id, p) for c, p in done.final_runs}
+        new_cells = [c for c in self.cells if c.id not in cells]
+        return Plan(
+            new_cells,
+            [j for j in self.pretrain_jobs if j.id not in jobs],
+            len(new_cells) * (self.tuning_trials // max(len(self.cells), 1)),
+            [(c, p) for c, p in self.final_runs if (c.id, p) not in finals],
+        )
+
+    @property
+    def empty(self) -> bool:
+        return not (self.cells or self.pretrain_jobs or self.final_runs)
+
     def summary(self, spec: Spec) -> dict:
         return {
             "study": spec.name,

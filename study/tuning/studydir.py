@@ -19,12 +19,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from study import storage as st
 from study.tracking.store import default_tracking_uri
 from study.tuning.errors import StudyInputError
-from study.tuning.spec import Spec, load_spec, spec_to_yaml
+from study.tuning.spec import Spec, load_spec, parse_spec, spec_to_yaml
 
 Stage = Literal["pretrain", "lnl", "final"]
 StageStatus = Literal["pending", "running", "done"]
@@ -83,6 +84,13 @@ class StudyState(BaseModel):
     #: ``spec.yaml`` as launched: a study whose spec.yaml was edited since is refused (None: a study
     #: launched before this check)
     spec_frozen: str | None = None
+    #: how often the study was grown (``study resume --grow``); generation N's stages run under
+    #: ``tune/STAGE.N`` (generation 0: ``tune/STAGE``)
+    generation: int = Field(0, ge=0)
+    #: the frozen specs of the earlier generations, oldest first: what they planned has run
+    earlier_specs: list[str] = []
+    #: failed trials per stage over the earlier generations (``errors`` counts every generation)
+    earlier_errors: dict[Stage, int] = {}
 
     @field_validator("stages")
     @classmethod
@@ -142,6 +150,10 @@ class StudyPaths:
     def tune(self) -> Path:
         return self.dir / "tune"
 
+    def stage_name(self, stage: Stage) -> str:
+        """The Ray Tune experiment of ``stage`` in this generation of the study (``tune/NAME``)."""
+        return stage if self.state.generation == 0 else f"{stage}.{self.state.generation}"
+
     def tune_storage(self) -> tuple[str, object | None]:
         """(storage_path, storage_filesystem) of the study's Ray Tune experiments."""
         if self.uri:
@@ -162,6 +174,21 @@ class StudyPaths:
     @property
     def optuna_url(self) -> str:
         return f"sqlite:///{self.dir / 'optuna.db'}"
+
+    def grow(self, spec: Spec, datasets: dict[str, DatasetFacts]) -> None:
+        """Start the study's next generation with ``spec`` (checked by ``grow.check_growth``): the frozen
+        spec becomes it, the earlier one is kept, every stage is pending again."""
+        state = self.state
+        frozen = state.spec_frozen if state.spec_frozen is not None else (self.dir / "spec.yaml").read_text()
+        state.earlier_specs = [*state.earlier_specs, frozen]
+        state.earlier_errors = dict(state.errors)
+        state.spec_frozen = spec_to_yaml(spec)
+        state.generation += 1
+        state.datasets = datasets
+        state.stages = {s: "pending" for s in STAGES}
+        state.finished_at = None
+        (self.dir / "spec.yaml").write_text(state.spec_frozen)
+        self.save()
 
     def set_stage(self, stage: Stage, status: StageStatus) -> None:
         self.state.stages[stage] = status
@@ -309,9 +336,10 @@ def create_study_dir(location: str, spec: Spec, state: StudyState) -> StudyPaths
     return paths
 
 
-def open_study_dir(location: str, driver: bool = False) -> tuple[Spec, StudyPaths]:
+def open_study_dir(location: str, driver: bool = False, edited_ok: bool = False) -> tuple[Spec, StudyPaths]:
     """The spec and paths of the study at ``location`` (a path, or a URI whose driver-side files are
-    downloaded first: into the driver's working copy when ``driver``, else into a reader's own view)."""
+    downloaded first: into the driver's working copy when ``driver``, else into a reader's own view).
+    ``edited_ok``: a ``spec.yaml`` edited since the launch is no error, and the spec is the launched one."""
     location = normalize(location)
     local, uri = working_dir(location, view=not driver)
     if uri:
@@ -326,7 +354,10 @@ def open_study_dir(location: str, driver: bool = False) -> tuple[Spec, StudyPath
     state = StudyState.read(local / "state.json", st.join(location, "state.json"))
     if state.tracking_local:
         state.tracking_uri = default_tracking_uri(local)
-    _check_unedited(location, local / "spec.yaml", state)
+    if edited_ok and state.spec_frozen is not None:
+        return parse_spec(yaml.safe_load(state.spec_frozen), "state.json"), StudyPaths(local, state, uri)
+    if not edited_ok:
+        _check_unedited(location, local / "spec.yaml", state)
     return load_spec(local / "spec.yaml"), StudyPaths(local, state, uri)
 
 
@@ -344,9 +375,11 @@ def _check_unedited(location: str, spec_file: Path, state: StudyState) -> None:
     shown = "\n".join(diff[:40]) + ("\n…" if len(diff) > 40 else "")
     raise StudyInputError(
         f"{st.join(location, 'spec.yaml')} was edited after the study was launched:\n{shown}\n"
-        "A study runs the spec it was launched with. Restore spec.yaml (state.json's spec_frozen holds it), or "
-        "launch the edited spec as a new study, `study launch EDITED.yaml --name NEW_NAME`: its pretraining "
-        "and decoded data are reused from the cache, so only what changed is computed again."
+        "A study runs the spec it was launched with. Restore spec.yaml (state.json's spec_frozen holds it); or, "
+        "where the edit only appends values to axes (seeds, noise rates, ssl or lnl entries, ...), grow the "
+        f"finished study by them: `study resume {location} --grow {st.join(location, 'spec.yaml')}`; or launch "
+        "the edited spec as a new study, `study launch EDITED.yaml --name NEW_NAME`: its pretraining and "
+        "decoded data are reused from the cache, so only what changed is computed again."
     )
 
 
