@@ -20,6 +20,7 @@ EXPECTED = {
     "ssl_knn",
     "lnl",
     "disk",
+    "ssl_effect",
 }
 LINE = re.compile(r"^[a-z0-9_]+: \S")
 
@@ -59,3 +60,18 @@ def test_reuse_counts_the_khanal_grid():
 def test_gpu_throughput_says_it_needs_a_gpu():
     out = bench("gpu_throughput")
     assert out.returncode == 0 and out.stdout.strip() == "gpu_throughput_available: 0"
+
+
+def test_ssl_effect_is_a_valid_study_spec_with_its_declared_sizes():
+    """The SSL effect benchmark is a spec the door accepts: every pretraining job once per (method, seed),
+    and every (init, algorithm, noise, seed) run, random init among them."""
+    from benchmarks.ssl_effect import FULL, QUICK, _spec, _versus
+    from study.tuning.plan import make_plan
+
+    for size in (FULL, QUICK):
+        plan = make_plan(_spec(size))
+        assert len(plan.pretrain_jobs) == len(size.methods) * len(size.seeds)
+        inits = 1 + len(size.methods)
+        assert len(plan.final_runs) == inits * len(size.algos) * len(size.noises) * len(size.seeds)
+    assert _versus([0.6, 0.7, 0.8], [0.5, 0.5, 0.5]) == "+0.2000 ± 0.0577 (3.5 SE)"
+    assert "one seed" in _versus([0.6], [0.5])
