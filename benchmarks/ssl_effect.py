@@ -140,7 +140,7 @@ def encoder_quality(size: Size, ssl: str, seed: int, cache: str) -> dict:
     def embed(idx: np.ndarray) -> np.ndarray:
         loader = TensorLoader(data.images[idx], labels[idx], 1024, norm=input_normalization(spec, point))
         with torch.no_grad():
-            return torch.cat([encoder(x) for x, _ in loader]).numpy()
+            return torch.cat([encoder(x) for x, _, _ in loader]).numpy()
 
     probe = train_heads(
         embed(splits.train),

@@ -11,7 +11,7 @@ import urllib.request
 from pathlib import Path
 
 from study.reports.store import Study, open_study
-from study.tracking.view import experiment_tags, runs_url
+from study.tracking.view import apply_view, runs_url
 
 
 def server_command(study: Study, port: int) -> list[str]:
@@ -38,13 +38,8 @@ def set_view(study: Study) -> None:
     """Give the study's experiment its UI view where it lacks it (studies launched before views existed)."""
     from mlflow.tracking import MlflowClient
 
-    tags = experiment_tags()
     try:
-        client = MlflowClient(tracking_uri=study.tracking_uri)
-        have = client.get_experiment(study.experiment_id).tags
-        for k, v in tags.items():
-            if have.get(k) != v:
-                client.set_experiment_tag(study.experiment_id, k, v)
+        apply_view(MlflowClient(tracking_uri=study.tracking_uri), study.experiment_id)
     except Exception as e:  # the UI still opens, without the preset columns
         print(f"study ui: could not set the study's view on its experiment ({e})", file=sys.stderr)
 

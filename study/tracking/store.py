@@ -87,10 +87,6 @@ class Tracker:
         #: runs that were already terminal when this driver found them (a resumed study): left as they are
         self.terminal: set[str] = set()
 
-    def set_experiment_tags(self, tags: dict[str, str]) -> None:
-        for k, v in tags.items():
-            self.client.set_experiment_tag(self.experiment_id, k, v)
-
     def _find(self, key: str, value: str) -> str | None:
         runs = self.client.search_runs([self.experiment_id], filter_string=f"tags.`{key}` = '{value}'", max_results=2)
         return runs[0].info.run_id if runs else None

@@ -48,6 +48,17 @@ def experiment_tags() -> dict[str, str]:
     return {KIND_TAG: KIND, SHARED_VIEW_PREFIX + KEY: json.dumps(view_state())}
 
 
+def apply_view(client: Any, experiment_id: str) -> int:
+    """Give an experiment the study's view (``experiment_tags``): set the tags it lacks or holds with other
+    values, through an ``MlflowClient``. Used at launch and by ``study ui`` for studies launched before
+    views existed. Returns how many tags were set."""
+    have = client.get_experiment(experiment_id).tags
+    changed = {k: v for k, v in experiment_tags().items() if have.get(k) != v}
+    for k, v in changed.items():
+        client.set_experiment_tag(experiment_id, k, v)
+    return len(changed)
+
+
 def runs_url(base: str, experiment_id: str) -> str:
     """The URL of the study's runs in the training view with its columns."""
     return (
@@ -55,4 +66,14 @@ def runs_url(base: str, experiment_id: str) -> str:
     )
 
 
-__all__ = ["KEY", "KIND", "KIND_TAG", "METRIC_COLUMNS", "column", "experiment_tags", "runs_url", "view_state"]
+__all__ = [
+    "KEY",
+    "KIND",
+    "KIND_TAG",
+    "METRIC_COLUMNS",
+    "apply_view",
+    "column",
+    "experiment_tags",
+    "runs_url",
+    "view_state",
+]

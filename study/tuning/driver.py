@@ -33,7 +33,7 @@ from ray import tune
 
 from study import storage as st
 from study.tracking import Tracker, TrackingCallback
-from study.tracking.view import experiment_tags
+from study.tracking.view import apply_view
 from study.tuning.checkpoints import CheckpointPruner, prune_ended
 from study.tuning.errors import StudyInterrupted
 from study.tuning.grow import generation_plan
@@ -190,9 +190,8 @@ def _start(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) -> b
     if paths.uri:
         st.mlflow_env(paths.uri)
     # the experiment, with its artifact location and its UI view, exists before the first trial reports
-    Tracker(paths.state.tracking_uri, paths.state.experiment, paths.state.artifact_location).set_experiment_tags(
-        experiment_tags()
-    )
+    tracker = Tracker(paths.state.tracking_uri, paths.state.experiment, paths.state.artifact_location)
+    apply_view(tracker.client, tracker.experiment_id)
     return has_gpu
 
 
