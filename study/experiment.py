@@ -28,7 +28,7 @@ from study.data.splits import with_labelled_subset
 from study.lnl import ALGORITHMS, Algorithm, OptimConfig
 from study.lnl.base import LoaderHparams, class_priors, expected_noise_fraction
 from study.metrics import classification_metrics
-from study.models import Classifier
+from study.models import Classifier, build_backbone
 from study.noise import NoisyLabels, inject_noise
 from study.ssl import PretrainRequest, load_encoder, pretrain
 from study.train import FitResult, final_test, fit, predict_probs
@@ -179,6 +179,22 @@ def build_encoder(
     return encoder
 
 
+def random_init(spec: Spec, point: Point) -> bool:
+    """Whether the point's encoder is a random initialisation (SSL method ``random`` from no weight file)."""
+    entry = spec.ssl_map[point.ssl]
+    return entry.method == "random" and entry.init == "random"
+
+
+def random_twin(spec: Spec, data: ImageData, point: Point, k: int) -> torch.nn.Module:
+    """The random encoder of a trial's network ``k`` (1: the second): the backbone drawn again from a seed of
+    (trial seed, k), as the ``random`` method draws network 0's from the trial seed. Torch's global
+    generator is left as it was, so what is initialised next does not depend on how many networks exist."""
+    seed = int(np.random.SeedSequence([point.seed, k, 0x7717]).generate_state(1)[0])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_backbone(spec.model.backbone, data.channels, data.resolution)
+
+
 def input_normalization(spec: Spec, point: Point) -> Normalization:
     """The trial's input normalisation, as in its encoder's pretraining (``study.data.pipeline.normalization``):
     ImageNet's where the encoder starts from ImageNet weights (SSL method ``imagenet``, or ``init: imagenet``),
@@ -313,9 +329,14 @@ def build_trial(
     # model: the stage-1 encoder and the entry's head; the fixed hyperparameters of the point's noise setting
     optim, batch, own = split_hparams(entry, entry.point_hparams(point.noise_kind, point.noise_rate, hparams))
     encoder = build_encoder(spec, point, cache_dir, data_cache, device, owner)
+    made: list[torch.nn.Module] = []
 
     def make_model() -> torch.nn.Module:
-        return Classifier(copy.deepcopy(encoder), data.num_classes, tuple(entry.head.hidden), frozen=entry.head.frozen)
+        # an algorithm's second network (Co-teaching, DivideMix) starts from the same encoder, except at
+        # random init, where each network has its own draw, as the papers' independently initialised nets
+        start = encoder if not made or not random_init(spec, point) else random_twin(spec, data, point, len(made))
+        made.append(start)
+        return Classifier(copy.deepcopy(start), data.num_classes, tuple(entry.head.hidden), frozen=entry.head.frozen)
 
     # loaders: the training split with its noisy labels, random crops and the spec's augmentation; noisy
     # validation centre-cropped; both normalised as the encoder's initialisation expects

@@ -197,3 +197,26 @@ def test_plan_shows_the_values_of_each_noise_setting():
         "    class_dependent cells: optimizer='sgd', momentum=0.5, weight_decay=0.0, tk=2, forget_rate=0.1",
     ]
     assert not any("LNL 'ce' fixed" in line for line in lines)  # no by_noise_kind, nothing to show
+
+
+def test_two_networks_start_from_independent_draws_at_random_init_and_from_one_encoder_after_ssl(tmp_path):
+    """Co-teaching's two networks: at random init each has its own backbone draw (the papers' independently
+    initialised networks), deterministic per seed; from a pretrained encoder both start from it."""
+    spec = parse_spec(spec_data())
+    entry = dict(spec.lnl[1].fixed)
+
+    def backbones(ssl: str, seed: int = 0) -> list[dict]:
+        point = Point("synthetic", "symmetric", 0.4, ssl, "co_teaching", seed)
+        trial = build_trial(spec, point, entry, torch.device("cpu"), tmp_path, tmp_path)
+        return [{k: v.clone() for k, v in net.encoder.state_dict().items()} for net in trial.algo.nets]
+
+    def same(a: dict, b: dict) -> bool:
+        return all(torch.equal(a[k], b[k]) for k in a)
+
+    first, second = backbones("random")
+    assert not same(first, second)
+    again = backbones("random")
+    assert same(first, again[0]) and same(second, again[1])  # the same seed: the same two draws
+    assert not same(second, backbones("random", seed=1)[1])
+    ssl_first, ssl_second = backbones("simclr")
+    assert same(ssl_first, ssl_second)
