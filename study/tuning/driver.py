@@ -197,8 +197,8 @@ def _start(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) -> b
 
 def _run_stage(stage: Stage, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu: bool, quiet: bool) -> None:
     """One stage to its end (restored where an earlier driver left it), recorded in ``state.json``."""
-    if stage == "pretrain" and not plan.pretrain_jobs:
-        paths.set_stage(stage, "done")
+    if (stage == "pretrain" and not plan.pretrain_jobs) or (stage == "lnl" and not plan.cells):
+        paths.set_stage(stage, "done")  # nothing to run (a study grown by seeds only tunes no new cell)
         return
     finals = final_runs(spec, plan, paths) if stage == "final" else []
     if stage == "final" and not finals:

@@ -110,6 +110,7 @@ def trial_runs(study_dir: Path) -> dict[str, object]:
     return {r.info.run_id: r for r in runs}
 
 
+@pytest.mark.timeout(900)  # four study runs: about 2.5 min on an idle 2-CPU machine
 def test_grow_runs_only_the_new_part_and_keeps_every_earlier_run(tmp_path):
     spec_file = tmp_path / "tiny.yaml"
     spec_file.write_text(yaml.safe_dump(TINY))
@@ -129,19 +130,28 @@ def test_grow_runs_only_the_new_part_and_keeps_every_earlier_run(tmp_path):
     assert "lnl.0.epochs: launched 1, now 2" in refused.stderr
     assert (study_dir / "state.json").read_text() == state_before
 
-    # grown in place: the study's own spec.yaml edited to append a rate and a seed
-    grown = {**TINY, "noise": {"kinds": ["symmetric"], "rates": [0.4, 0.0]}, "seeds": [0, 1]}
+    # generation 1, from a new file: a seed appended, so no new cell: one final run (seed 1 at rate 0.4)
+    one_more_seed = {**TINY, "seeds": [0, 1]}
+    (tmp_path / "seeds.yaml").write_text(yaml.safe_dump(one_more_seed))
+    out = cli("resume", str(study_dir), "--grow", str(tmp_path / "seeds.yaml"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "generation 1): 0 pretraining job(s), 0 new cell(s) (0 tuning trials), 1 final run(s)" in out.stderr
+
+    # generation 2, in place: the study's own spec.yaml edited to append a rate: one new cell, two final runs
     spec_yaml = study_dir / "spec.yaml"
     frozen = yaml.safe_load(spec_yaml.read_text())
-    frozen["noise"]["rates"], frozen["seeds"] = grown["noise"]["rates"], grown["seeds"]
+    assert frozen["seeds"] == [0, 1]  # the grown spec is the study's spec
+    frozen["noise"]["rates"] = [0.4, 0.0]
     spec_yaml.write_text(yaml.safe_dump(frozen, sort_keys=False))
     out = cli("resume", str(study_dir), "--grow", str(spec_yaml))
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "generation 1): 0 pretraining job(s), 1 new cell(s) (1 tuning trials), 3 final run(s)" in out.stderr
+    assert "generation 2): 0 pretraining job(s), 1 new cell(s) (1 tuning trials), 2 final run(s)" in out.stderr
 
     state = json.loads((study_dir / "state.json").read_text())
-    assert state["generation"] == 1 and set(state["stages"].values()) == {"done"}
-    assert len(state["earlier_specs"]) == 1 and (study_dir / "tune" / "lnl.1").is_dir()
+    assert state["generation"] == 2 and set(state["stages"].values()) == {"done"}
+    assert len(state["earlier_specs"]) == 2
+    tune = study_dir / "tune"
+    assert {p.name for p in tune.iterdir() if p.is_dir()} == {"lnl", "final", "final.1", "lnl.2", "final.2"}
     after = trial_runs(study_dir)
     trials = {i: r for i, r in after.items() if r.data.tags.get("study.kind") == "trial"}
     # the earlier runs are the same runs with the same figures; the new ones are one tuning trial (rate 0)
