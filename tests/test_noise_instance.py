@@ -9,6 +9,9 @@ import json
 import numpy as np
 import pytest
 
+from benchmarks.bad_inputs import BASE_SPEC
+from study.data import ImageData
+from study.experiment import corrupt, trial_splits
 from study.noise import (
     FEATURE_DIMS,
     KINDS,
@@ -19,6 +22,8 @@ from study.noise import (
     instance_features,
     transition_matrix,
 )
+from study.tuning.plan import Point
+from study.tuning.spec import parse_spec
 
 K = 5
 
@@ -472,3 +477,42 @@ def test_invalid_inputs_rejected(kwargs, match):
 def test_no_transition_matrix_from_the_class_alone(kind):
     with pytest.raises(ValueError, match="no transition matrix of the class alone"):
         transition_matrix(5, kind, 0.2)
+
+
+# -- a trial's noise ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("noisy_validation", [True, False])
+def test_a_trial_draws_instance_dependent_noise_from_its_own_images(noisy_validation):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, size=120)
+    images = rng.integers(0, 256, (120, 8, 8, 3), dtype=np.uint8)
+    data = ImageData("synthetic", images, labels, ["a", "b", "c"])
+    noise = {"kinds": ["instance_dependent"], "rates": [0.4], "noisy_validation": noisy_validation}
+    spec = parse_spec({**BASE_SPEC, "noise": noise})
+    point = Point("synthetic", "instance_dependent", 0.4, "random", "ce", 1)
+    splits = trial_splits(spec, data, point)
+    noisy, out = corrupt(spec, data, splits, point)
+    idx = np.concatenate([splits.train, splits.val]) if noisy_validation else splits.train
+    expected = inject_noise(labels[idx], 3, "instance_dependent", 0.4, 1, features=instance_features(images, idx))
+    np.testing.assert_array_equal(out.labels, expected.labels)
+    np.testing.assert_array_equal(noisy[idx], expected.labels)
+    assert out.options["features"] == {"rows": idx.size, "dims": 192}  # 8 x 8 x 3: every pixel
+    np.testing.assert_array_equal(noisy[splits.test], labels[splits.test])
+
+
+def test_a_trial_passes_the_annotator_options_of_its_spec():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, size=120)
+    data = ImageData("synthetic", np.zeros((120, 4, 4, 1), np.uint8), labels, ["a", "b", "c"])
+    options = {"annotators": 4, "coverage": 0.5, "aggregate": "worst", "exact": True}
+    spec = parse_spec(
+        {**BASE_SPEC, "noise": {"kinds": ["symmetric", "annotators"], "rates": [0.3], "options": options}}
+    )
+    point = Point("synthetic", "annotators", 0.3, "random", "ce", 2)
+    _, out = corrupt(spec, data, trial_splits(spec, data, point), point)
+    assert out.options == options and out.annotator_labels.shape[0] == 4
+    _, sym = corrupt(
+        spec, data, trial_splits(spec, data, point), Point("synthetic", "symmetric", 0.3, "random", "ce", 2)
+    )
+    assert sym.options == {"exact": True}  # only the options its kind reads
