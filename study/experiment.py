@@ -29,7 +29,7 @@ from study.lnl import ALGORITHMS, Algorithm, OptimConfig
 from study.lnl.base import LoaderHparams, class_priors, expected_noise_fraction
 from study.metrics import classification_metrics
 from study.models import Classifier, build_backbone
-from study.noise import NoisyLabels, inject_noise
+from study.noise import OPTION_KINDS, NoisyLabels, inject_noise, instance_features
 from study.ssl import PretrainRequest, load_encoder, pretrain
 from study.train import FitResult, final_test, fit, predict_probs
 from study.tuning.plan import Point
@@ -56,10 +56,14 @@ def load_dataset(spec: Spec, key: str, data_cache: str | Path) -> ImageData:
     return get_dataset(spec.dataset_map[key].name, **dataset_options(spec, key)).load(data_cache)
 
 
-def noise_options(spec: Spec, data: ImageData, key: str, kind: str) -> dict[str, Any]:
-    """``inject_noise`` options of one noise kind: the spec's options that apply to the kind, and for
-    ``class_dependent`` the groups of the dataset entry (by class name or index), else the dataset's own."""
-    opts = dict(spec.noise.options)
+def noise_options(
+    spec: Spec, data: ImageData, key: str, kind: str, indices: np.ndarray | None = None
+) -> dict[str, Any]:
+    """``inject_noise`` options of one noise kind: the spec's options that apply to the kind
+    (``study.noise.OPTION_KINDS``); for ``class_dependent`` the groups of the dataset entry (by class name or
+    index), else the dataset's own, and the entry's class scale; for ``instance_dependent`` the features of the
+    images whose labels are corrupted (``indices`` into ``data``, default all; ``study.noise.instance_features``)."""
+    opts = {name: v for name, v in spec.noise.options.items() if kind in OPTION_KINDS.get(name, ())}
     if kind == "class_dependent" and "groups" not in opts:
         groups = spec.dataset_map[key].noise_groups
         if groups:
@@ -70,10 +74,8 @@ def noise_options(spec: Spec, data: ImageData, key: str, kind: str) -> dict[str,
     scale = spec.dataset_map[key].noise_class_scale
     if kind == "class_dependent" and scale:
         opts["class_scale"] = class_scale(scale, data.class_names)
-    if kind != "class_dependent":
-        opts.pop("groups", None)
-    if kind != "transition":
-        opts.pop("transition", None)
+    if kind == "instance_dependent":
+        opts["features"] = instance_features(data.images, indices)
     return opts
 
 
@@ -107,7 +109,8 @@ def trial_splits(spec: Spec, data: ImageData, point: Point) -> Splits:
 
 def corrupt(spec: Spec, data: ImageData, splits: Splits, point: Point) -> tuple[np.ndarray, NoisyLabels]:
     """Labels of the whole dataset with the train (and, unless the spec keeps them clean, validation)
-    samples corrupted at the point's noise; test labels stay clean."""
+    samples corrupted at the point's noise; test labels stay clean. ``instance_dependent`` noise reads the
+    features of those samples' images, standardised over them (``noise_options``)."""
     labels = np.asarray(data.labels)
     idx = np.concatenate([splits.train, splits.val]) if spec.noise.noisy_validation else splits.train
     noisy = inject_noise(
@@ -116,7 +119,7 @@ def corrupt(spec: Spec, data: ImageData, splits: Splits, point: Point) -> tuple[
         point.noise_kind,
         point.noise_rate,
         point.seed,
-        **noise_options(spec, data, point.dataset, point.noise_kind),
+        **noise_options(spec, data, point.dataset, point.noise_kind, idx),
     )
     out = labels.copy()
     out[idx] = noisy.labels

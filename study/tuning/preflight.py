@@ -15,6 +15,7 @@ with its epochs. All problems are reported at once, as a ``SpecError`` against t
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from study.data import DataError, ImageData
@@ -67,16 +68,17 @@ def noise_problems(spec: Spec, data: ImageData, dataset_key: str) -> list[tuple[
     """Noise settings that ``inject_noise`` refuses on this dataset (a rate too high for its classes, groups
     that do not fit it)."""
     problems = []
+    sample = np.arange(min(NOISE_SAMPLE, len(data)))
     for kind in spec.noise.kinds:
         for rate in spec.noise.rates:
             try:
                 inject_noise(
-                    data.labels[:NOISE_SAMPLE],
+                    data.labels[sample],
                     data.num_classes,
                     kind,
                     rate,
                     0,
-                    **noise_options(spec, data, dataset_key, kind),
+                    **noise_options(spec, data, dataset_key, kind, sample),
                 )
             except (ValueError, TypeError, KeyError) as e:
                 problems.append(("noise", f"{kind} at rate {rate} on {dataset_key}: {e}"))

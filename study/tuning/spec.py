@@ -27,12 +27,18 @@ from study.lnl import ALGORITHMS
 from study.lnl.base import LoaderHparams, OptimConfig, optim_problems
 from study.models import BACKBONES
 from study.noise import KINDS as NOISE_KINDS
-from study.noise import transition_matrix
+from study.noise import OPTION_KINDS as NOISE_OPTION_KINDS
+from study.noise import NoiseOptionError, annotator_settings, transition_matrix
 from study.ssl import INITS, METHODS, WeightsInit, check_init
 
 # Names come from the registries (study.data.DATASETS, study.ssl.METHODS, study.lnl.ALGORITHMS,
 # study.noise.KINDS, study.models.BACKBONES): registering a class there is all a spec needs to name it.
 AXES = ("dataset", "noise_kind", "noise_rate", "label_fraction", "ssl", "lnl", "seed")
+#: the noise.options a spec may set: study.noise.inject_noise's options, less class_scale (set per dataset
+#: entry: datasets[].noise_class_scale) and features (a trial computes them from the images)
+NOISE_OPTIONS = tuple(o for o in NOISE_OPTION_KINDS if o not in ("class_scale", "features"))
+#: the options of the annotators kind (study.noise.annotator_settings checks them)
+ANNOTATOR_OPTIONS = ("annotators", "skills", "coverage", "aggregate")
 METRICS = {"val_f1": "max", "val_acc": "max", "val_balanced_acc": "max", "val_auroc": "max", "train_loss": "min"}
 
 
@@ -305,8 +311,9 @@ class DatasetSpec(Strict):
 class NoiseSpec(Strict):
     kinds: list[str] = Field(min_length=1)
     rates: list[float] = Field(min_length=1)
-    #: extra options of study.noise.inject_noise: exact (every kind), groups (class_dependent only),
-    #: transition (kind transition only)
+    #: extra options of study.noise.inject_noise (NOISE_OPTIONS): exact (every kind), groups (class_dependent,
+    #: annotators), transition (kind transition), annotators, skills, coverage, aggregate (kind annotators);
+    #: an option of kinds that noise.kinds does not list is refused
     options: dict[str, Any] = Field(default_factory=dict)
     #: corrupt the validation labels too (the default); Dedieu et al. keep them clean
     noisy_validation: bool = True
@@ -333,12 +340,22 @@ class NoiseSpec(Strict):
     @field_validator("options")
     @classmethod
     def _opts(cls, v: dict[str, Any]) -> dict[str, Any]:
-        allowed = ("exact", "groups", "transition")
         for k in v:
-            if k not in allowed:
-                raise ValueError(f"unknown noise option {k!r} {_allowed(allowed)}")
+            if k == "features":
+                raise SubPathError(
+                    "features",
+                    "not a spec option: a trial computes the features of instance_dependent noise from its images "
+                    "(study.noise.instance_features); remove options.features",
+                )
+            if k not in NOISE_OPTIONS:
+                raise ValueError(f"unknown noise option {k!r} {_allowed(NOISE_OPTIONS)}")
         if "exact" in v and not isinstance(v["exact"], bool):
             raise SubPathError("exact", f"{v['exact']!r} is not allowed (allowed: true, false)")
+        if any(k in v for k in ANNOTATOR_OPTIONS):
+            try:
+                annotator_settings(v)
+            except NoiseOptionError as e:
+                raise SubPathError(e.option, str(e)) from None
         return v
 
     @model_validator(mode="after")
@@ -347,13 +364,16 @@ class NoiseSpec(Strict):
             raise ValueError("pairflip needs every rate below 0.5")
         if "transition" in self.kinds and "transition" not in self.options:
             raise ValueError("kind 'transition' needs options.transition (a K x K row-stochastic matrix)")
-        # the options that belong to one kind (``exact`` applies to every kind)
-        for option, kind in (("groups", "class_dependent"), ("transition", "transition")):
-            if option in self.options and kind not in self.kinds:
+        # the options that belong to some kinds only (study.noise.OPTION_KINDS; ``exact`` applies to every kind)
+        for option in self.options:
+            kinds = NOISE_OPTION_KINDS[option]
+            if not any(k in self.kinds for k in kinds):
+                others = f" ({', '.join(kinds[1:])} also read{'s' if len(kinds) == 2 else ''} it)" if kinds[1:] else ""
                 raise SubPathError(
                     f"options.{option}",
-                    f"applies only to noise kind {kind!r}, which noise.kinds ({', '.join(self.kinds)}) does not "
-                    f"list; add {kind} to noise.kinds or remove options.{option}",
+                    f"applies only to noise kind{'s' if len(kinds) > 1 else ''} "
+                    f"{' or '.join(repr(k) for k in kinds)}, which noise.kinds ({', '.join(self.kinds)}) does not "
+                    f"list; add {kinds[0]} to noise.kinds or remove options.{option}{others}",
                 )
         return self
 

@@ -173,6 +173,38 @@ VALIDATE_CASES = {
         lambda s: s["datasets"][0].update(shifted_test={"name": "manifest", "options": {"root": "/data/cxr_shifted"}}),
         ["datasets[0].shifted_test.options", "the option manifest", "is required"],
     ),
+    "annotator option without the annotators kind": (
+        lambda s: s["noise"].update(options={"coverage": 0.5}),
+        ["noise.options.coverage", "'annotators'", "add annotators to noise.kinds or remove options.coverage"],
+    ),
+    "features in a spec": (
+        lambda s: s["noise"].update(kinds=["instance_dependent"], options={"features": [[0.0]]}),
+        ["noise.options.features", "not a spec option", "from its images", "remove options.features"],
+    ),
+    "no annotators": (
+        lambda s: s["noise"].update(kinds=["annotators"], options={"annotators": 0}),
+        ["noise.options.annotators", "an integer in [1, 100]", "got 0"],
+    ),
+    "annotators not an integer": (
+        lambda s: s["noise"].update(kinds=["annotators"], options={"annotators": 2.5}),
+        ["noise.options.annotators", "an integer"],
+    ),
+    "skills of the wrong length": (
+        lambda s: s["noise"].update(kinds=["annotators"], options={"annotators": 2, "skills": [1.0]}),
+        ["noise.options.skills", "2 positive numbers, one factor per annotator"],
+    ),
+    "skills not positive": (
+        lambda s: s["noise"].update(kinds=["annotators"], options={"skills": [1.0, 0.0, 1.0]}),
+        ["noise.options.skills", "3 positive numbers"],
+    ),
+    "coverage above one": (
+        lambda s: s["noise"].update(kinds=["annotators"], options={"coverage": 1.5}),
+        ["noise.options.coverage", "outside (0, 1]"],
+    ),
+    "unknown aggregate": (
+        lambda s: s["noise"].update(kinds=["annotators"], options={"aggregate": "mean"}),
+        ["noise.options.aggregate", "allowed: majority, random, worst"],
+    ),
 }
 
 
@@ -189,7 +221,28 @@ def test_the_spec_alone_refuses(case, verb, tmp_path, capsys, monkeypatch):
         {"kinds": ["symmetric", "class_dependent"], "rates": [0.2], "options": {"groups": [[0, 1]], "exact": True}},
         {"kinds": ["transition"], "rates": [0.2], "options": {"transition": [[0.8, 0.2, 0], [0, 1, 0], [0, 0, 1]]}},
         {"kinds": ["pairflip", "uniform"], "rates": [0.2], "options": {"exact": True}},  # exact applies to every kind
+        {"kinds": ["instance_dependent"], "rates": [0.0, 0.4], "options": {"exact": True}},
+        {
+            "kinds": ["symmetric", "annotators"],
+            "rates": [0.2],
+            "options": {"annotators": 4, "skills": [1, 1, 2, 0.5], "coverage": 0.6, "aggregate": "worst"},
+        },
+        {"kinds": ["annotators"], "rates": [0.2], "options": {"groups": [[0, 1]]}},  # annotators read groups too
     ],
 )
 def test_noise_options_for_kinds_the_spec_has(noise):
     parse_spec(spec_with(lambda s: s.update(noise=noise)))
+
+
+def test_new_noise_kinds_pass_the_data_checks(tmp_path):
+    noise = {"kinds": ["instance_dependent", "annotators"], "rates": [0.0, 0.3], "options": {"coverage": 0.5}}
+    preflight(parse_spec(spec_with(lambda s: s.update(noise=noise))), "spec.yaml", str(tmp_path / "data"))
+
+
+def test_annotator_groups_that_do_not_fit_the_data_are_refused(tmp_path):
+    noise = {"kinds": ["annotators"], "rates": [0.3], "options": {"groups": [[0, 7]]}}
+    with pytest.raises(SpecError) as e:
+        preflight(parse_spec(spec_with(lambda s: s.update(noise=noise))), "spec.yaml", str(tmp_path / "data"))
+    assert e.value.problems == [
+        ("noise", "annotators at rate 0.3 on synthetic: annotators group [0, 7] has class 7 outside [0, 3)")
+    ]
