@@ -16,11 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import yaml
-
 from study.tuning.errors import StudyInputError
 from study.tuning.plan import Plan, make_plan
-from study.tuning.spec import Spec, parse_spec
+from study.tuning.spec import Spec, frozen_spec
 
 #: the spec's axis lists, as paths into its dumped form: values may be appended to these
 AXIS_LISTS: tuple[tuple[str, ...], ...] = (
@@ -114,9 +112,4 @@ def generation_plan(spec: Spec, state) -> Plan:
     return plan.without(make_plan(frozen_spec(state.earlier_specs[-1])))
 
 
-def frozen_spec(text: str) -> Spec:
-    """A spec as ``state.json`` keeps it (``spec_to_yaml``'s text)."""
-    return parse_spec(yaml.safe_load(text), "state.json (a frozen spec)")
-
-
-__all__ = ["AXIS_LISTS", "check_growth", "frozen_spec", "generation_plan", "growth_problems"]
+__all__ = ["AXIS_LISTS", "check_growth", "generation_plan", "growth_problems"]

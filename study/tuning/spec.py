@@ -1056,6 +1056,11 @@ def spec_to_yaml(spec: Spec) -> str:
     return yaml.safe_dump(spec.model_dump(mode="json", exclude=_later_keys_at_default(spec)), sort_keys=False)
 
 
+def frozen_spec(text: str, source: str = "state.json (a frozen spec)") -> Spec:
+    """The spec of a ``spec_to_yaml`` text (a study's frozen spec), checked again."""
+    return parse_spec(yaml.safe_load(text), source)
+
+
 def _later_keys_at_default(spec: Spec) -> dict[Any, Any]:
     out: dict[Any, Any] = {}
     for dotted in LATER_FIELDS:

@@ -19,13 +19,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from study import storage as st
 from study.tracking.store import default_tracking_uri
 from study.tuning.errors import StudyInputError
-from study.tuning.spec import Spec, load_spec, parse_spec, spec_to_yaml
+from study.tuning.spec import Spec, frozen_spec, load_spec, spec_to_yaml
 
 Stage = Literal["pretrain", "lnl", "final"]
 StageStatus = Literal["pending", "running", "done"]
@@ -355,7 +354,7 @@ def open_study_dir(location: str, driver: bool = False, edited_ok: bool = False)
     if state.tracking_local:
         state.tracking_uri = default_tracking_uri(local)
     if edited_ok and state.spec_frozen is not None:
-        return parse_spec(yaml.safe_load(state.spec_frozen), "state.json"), StudyPaths(local, state, uri)
+        return frozen_spec(state.spec_frozen), StudyPaths(local, state, uri)
     if not edited_ok:
         _check_unedited(location, local / "spec.yaml", state)
     return load_spec(local / "spec.yaml"), StudyPaths(local, state, uri)
