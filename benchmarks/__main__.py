@@ -1,4 +1,4 @@
-"""``python -m benchmarks [NAME] [--quick]``: run one benchmark, or list them."""
+"""``python -m benchmarks [NAME] [--quick] [--algo A ...]``: run one benchmark, or list them."""
 
 from __future__ import annotations
 
@@ -35,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="longer schedule (ssl_knn only): tests whether a claim needs more training",
     )
+    p.add_argument(
+        "--algo",
+        action="append",
+        default=[],
+        help="run only this algorithm's part (ssl_effect only; repeatable): the same declared sizes",
+    )
     args = p.parse_args(argv)
     names = available()
     if args.name is None:
@@ -45,13 +51,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"benchmarks: unknown benchmark {args.name!r} (allowed: {', '.join(sorted(names))})", file=sys.stderr)
         return 2
     module = importlib.import_module(f"benchmarks.{args.name}")
+    extra = {}
+    if args.algo:
+        if "algos" not in inspect.signature(module.main).parameters:
+            print(f"benchmarks: {args.name} has no --algo option (only ssl_effect has one)", file=sys.stderr)
+            return 2
+        extra["algos"] = tuple(args.algo)
     if args.long:
         if "long" not in inspect.signature(module.main).parameters:
             print(f"benchmarks: {args.name} has no --long size (only ssl_knn has one)", file=sys.stderr)
             return 2
         module.main(quick=False, long=True)
     else:
-        module.main(quick=args.quick)
+        module.main(quick=args.quick, **extra)
     return 0
 
 
