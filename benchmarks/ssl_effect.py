@@ -21,14 +21,19 @@ Declared before running (``FULL``, ``QUICK``, ``SSL_HPARAMS``). Short-schedule d
 methods' defaults, for CPU cost only and the same at both sizes: Barlow Twins' projector 1024 wide (not
 8192) and Adam (lr 2e-3 for weights and biases, 1e-3 after the batch scaling: LARS at lr 0.2 barely moves
 the backbone in a few hundred steps, docs/ssl.md); jigsaw 100
-permutations (not 1000). MICLe needs multi-image patients, which Fashion-MNIST has not; ``imagenet`` and
-``pretrained`` need weight files: none is part of this benchmark. ``--quick``: random init, SimCLR and
-MoCo v2, CE at symmetric 0.8, one seed.
+permutations (not 1000). ``imagenet`` and ``pretrained`` need weight files: none is part of this
+benchmark. ``--quick``: random init, SimCLR and MoCo v2, CE at symmetric 0.8, one seed.
+
+MICLe needs patients with several images, which Fashion-MNIST has not: a second block (``VIEWS``, printed
+as ``ssl_effect_views_...``) runs random init, SimCLR and MICLe on Fashion-MNIST's multi-view stand-in
+(``views: 2``, study/data/fashion_mnist.py: each garment once as itself and once under its own pose and
+exposure, a patient's two images in one split), with the same training-image counts and schedules, CE and
+Co-teaching at symmetric 0.8.
 
 The full size is about two hours of CPU work on 2 cores; ``--algo NAME`` runs the runs of one of the size's
 algorithms only (the same declared sizes; the printed figures are that algorithm's), and
 ``SSL_EFFECT_CACHE=DIR`` keeps the pretrained encoders in DIR (the study's content-addressed cache) so a
-second part pretrains nothing.
+second part pretrains nothing; ``SSL_EFFECT_BLOCKS=main`` or ``=views`` runs one block.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from benchmarks.lnl import BACKBONE, BATCH, HPARAMS, OPTIM
 WORKERS = int(os.environ.get("SSL_EFFECT_WORKERS", "2"))
 DATASET = "fashion_mnist"
 NOISES = {"sym0.5": 0.5, "sym0.8": 0.8}
-#: every SSL method that trains on one image at a time without a weight file (MICLe needs patients)
+#: every SSL method that trains on one image at a time without a weight file (MICLe: the ``VIEWS`` block)
 METHODS = ("simclr", "moco_v2", "barlow_twins", "rotation", "jigsaw", "jigmag", "vae", "bigbigan")
 SSL_HPARAMS: dict[str, dict] = {
     # Adam at 2e-3 for weights and biases, scaled by batch/256 to SimCLR's 1e-3 (docs/ssl.md's diagnostic run)
@@ -74,15 +79,19 @@ class Size:
     methods: tuple[str, ...]  # besides random init, always run
     algos: tuple[str, ...]
     noises: tuple[str, ...]
+    views: int = 1  # images per patient: > 1 is Fashion-MNIST's multi-view stand-in (MICLe's patients)
 
 
 FULL = Size(5_000, 1_000, 2_000, 20, 128, 20, (0, 1, 2), METHODS, ("ce", "co_teaching"), tuple(NOISES))
 QUICK = Size(5_000, 1_000, 2_000, 20, 128, 20, (0,), ("simclr", "moco_v2"), ("ce",), ("sym0.8",))
+#: MICLe against SimCLR and random init on the multi-view stand-in: 2,500 + 500 garments seen twice each
+VIEWS = Size(5_000, 1_000, 2_000, 20, 128, 20, (0, 1, 2), ("simclr", "micle"), ("ce", "co_teaching"), ("sym0.8",), 2)
 
 
 def spec_dict(size: Size) -> dict:
     """The benchmark as a study spec (checked by the door before anything runs)."""
     n = size.train_images + size.val_images
+    views = {"views": size.views} if size.views > 1 else {}
     ssl = [{"method": "random"}] + [
         {
             "method": m,
@@ -107,7 +116,7 @@ def spec_dict(size: Size) -> dict:
         "datasets": [
             {
                 "name": DATASET,
-                "options": {"limit": n, "test_limit": size.test_images},
+                "options": {"limit": n // size.views, "test_limit": size.test_images, **views},
                 "splits": {"val_fraction": size.val_images / n, "test_fraction": 0.0},
             }
         ],
@@ -206,27 +215,41 @@ def _versus(values: list[float], base: list[float]) -> str:
 
 
 def main(quick: bool = False, algos: tuple[str, ...] = ()) -> None:
-    size = QUICK if quick else FULL
-    _spec(size)  # the door, before anything runs
-    unknown = sorted(set(algos) - set(size.algos))
-    if unknown:
-        print(f"ssl_effect: --algo {unknown[0]} is not one of this size's algorithms {size.algos}", file=sys.stderr)
-        raise SystemExit(2)
-    run_algos = tuple(a for a in size.algos if not algos or a in algos)
-    print(f"ssl_effect_algos: {','.join(run_algos)}")
-    inits = ("random", *size.methods)
-    print(f"ssl_effect_train_images: {size.train_images}")
-    print(f"ssl_effect_pretrain_epochs: {size.pretrain_epochs}")
-    print(f"ssl_effect_epochs: {size.epochs}")
-    print(f"ssl_effect_seeds: {len(size.seeds)}")
+    blocks = {"ssl_effect": QUICK} if quick else {"ssl_effect": FULL, "ssl_effect_views": VIEWS}
+    chosen = os.environ.get("SSL_EFFECT_BLOCKS")
+    if chosen:
+        names = [f"ssl_effect_{b}".removesuffix("_main") for b in chosen.split(",")]
+        unknown = [n for n in names if n not in blocks]
+        if unknown:
+            print(f"ssl_effect: SSL_EFFECT_BLOCKS names {unknown[0]!r}; allowed: main, views", file=sys.stderr)
+            raise SystemExit(2)
+        blocks = {n: blocks[n] for n in names}
+    for size in blocks.values():
+        _spec(size)  # the door, before anything runs
+        unknown = sorted(set(algos) - set(size.algos))
+        if unknown:
+            print(f"ssl_effect: --algo {unknown[0]} is not one of the algorithms {size.algos}", file=sys.stderr)
+            raise SystemExit(2)
     t_all = time.perf_counter()
-    ctx = get_context("spawn")
     kept = os.environ.get("SSL_EFFECT_CACHE")
-    with (
-        tempfile.TemporaryDirectory(prefix="ssl-effect-") as scratch,
-        ProcessPoolExecutor(WORKERS, mp_context=ctx) as pool,
-    ):
-        cache = kept or scratch
+    with tempfile.TemporaryDirectory(prefix="ssl-effect-") as scratch:
+        for prefix, size in blocks.items():
+            run_block(prefix, size, tuple(a for a in size.algos if not algos or a in algos), kept or scratch)
+    print(f"ssl_effect_total_seconds: {time.perf_counter() - t_all:.0f}")
+
+
+def run_block(prefix: str, size: Size, algos: tuple[str, ...], cache: str) -> None:
+    """Pretrain the block's encoders, measure them, run ``algos`` from each: print the block's figures."""
+    print(f"{prefix}_algos: {','.join(algos)}")
+    inits = ("random", *size.methods)
+    print(f"{prefix}_train_images: {size.train_images}")
+    if size.views > 1:
+        print(f"{prefix}_views_per_patient: {size.views}")
+    print(f"{prefix}_pretrain_epochs: {size.pretrain_epochs}")
+    print(f"{prefix}_epochs: {size.epochs}")
+    print(f"{prefix}_seeds: {len(size.seeds)}")
+    t_block = time.perf_counter()
+    with ProcessPoolExecutor(WORKERS, mp_context=get_context("spawn")) as pool:
         # the data cache first, in this process: the workers then only read it
         from study.experiment import load_dataset
 
@@ -237,29 +260,29 @@ def main(quick: bool = False, algos: tuple[str, ...] = ()) -> None:
             rows = [q for q in quality if q["ssl"] == s]
             knn = [q["knn"] for q in rows if q["knn"] is not None]
             if knn:
-                print(f"ssl_effect_{s}_knn: {_mean_std(knn)}")
-            print(f"ssl_effect_{s}_probe_f1: {_mean_std([q['probe_f1'] for q in rows])}")
+                print(f"{prefix}_{s}_knn: {_mean_std(knn)}")
+            print(f"{prefix}_{s}_probe_f1: {_mean_std([q['probe_f1'] for q in rows])}")
             if s != "random":
-                print(f"ssl_effect_{s}_pretrain_seconds: {np.mean([q['seconds'] for q in rows]):.0f}")
-        runs = [(s, a, n, seed) for a in run_algos for n in size.noises for s in inits for seed in size.seeds]
+                print(f"{prefix}_{s}_pretrain_seconds: {np.mean([q['seconds'] for q in rows]):.0f}")
+        runs = [(s, a, n, seed) for a in algos for n in size.noises for s in inits for seed in size.seeds]
         cost = {"co_teaching": 2}
         runs.sort(key=lambda r: -cost.get(r[1], 1))  # the longest first: the workers finish together
         results = [j.result() for j in [pool.submit(downstream, size, *r, cache) for r in runs]]
-    for a in run_algos:
+    for a in algos:
         for n in size.noises:
             base = [r["best"] for r in results if (r["ssl"], r["algo"], r["noise"]) == ("random", a, n)]
             for s in inits:
                 rs = [r for r in results if (r["ssl"], r["algo"], r["noise"]) == (s, a, n)]
-                print(f"ssl_effect_{s}_{a}_{n}_best: {_mean_std([r['best'] for r in rs])}")
-                print(f"ssl_effect_{s}_{a}_{n}_last5: {_mean_std([r['last5'] for r in rs])}")
+                print(f"{prefix}_{s}_{a}_{n}_best: {_mean_std([r['best'] for r in rs])}")
+                print(f"{prefix}_{s}_{a}_{n}_last5: {_mean_std([r['last5'] for r in rs])}")
                 if s != "random":
-                    print(f"ssl_effect_{s}_{a}_{n}_vs_random: {_versus([r['best'] for r in rs], base)}")
+                    print(f"{prefix}_{s}_{a}_{n}_vs_random: {_versus([r['best'] for r in rs], base)}")
             seconds = [r["seconds"] for r in results if (r["algo"], r["noise"]) == (a, n)]
-            print(f"ssl_effect_{a}_{n}_run_seconds: {np.mean(seconds):.0f}")
-    out = Path(tempfile.mkdtemp(prefix="ssl-effect-")) / "ssl_effect.json"
+            print(f"{prefix}_{a}_{n}_run_seconds: {np.mean(seconds):.0f}")
+    out = Path(tempfile.mkdtemp(prefix="ssl-effect-")) / f"{prefix}.json"
     out.write_text(json.dumps({"quality": quality, "runs": results}))
-    print(f"ssl_effect_results: {out}")
-    print(f"ssl_effect_total_seconds: {time.perf_counter() - t_all:.0f}")
+    print(f"{prefix}_results: {out}")
+    print(f"{prefix}_seconds: {time.perf_counter() - t_block:.0f}")
 
 
 if __name__ == "__main__":

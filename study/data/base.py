@@ -132,6 +132,12 @@ class Dataset:
         self.channels = self.options.channels or self.native_channels()
 
     @classmethod
+    def may_have_patients(cls, options: Mapping[str, Any]) -> bool:
+        """Whether this entry's images can come several to a patient (MICLe's door check): the class's
+        ``has_patients`` unless an option makes patients (a stand-in's views)."""
+        return cls.has_patients
+
+    @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> Any:
         """``options`` as an instance of this dataset's ``Options`` (typed ``Any``: a static checker cannot name
         ``cls.Options``); a name, type or range it does not take raises a ``DataError`` naming the dataset,

@@ -58,6 +58,10 @@ class Synthetic(ArrayDataset):
         o: Synthetic.Options = cls.check_options(options)
         return o.num_samples
 
+    @classmethod
+    def may_have_patients(cls, options: Mapping[str, Any]) -> bool:
+        return int(options.get("views_per_patient", 1)) > 1
+
     def source_key(self) -> dict:
         key = self.options.model_dump(exclude=set(ArrayDataset.Options.model_fields))
         for name in ("class_names", "shift"):  # added later: keys of data made without them stay the same

@@ -802,7 +802,8 @@ class Spec(Strict):
                     raise ValueError(
                         f"ssl[{i}].method: micle needs several images per patient, and datasets[{j}] ({d.name}) "
                         f"has no patient ids; pretrain it with simclr, or use a dataset with patients "
-                        f"({with_patients}; a manifest needs a patient_id column, docs/datasets.md)"
+                        f"({with_patients}; a manifest needs a patient_id column, docs/datasets.md), or a "
+                        "stand-in's views (synthetic: views_per_patient, fashion_mnist: views)"
                     )
 
     def _check_subset(self) -> None:
@@ -842,8 +843,9 @@ class Spec(Strict):
 
 def _may_have_patients(d: DatasetSpec) -> bool:
     """Whether the dataset entry can have several images per patient: its class says so (mura, a manifest
-    with a patient column), or the synthetic stand-in's ``views_per_patient`` makes them."""
-    return DATASETS[d.name].has_patients or int(d.options.get("views_per_patient", 1)) > 1
+    with a patient column), or an option makes them (the synthetic stand-in's ``views_per_patient``,
+    Fashion-MNIST's ``views``)."""
+    return DATASETS[d.name].may_have_patients(d.options)
 
 
 def _check_transition_option(t: Any) -> None:
