@@ -218,12 +218,12 @@ def main(quick: bool = False, algos: tuple[str, ...] = ()) -> None:
     blocks = {"ssl_effect": QUICK} if quick else {"ssl_effect": FULL, "ssl_effect_views": VIEWS}
     chosen = os.environ.get("SSL_EFFECT_BLOCKS")
     if chosen:
-        names = [f"ssl_effect_{b}".removesuffix("_main") for b in chosen.split(",")]
-        unknown = [n for n in names if n not in blocks]
+        names = {b: f"ssl_effect_{b}".removesuffix("_main") for b in chosen.split(",")}
+        unknown = [b for b, n in names.items() if n not in blocks]
         if unknown:
             print(f"ssl_effect: SSL_EFFECT_BLOCKS names {unknown[0]!r}; allowed: main, views", file=sys.stderr)
             raise SystemExit(2)
-        blocks = {n: blocks[n] for n in names}
+        blocks = {n: blocks[n] for n in names.values()}
     for size in blocks.values():
         _spec(size)  # the door, before anything runs
         unknown = sorted(set(algos) - set(size.algos))

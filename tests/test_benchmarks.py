@@ -65,13 +65,24 @@ def test_gpu_throughput_says_it_needs_a_gpu():
 def test_ssl_effect_is_a_valid_study_spec_with_its_declared_sizes():
     """The SSL effect benchmark is a spec the door accepts: every pretraining job once per (method, seed),
     and every (init, algorithm, noise, seed) run, random init among them."""
-    from benchmarks.ssl_effect import FULL, QUICK, _spec, _versus
+    from benchmarks.ssl_effect import FULL, QUICK, VIEWS, _spec, _versus
     from study.tuning.plan import make_plan
 
-    for size in (FULL, QUICK):
+    assert "micle" in VIEWS.methods and VIEWS.views == 2
+    for size in (FULL, QUICK, VIEWS):
         plan = make_plan(_spec(size))
         assert len(plan.pretrain_jobs) == len(size.methods) * len(size.seeds)
         inits = 1 + len(size.methods)
         assert len(plan.final_runs) == inits * len(size.algos) * len(size.noises) * len(size.seeds)
     assert _versus([0.6, 0.7, 0.8], [0.5, 0.5, 0.5]) == "+0.2000 ± 0.0577 (3.5 SE)"
     assert "one seed" in _versus([0.6], [0.5])
+
+
+def test_ssl_effect_refuses_an_algorithm_or_block_it_does_not_have(monkeypatch):
+    out = bench("ssl_effect", "--algo", "dividemix")
+    assert out.returncode == 2 and "--algo dividemix is not one of" in out.stderr
+    out = bench("lnl", "--algo", "ce")
+    assert out.returncode == 2 and "lnl has no --algo option" in out.stderr
+    monkeypatch.setenv("SSL_EFFECT_BLOCKS", "views,nope")
+    out = bench("ssl_effect")
+    assert out.returncode == 2 and "SSL_EFFECT_BLOCKS names 'nope'" in out.stderr
