@@ -31,7 +31,7 @@ from study.metrics import classification_metrics
 from study.models import Classifier, build_backbone
 from study.noise import OPTION_KINDS, NoisyLabels, inject_noise, instance_features
 from study.ssl import PretrainRequest, load_encoder, pretrain
-from study.train import FitResult, final_test, fit, predict_probs
+from study.train import EarlyStopping, FitResult, final_test, fit, predict_probs
 from study.tuning.plan import Point
 from study.tuning.spec import AugmentSpec, LNLSpec, ShiftedTestSpec, Spec
 
@@ -252,7 +252,8 @@ class Trial:
         result: FitResult | None = None,
         on_epoch: Callable[[int, dict[str, Any], FitResult], None] | None = None,
     ) -> FitResult:
-        """Train to the entry's epochs (from ``start_epoch`` with ``result`` when restored)."""
+        """Train to the entry's epochs, or until its early stopping's patience runs out (from
+        ``start_epoch`` with ``result`` when restored)."""
         return fit(
             self.algo,
             self.train,
@@ -263,6 +264,7 @@ class Trial:
             start_epoch=start_epoch,
             result=result,
             on_epoch=on_epoch,
+            stopping=EarlyStopping(self.entry.model_selection.monitor, self.entry.model_selection.patience),
         )
 
     def final_metrics(self, result: FitResult, data_cache: str | Path) -> dict[str, Any]:

@@ -31,7 +31,14 @@ TAG_STATE = "study.state"  # complete | pruned | failed
 TAG_ERROR = "study.error"
 TAG_RETRIES = "study.retries"
 #: per-epoch metrics of an LNL trial, and of a pretraining job
-EPOCH_METRICS = ("train_loss", "val_f1", "val_acc", "selected_label_precision", "selected_label_recall")
+EPOCH_METRICS = (
+    "train_loss",
+    "val_f1",
+    "val_acc",
+    "val_loss",
+    "selected_label_precision",
+    "selected_label_recall",
+)
 SSL_METRICS = ("ssl_loss", "knn_acc")
 FINAL_METRICS = (
     "test_f1",
@@ -41,6 +48,7 @@ FINAL_METRICS = (
     "test_f1_last5",
     "best_epoch",
     "best_val_f1",
+    "stopped_epoch",
     "shifted_test_f1",
     "shifted_test_acc",
     "shifted_test_balanced_acc",

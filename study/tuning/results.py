@@ -48,3 +48,4 @@ class TrialResult(TypedDict, total=False):
     best_val_f1: float
     encoder_path: str
     labelled_images: int
+    stopped_epoch: int  # the last epoch trained, when early stopping's patience ran out

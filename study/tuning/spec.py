@@ -468,6 +468,17 @@ class HeadSpec(Strict):
     frozen: bool = False
 
 
+class ModelSelectionSpec(Strict):
+    """``lnl[].model_selection``: the validation metric that selects the epoch, and the patience after which
+    training stops (``study.train.EarlyStopping``; not the top-level ``early_stopping``, ASHA's pruning of trials
+    across a cell). Dedieu et al. 2024: ``{monitor: val_loss, patience: 20}``."""
+
+    #: val_f1 (macro-F1, higher is better) or val_loss (mean cross-entropy, lower is better)
+    monitor: Literal["val_f1", "val_loss"] = "val_f1"
+    #: epochs without a strict improvement before training stops (None: every epoch is trained)
+    patience: int | None = Field(None, ge=1)
+
+
 class NoiseKindOptions(Strict):
     """What an LNL entry changes for one noise kind (``lnl[].by_noise_kind.KIND``)."""
 
@@ -490,6 +501,8 @@ class LNLSpec(Strict):
     #: per noise kind, fixed hyperparameters that override or extend ``fixed`` in that kind's noisy cells
     #: (rate > 0); clean cells (rate 0) get ``fixed`` alone. Kinds must be among ``noise.kinds``.
     by_noise_kind: dict[str, NoiseKindOptions] = Field(default_factory=dict)
+    #: the epoch-selecting validation metric and the patience (default: val_f1, every epoch trained)
+    model_selection: ModelSelectionSpec = ModelSelectionSpec()
 
     _a = field_validator("algorithm")(classmethod(lambda cls, v: _name_in(v, ALGORITHMS, "LNL algorithm")))
 
@@ -1046,6 +1059,7 @@ LATER_FIELDS: tuple[str, ...] = (
     "subset",
     "tuning.n_startup_trials",
     "lnl.*.by_noise_kind",
+    "lnl.*.model_selection",
     "datasets.*.noise_class_scale",
     "labels",
 )

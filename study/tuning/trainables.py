@@ -131,10 +131,10 @@ def lnl_trainable(
     last_epoch = trial.entry.epochs - 1
 
     def on_epoch(epoch: int, metrics: dict[str, Any], res: FitResult) -> None:
-        if epoch < last_epoch:  # the last epoch is reported below, with the test metrics
+        if epoch < last_epoch and res.stopped_epoch is None:  # the last one is reported below, with the test
             _report(trial, epoch, metrics, res, start)
 
-    # train, selecting the epoch by noisy-validation macro-F1
+    # train, selecting the epoch by the entry's validation metric (noisy-validation macro-F1 by default)
     try:
         result = trial.fit(start, result, on_epoch)
     except NonFiniteLossError as e:
@@ -154,7 +154,9 @@ def lnl_trainable(
     }
     if trial.point.label_fraction < 1.0:
         done["labelled_images"] = len(trial.splits.train)
-    _report(trial, last_epoch, result.history[-1], result, start, {**_scalars(final), **done})
+    if result.stopped_epoch is not None:
+        done["stopped_epoch"] = result.stopped_epoch
+    _report(trial, result.history[-1]["epoch"], result.history[-1], result, start, {**_scalars(final), **done})
 
 
 def pretrain_trainable(config: dict[str, Any], spec_data: dict[str, Any], cache_dir: str, data_cache: str) -> None:
