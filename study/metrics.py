@@ -28,18 +28,21 @@ def balanced_accuracy(y_true: np.ndarray, pred: np.ndarray) -> float:
     return float(np.mean([np.mean(pred[y_true == c] == c) for c in present]))
 
 
-def auroc(y_true: np.ndarray, probs: np.ndarray, where: str = "") -> float:
+def auroc(y_true: np.ndarray, probs: np.ndarray, where: str = "", quiet: bool = False) -> float:
     """AUROC of class probabilities ``probs`` (N x K): for K = 2 of the positive class (index 1), else the
     macro mean of the one-vs-rest AUROCs of the K classes (scikit-learn's ``multi_class="ovr"``, without its
     check that rows sum to one, which float32 softmax outputs may miss).
 
     Undefined when a class is absent from ``y_true`` (its one-vs-rest AUROC has no positives), or, for two
-    classes, when only one is present: NaN, and a log line naming ``where`` and the absent classes.
+    classes, when only one is present: NaN, and a log line naming ``where`` and the absent classes (none
+    when ``quiet``: a per-epoch validation metric would repeat it every epoch).
     """
     y_true = np.asarray(y_true)
     k = probs.shape[1]
     absent = [c for c in range(k) if not np.any(y_true == c)]
     if absent:
+        if quiet:
+            return float("nan")
         log.warning("%sauroc is undefined (NaN): class(es) %s absent from the labels", where, absent)
         return float("nan")
     if k == 2:

@@ -23,7 +23,7 @@ import torch
 from study.data.pipeline import TensorLoader
 from study.errors import NonFiniteLossError
 from study.lnl.base import Algorithm
-from study.metrics import classification_metrics, selection_quality, study_metrics
+from study.metrics import auroc, balanced_accuracy, classification_metrics, selection_quality, study_metrics
 
 #: the epochs at the end of training whose clean-test F1 is averaged into ``test_f1_last5``
 LAST_EPOCHS = 5
@@ -182,6 +182,9 @@ def fit(
             "epoch": epoch,
             "train_loss": loss,
             **classification_metrics(y, probs, prefix="val_"),
+            # every tuning metric the spec may name (``tuning.spec.METRICS``), each epoch
+            "val_balanced_acc": balanced_accuracy(y, probs.argmax(axis=1)),
+            "val_auroc": auroc(y, probs, quiet=True),
             "val_loss": validation_loss(y, probs),
             "epoch_time": time.perf_counter() - t0,
         }

@@ -35,6 +35,8 @@ EPOCH_METRICS = (
     "train_loss",
     "val_f1",
     "val_acc",
+    "val_balanced_acc",
+    "val_auroc",
     "val_loss",
     "selected_label_precision",
     "selected_label_recall",
@@ -164,10 +166,12 @@ class Tracker:
     def finish(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
 
-    def close_cells(self, metric: str) -> int:
+    def close_cells(self, metric: str, mode: str = "max") -> int:
         """End every cell's parent run once its trials have ended: FINISHED with the cell's tuning best
-        (``tuned_best_<metric>``) and its final runs' ``final_test_f1_mean``/``_std`` and ``final_runs``,
-        or FAILED where no final run finished (every tuning trial failed). Returns the runs closed."""
+        (``tuned_best_<metric>``: the best value of ``metric`` over every epoch of every tuning trial,
+        highest or lowest as ``mode`` says) and its final runs' ``final_test_f1_mean``/``_std`` and
+        ``final_runs``, or FAILED where no final run finished (every tuning trial failed). Returns the runs
+        closed."""
         runs = self.runs()
         children: dict[str, list] = {}
         for r in runs:
@@ -178,7 +182,11 @@ class Tracker:
         for cell in (r for r in runs if r.data.tags.get(TAG_KIND) == "cell"):
             kids = children.get(cell.info.run_id, [])
             tuned = [
-                k.data.metrics[metric] for k in kids if k.data.tags.get(TAG_STAGE) == "lnl" and metric in k.data.metrics
+                m.value
+                for k in kids
+                if k.data.tags.get(TAG_STAGE) == "lnl" and metric in k.data.metrics
+                for m in self.client.get_metric_history(k.info.run_id, metric)
+                if math.isfinite(m.value)
             ]
             finals = [
                 k.data.metrics["test_f1"]
@@ -187,7 +195,7 @@ class Tracker:
             ]
             summary: dict[str, float] = {"final_runs": float(len(finals))}
             if tuned:
-                summary[f"tuned_best_{metric}"] = max(tuned)
+                summary[f"tuned_best_{metric}"] = max(tuned) if mode == "max" else min(tuned)
             if finals:
                 summary["final_test_f1_mean"] = sum(finals) / len(finals)
                 mean = summary["final_test_f1_mean"]

@@ -61,7 +61,7 @@ def run_stages(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) 
                 raise StudyInterrupted(stage, paths.location) from None
     # every trial has ended: each cell's parent run ends too, with its best and final figures
     Tracker(paths.state.tracking_uri, paths.state.experiment, paths.state.artifact_location).close_cells(
-        spec.tuning.metric
+        spec.tuning.metric, spec.tuning.mode
     )
     paths.state.finished_at = datetime.now().replace(microsecond=0)
     paths.state.driver_seconds += round(time.time() - t0, 1)

@@ -39,7 +39,15 @@ AXES = ("dataset", "noise_kind", "noise_rate", "label_fraction", "ssl", "lnl", "
 NOISE_OPTIONS = tuple(o for o in NOISE_OPTION_KINDS if o not in ("class_scale", "features"))
 #: the options of the annotators kind (study.noise.annotator_settings checks them)
 ANNOTATOR_OPTIONS = ("annotators", "skills", "coverage", "aggregate")
-METRICS = {"val_f1": "max", "val_acc": "max", "val_balanced_acc": "max", "val_auroc": "max", "train_loss": "min"}
+#: the tuning metrics (each reported by ``study.train.fit`` every epoch) and whether higher or lower is better
+METRICS = {
+    "val_f1": "max",
+    "val_acc": "max",
+    "val_balanced_acc": "max",
+    "val_auroc": "max",
+    "val_loss": "min",
+    "train_loss": "min",
+}
 
 
 class SubPathError(ValueError):

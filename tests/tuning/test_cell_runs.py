@@ -39,3 +39,21 @@ def test_parents_end_with_their_cells_figures(tracker):
     assert m["final_test_f1_std"] == pytest.approx(math.sqrt(0.02))
     assert failed_run.data.metrics["final_runs"] == 0
     assert tracker.close_cells("val_f1") == 0  # a resume closes nothing twice
+
+
+def _history(t: Tracker, parent: str, trial_id: str, metric: str, values: list[float]) -> None:
+    run_id, _ = t.trial_run(trial_id, "lnl", trial_id, {"study.cell": "c"}, {}, parent)
+    for step, v in enumerate(values):
+        t.log_metrics(run_id, {metric: v}, step=step)
+    t.finish(run_id, "FINISHED")
+
+
+@pytest.mark.parametrize(("metric", "mode", "best"), [("val_f1", "max", 0.9), ("val_loss", "min", 0.2)])
+def test_the_tuned_best_is_over_every_epoch_and_follows_the_metrics_direction(tracker, metric, mode, best):
+    """An epoch better than a trial's last one counts (MLflow's latest value would hide it), and a metric
+    where lower is better takes the lowest."""
+    cell = tracker.cell_run("c", {"dataset": "d", "noise_rate": 0.2})
+    _history(tracker, cell, "t1", metric, [0.5, 0.9, 0.3])
+    _history(tracker, cell, "t2", metric, [0.6, 0.2, 0.4])
+    tracker.close_cells(metric, mode)
+    assert tracker.client.get_run(cell).data.metrics[f"tuned_best_{metric}"] == best
