@@ -406,8 +406,9 @@ class SSLSpec(Strict):
     #: pretraining epochs, one number or per dataset id (key `default` for the others)
     epochs: int | dict[str, int] = 100
     batch_size: int = Field(256, ge=2)
-    #: what the encoder starts from: random, imagenet, or a local torchvision-ResNet file
-    #: ``{weights: PATH, format: torchvision, prefix: ""}`` (Azizi et al.: SimCLR on ImageNet; docs/weights.md)
+    #: what the encoder starts from: random, imagenet, or a local torchvision-ResNet or timm file
+    #: ``{weights: PATH, format: torchvision|timm, prefix: ""}`` (Azizi et al.: SimCLR on ImageNet; Dedieu et
+    #: al.: frozen foundation encoders; docs/weights.md)
     init: str | WeightsInit = "random"
 
     _m = field_validator("method")(classmethod(lambda cls, v: _name_in(v, METHODS, "SSL method")))
@@ -425,7 +426,7 @@ class SSLSpec(Strict):
     @field_validator("init", mode="before")
     @classmethod
     def _init(cls, v: Any) -> str | WeightsInit:
-        allowed = f"{', '.join(INITS)}, or {{weights: PATH, format: torchvision, prefix: ''}}"
+        allowed = f"{', '.join(INITS)}, or {{weights: PATH, format: torchvision|timm, prefix: ''}}"
         if isinstance(v, str) and v not in INITS:
             raise ValueError(f"{v!r} is not allowed (allowed: {allowed})")
         if isinstance(v, str | WeightsInit):
