@@ -201,8 +201,10 @@ def random_twin(spec: Spec, data: ImageData, point: Point, k: int) -> torch.nn.M
 def input_normalization(spec: Spec, point: Point) -> Normalization:
     """The trial's input normalisation, as in its encoder's pretraining (``study.data.pipeline.normalization``):
     ImageNet's where the encoder starts from ImageNet weights (SSL method ``imagenet``, or ``init: imagenet``),
-    a weight file's declared ``inputs`` where it starts from one, else the standard one."""
-    return normalization(pretrain_request(spec, point.dataset, point.ssl, point.seed).effective_init)
+    a weight file's declared ``inputs`` where it starts from one (``model``: the timm backbone's
+    pretrained_cfg), else the standard one."""
+    request = pretrain_request(spec, point.dataset, point.ssl, point.seed)
+    return normalization(request.effective_init, request.backbone)
 
 
 # -- hyperparameters ----------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--noise", default="symmetric", help=f"one of: {', '.join(KINDS)}")
     p.add_argument("--rate", type=float, default=0.4)
     p.add_argument("--lnl", default="ce", help=f"one of: {', '.join(ALGORITHMS)}")
-    p.add_argument("--backbone", default="small_cnn", help=f"one of: {', '.join(BACKBONES)}")
+    p.add_argument("--backbone", default="small_cnn", help=f"one of: {', '.join(BACKBONES)}, or timm:<architecture>")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.05)

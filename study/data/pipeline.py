@@ -24,6 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from study.models.timm_encoders import is_timm, mean_std
+
 
 @dataclass(frozen=True)
 class AugmentConfig:
@@ -69,13 +71,24 @@ UNIT = Normalization(mean=(0.0,), std=(1.0,))
 NORMALIZATIONS = {"standard": STANDARD, "imagenet": IMAGENET, "unit": UNIT}
 
 
-def normalization(init: Any) -> Normalization:
+def normalization(init: Any, backbone: str | None = None) -> Normalization:
     """The input normalisation of an encoder by where it starts: ``imagenet`` weights get ImageNet's, a
-    weight file (``study.ssl.init.WeightsInit``) the inputs it was trained on (its ``inputs``), anything
-    else (random init) the standard one."""
+    weight file (``study.ssl.init.WeightsInit``) the inputs it was trained on (its ``inputs``; ``model``: the
+    mean and std of the ``timm:`` ``backbone``'s pretrained_cfg), anything else (random init) the standard one."""
     if init == "imagenet":
         return IMAGENET
-    return NORMALIZATIONS[getattr(init, "inputs", "standard")]
+    inputs = getattr(init, "inputs", "standard")
+    if inputs == "model":
+        return model_normalization(backbone)
+    return NORMALIZATIONS[inputs]
+
+
+def model_normalization(backbone: str | None) -> Normalization:
+    """The statistics a timm architecture's weights were trained on (``pretrained_cfg`` mean and std)."""
+    if backbone is None or not is_timm(backbone):
+        raise ValueError(f"inputs: model needs a timm:<architecture> backbone, got {backbone!r}")
+    mean, std = mean_std(backbone)
+    return Normalization(mean=mean, std=std)
 
 
 def to_float(x_uint8: torch.Tensor, norm: Normalization = STANDARD) -> torch.Tensor:

@@ -2,7 +2,9 @@
 
 ``BACKBONES[name](in_channels, image_size)`` returns an ``nn.Module`` with attribute ``feature_dim``;
 ``BACKBONE_COSTS[name]`` is its throughput figure for the study's compute estimate. ``register_backbone``
-adds both at once, so a new backbone brings its figure with it.
+adds both at once, so a new backbone brings its figure with it. Any timm architecture is a backbone too, as
+``timm:<architecture>`` (``study.models.timm_encoders``): ``build_backbone``, ``check_backbone`` and
+``backbone_cost`` take both kinds of name.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from study.models.timm_encoders import PREFIX as TIMM_PREFIX
+from study.models.timm_encoders import check_timm_name, is_timm, timm_backbone
 from study.registry import Registry
 
 
@@ -161,7 +165,35 @@ register_backbone("small_cnn", small_cnn, BackboneCost(native_resolution=32, ima
 register_backbone("two_conv_cnn", two_conv_cnn, BackboneCost(native_resolution=28, images_per_second=60000.0))
 
 
+#: the figure of every ``timm:`` backbone, whatever its size: a conservative default (below ResNet-152's 390
+#: images/s, so ViT-B/16, Swin-T and ResNet-50, the encoders of Dedieu et al. 2024, are not underestimated;
+#: larger ViTs are); not a measurement (docs/weights.md)
+TIMM_COST = BackboneCost(native_resolution=224, images_per_second=300.0)
+
+
+def check_backbone(name: str) -> str:
+    """``name`` when it is a backbone (registered, or ``timm:<architecture>`` that timm knows); a ValueError
+    listing the registered names and the timm form otherwise."""
+    if is_timm(name):
+        return check_timm_name(name)
+    if name not in BACKBONES:
+        raise ValueError(
+            f"unknown backbone {name!r} (allowed: {', '.join(BACKBONES)}, or {TIMM_PREFIX}<architecture> for any "
+            "timm model, e.g. timm:resnet50)"
+        )
+    return name
+
+
+def backbone_cost(name: str) -> BackboneCost:
+    """The throughput figure of a backbone for the compute estimate (``TIMM_COST`` for every timm one)."""
+    return TIMM_COST if is_timm(name) else BACKBONE_COSTS[name]
+
+
 def build_backbone(name: str, in_channels: int, image_size: int) -> nn.Module:
+    """A fresh, randomly initialised backbone (a registered one, or a timm architecture) for images of
+    ``in_channels`` channels and side ``image_size``."""
+    if is_timm(name):
+        return timm_backbone(name, in_channels, image_size)
     return BACKBONES[name](in_channels=in_channels, image_size=image_size)
 
 

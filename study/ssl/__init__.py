@@ -28,7 +28,8 @@ from study.data import ImageData, get_dataset, make_splits
 from study.data.cache import hash_key
 from study.data.pipeline import normalization
 from study.errors import NonFiniteLossError
-from study.models import BACKBONES, RESNET_FEATURES, build_backbone
+from study.models import RESNET_FEATURES, build_backbone, check_backbone
+from study.models.timm_encoders import is_timm
 from study.registry import Registry
 from study.ssl.barlow_twins import BarlowTwins
 from study.ssl.base import SSLMethod, feature_dim, knn_eval, train_ssl
@@ -40,7 +41,7 @@ from study.ssl.init import (
     WeightsInit,
     file_sha256,
     find_imagenet_weights,
-    load_torchvision_weights,
+    start_backbone,
 )
 from study.ssl.jigmag import JigMag
 from study.ssl.jigsaw import Jigsaw
@@ -88,10 +89,28 @@ def check_init(method: str, init: str | WeightsInit, backbone: str) -> None:
         raise ValueError("ssl method 'imagenet' reads torchvision's ResNet-18 file; for another file use 'pretrained'")
     if (method == "imagenet" or init == "imagenet") and backbone != "resnet18":
         raise ValueError(f"ImageNet weights exist for backbone 'resnet18' only, got {backbone!r}")
-    if isinstance(init, WeightsInit) and backbone not in RESNET_FEATURES:
+    if isinstance(init, WeightsInit):
+        check_weights_backbone(init, backbone)
+
+
+def check_weights_backbone(init: WeightsInit, backbone: str) -> None:
+    """A weight file's format (and ``inputs: model``) against the backbone: torchvision files fit torchvision
+    ResNets, timm files ``timm:`` backbones; a ValueError naming the field to change otherwise."""
+    if init.format == "timm" and not is_timm(backbone):
+        raise ValueError(
+            f"a weight file in timm's format (init.format: timm) needs model.backbone: timm:<architecture> (the "
+            f"architecture the file was saved from, e.g. timm:vit_base_patch16_224), not {backbone!r}"
+        )
+    if init.format == "torchvision" and backbone not in RESNET_FEATURES:
+        timm_hint = "; for a timm backbone's file set init.format: timm" if is_timm(backbone) else ""
         raise ValueError(
             f"a weight file in torchvision's format fits a torchvision ResNet ({', '.join(RESNET_FEATURES)}), "
-            f"not backbone {backbone!r}"
+            f"not backbone {backbone!r}{timm_hint}"
+        )
+    if init.inputs == "model" and not is_timm(backbone):
+        raise ValueError(
+            "init.inputs: model reads the mean and std of a timm backbone's pretrained_cfg; for backbone "
+            f"{backbone!r} set inputs: imagenet, unit or standard"
         )
 
 
@@ -136,7 +155,7 @@ class PretrainRequest:
 
     def __post_init__(self) -> None:
         cls = METHODS[self.method]  # unknown names fail with the choices
-        BACKBONES[self.backbone]
+        check_backbone(self.backbone)
         check_init(self.method, self.init, self.backbone)
         if cls.trains and self.epochs < 1:
             raise ValueError(f"ssl method {self.method!r}: epochs must be >= 1, got {self.epochs}")
@@ -309,13 +328,15 @@ def _train_entry(
         else None
     )
 
-    # the backbone: seeded initialisation, then the weight file where asked (ImageNet stem at any size)
+    # the backbone: seeded initialisation, then the weight file where asked (ImageNet stem at any size; a
+    # timm network fitted to the trial's input side, which its position embeddings depend on)
     image_size, channels = data.resolution, data.channels
-    build_size = max(image_size, 96) if start is not None else image_size
+    build_size = _build_size(request, image_size, start is not None)
     torch.manual_seed(request.seed)
-    backbone = build_backbone(request.backbone, channels, build_size)
-    if start is not None:
-        load_torchvision_weights(backbone, start, init.prefix if isinstance(init, WeightsInit) else "")
+    if start is None:
+        backbone = build_backbone(request.backbone, channels, build_size)
+    else:
+        backbone = start_backbone(request.backbone, channels, build_size, start, init)
 
     history: list[dict[str, float]] = []
     if cls.trains:
@@ -330,13 +351,17 @@ def _train_entry(
             knn=knn,
             patient_ids=patients,
             on_epoch=on_epoch,
-            norm=normalization(init),
+            norm=normalization(init, request.backbone),
         )
         backbone = method.backbone
     final_knn = (
         history[-1]["knn_acc"]
         if history and "knn_acc" in history[-1]
-        else (knn_eval(backbone.to(device), knn, device, normalization(init)) if knn is not None else float("nan"))
+        else (
+            knn_eval(backbone.to(device), knn, device, normalization(init, request.backbone))
+            if knn is not None
+            else float("nan")
+        )
     )
     meta = {
         "key": key,
@@ -361,6 +386,15 @@ def _train_entry(
     torch.save({"state_dict": state, "meta": json.loads(json.dumps(meta, default=str))}, folder / CHECKPOINT)
     (folder / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
     (folder / "history.json").write_text(json.dumps(history, indent=1))
+
+
+def _build_size(request: PretrainRequest, stored: int, from_file: bool) -> int:
+    """The input side the stage-1 backbone is built for: for a timm backbone the network's input side
+    (``model.resolution``, else the stored side), which ViT position embeddings depend on; from a torchvision
+    file at least 96 px (the ImageNet stem the file was trained with); else the stored side."""
+    if is_timm(request.backbone):
+        return request.resolution or stored
+    return max(stored, 96) if from_file else stored
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """Initialisations without SSL training, and the weight files they read.
 
 ``random`` (seeded, untrained), ``imagenet`` (torchvision's supervised ImageNet ResNet-18 weights, He et
-al. 2016) and ``pretrained`` (any torchvision-ResNet state dict in a local file: Azizi et al. 2021's
-SimCLR-on-ImageNet encoder, converted from the public TensorFlow checkpoints, docs/weights.md). The same
-files start an SSL method (``init: imagenet`` or ``init: {weights: PATH}``: "ImageNet + SSL"). Nothing is
-ever downloaded; every file is read weights-only.
+al. 2016) and ``pretrained`` (a state dict in a local file: a torchvision ResNet's, Azizi et al. 2021's
+SimCLR-on-ImageNet encoder converted from the public TensorFlow checkpoints; or a timm architecture's, the
+frozen foundation encoders of Dedieu et al. 2024; docs/weights.md). The same files start an SSL method
+(``init: imagenet`` or ``init: {weights: PATH}``: "ImageNet + SSL"). Nothing is ever downloaded; every file
+is read weights-only.
 """
 
 from __future__ import annotations
@@ -17,9 +18,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
+from study.models import build_backbone
+from study.models.timm_encoders import architecture, classifier_prefixes, create_timm, first_conv, fit_input_size
 from study.ssl.base import SSLMethod
 
 #: torchvision's file name for ResNet18_Weights.IMAGENET1K_V1
@@ -36,23 +41,40 @@ StateDict = dict[str, torch.Tensor]
 class WeightsInit(BaseModel):
     """``init: {weights: PATH, format: torchvision, prefix: ""}`` of an SSL entry: start from a local file.
 
-    The file is a torchvision-ResNet state dict (parameter names as ``torchvision.models.resnet50()``
-    has them), saved with ``torch.save`` (``.pt``/``.pth``, a plain dict or one under ``state_dict`` or
-    ``model``) or as ``.safetensors`` (needs the ``safetensors`` package). With ``prefix``, only the keys
-    that start with it are read, stripped of it (``"module.encoder."`` for a checkpoint that also holds a
-    projection head). The classifier (``fc.*``) is ignored."""
+    ``format: torchvision``: a torchvision-ResNet state dict (parameter names as ``torchvision.models.resnet50()``
+    has them) for a torchvision ResNet backbone. ``format: timm``: the state dict of the spec's
+    ``timm:<architecture>`` backbone (names as ``timm.create_model(architecture)`` has them). Saved with
+    ``torch.save`` (``.pt``/``.pth``/``.bin``, a plain dict or one under ``state_dict`` or ``model``) or as
+    ``.safetensors``. With ``prefix``, only the keys that start with it are read, stripped of it
+    (``"module.encoder."`` for a checkpoint that also holds a projection head). The classifier (``fc.*``;
+    timm's ``pretrained_cfg["classifier"]``) is ignored. ``inputs`` defaults to ``model`` for a timm file
+    (the architecture's own mean and std), ``imagenet`` otherwise."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     weights: str = Field(min_length=1, description="path of the weight file (read weights-only)")
-    format: Literal["torchvision"] = Field("torchvision", description="parameter naming of the file")
+    format: Literal["torchvision", "timm"] = Field(
+        "torchvision",
+        description="parameter naming of the file: torchvision (a torchvision ResNet's) or timm (the state dict of "
+        "the timm:<architecture> backbone)",
+    )
     prefix: str = Field("", description="keep only keys starting with this, stripped of it")
-    inputs: Literal["imagenet", "unit", "standard"] = Field(
+    inputs: Literal["imagenet", "unit", "standard", "model"] = Field(
         "imagenet",
         description="the pixel scaling the weights were trained on, used for this encoder's inputs: imagenet "
         "(torchvision's weights: ImageNet mean/std), unit (pixels in [0, 1]: SimCLR's TF checkpoints), standard "
-        "((x - 0.5) / 0.25: this project's own encoders)",
+        "((x - 0.5) / 0.25: this project's own encoders), model (a timm backbone's pretrained_cfg mean/std; the "
+        "default of format timm)",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _timm_inputs(cls, data: Any) -> Any:
+        """A timm file without ``inputs`` is read with its architecture's statistics (``model``); a torchvision
+        file keeps ``imagenet``, so its resolved init, and its cache key, are what they were."""
+        if isinstance(data, dict) and data.get("format") == "timm" and "inputs" not in data:
+            return {**data, "inputs": "model"}
+        return data
 
     @property
     def path(self) -> Path:
@@ -86,7 +108,8 @@ class ImageNetInit(SSLMethod):
 class PretrainedInit(SSLMethod):
     """The encoder is the weight file of the entry's ``init: {weights: PATH}``, untrained here: Azizi et al.
     2021's "supervised from SimCLR-ImageNet" baseline (SimCLR, Chen et al. 2020, on ImageNet, then only
-    fine-tuning), or any other torchvision-ResNet encoder trained elsewhere."""
+    fine-tuning), a frozen foundation encoder of Dedieu et al. 2024 (a timm architecture, ``format: timm``,
+    under ``linear_probe``), or any other torchvision-ResNet or timm encoder trained elsewhere."""
 
     name = "pretrained"
     trains = False
@@ -124,11 +147,11 @@ def find_imagenet_weights(explicit: str | Path | None = None) -> Path:
 def read_state_dict(path: str | Path, prefix: str = "") -> StateDict:
     """The tensors of a weight file, weights-only, with ``prefix`` stripped (keys without it dropped).
 
-    ``.safetensors`` files need the ``safetensors`` package; anything else is read with
+    ``.safetensors`` files are read with ``safetensors``; anything else (``.pt``, ``.pth``, ``.bin``) with
     ``torch.load(weights_only=True)``: a plain state dict, or one under ``state_dict`` or ``model``."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such weight file (a torchvision-ResNet state dict; docs/weights.md)")
+        raise FileNotFoundError(f"{p}: no such weight file (a state dict; docs/weights.md)")
     state: Any = _read_safetensors(p) if p.suffix == ".safetensors" else torch.load(p, "cpu", weights_only=True)
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
@@ -139,14 +162,12 @@ def read_state_dict(path: str | Path, prefix: str = "") -> StateDict:
 
 
 def _read_safetensors(p: Path) -> StateDict:
+    """A ``.safetensors`` file's tensors (the format of Hugging Face's model repositories); a damaged file is a
+    ValueError, as a damaged ``torch.save`` file is an error of ``torch.load``."""
     try:
-        from safetensors.torch import load_file  # type: ignore[import-not-found,unused-ignore]  # optional
-    except ModuleNotFoundError:
-        raise ValueError(
-            f"{p}: a .safetensors file needs the safetensors package, which is not installed; install it, or "
-            "save the state dict with torch.save (.pt) instead"
-        ) from None
-    state: StateDict = load_file(str(p), device="cpu")
+        state: StateDict = load_file(str(p), device="cpu")
+    except SafetensorError as e:
+        raise ValueError(f"{p}: not a readable .safetensors file ({e})") from None
     return state
 
 
@@ -158,7 +179,7 @@ def strip_prefix(state: Mapping[str, torch.Tensor], prefix: str, source: str | P
     if not out:
         raise ValueError(
             f"{source}: no key starts with prefix {prefix!r} (keys look like {_some(list(state))}); set "
-            "prefix to the part before the torchvision parameter names (e.g. 'module.encoder.'), or ''"
+            "init.prefix to the part before the network's parameter names (e.g. 'module.encoder.'), or ''"
         )
     return out
 
@@ -239,3 +260,50 @@ def load_torchvision_weights(backbone: nn.Module, path: str | Path, prefix: str 
 def load_imagenet_weights(backbone: nn.Module, path: str | Path) -> None:
     """Load torchvision's ResNet-18 ImageNet weights (``load_torchvision_weights`` without a prefix)."""
     load_torchvision_weights(backbone, path)
+
+
+def timm_state(state: Mapping[str, torch.Tensor], backbone_name: str, in_channels: int) -> StateDict:
+    """A timm architecture's state dict as its encoder loads it: the classifier's keys
+    (``pretrained_cfg["classifier"]``) dropped, and, for another channel count than the file's, the first
+    convolution (``pretrained_cfg["first_conv"]``) adapted by timm's ``adapt_input_conv`` (for grayscale: the
+    sum of the RGB filters, as for torchvision files)."""
+    drop = classifier_prefixes(backbone_name)
+    out = {k: v for k, v in state.items() if not k.startswith(drop)} if drop else dict(state)
+    conv = first_conv(backbone_name)
+    key = f"{conv}.weight"
+    if conv and key in out and out[key].ndim == 4 and out[key].shape[1] != in_channels:
+        from timm.models import adapt_input_conv  # timm is imported only for timm backbones
+
+        out[key] = adapt_input_conv(in_channels, out[key])
+    return out
+
+
+def load_timm_weights(
+    backbone: nn.Module, backbone_name: str, in_channels: int, path: str | Path, prefix: str = ""
+) -> None:
+    """Load a timm state dict from ``path`` into ``backbone``, the encoder of ``backbone_name`` for
+    ``in_channels`` channels as ``create_timm`` builds it (native input size). The classifier is dropped
+    (``timm_state``); any other key or shape that does not fit raises a ValueError listing them."""
+    state = timm_state(read_state_dict(path, prefix), backbone_name, in_channels)
+    problem = weights_mismatch(backbone_shapes(backbone), state)
+    if problem:
+        raise ValueError(
+            f"{path}: the weights do not fit timm model {architecture(backbone_name)} ({problem}); check "
+            "model.backbone and init.prefix (docs/weights.md)"
+        )
+    backbone.load_state_dict(state)
+
+
+def start_backbone(name: str, in_channels: int, image_size: int, path: Path, init: str | WeightsInit) -> nn.Module:
+    """The backbone ``name`` for ``image_size`` inputs, started from the weight file ``path`` of ``init``: a
+    timm file is loaded at the architecture's native size, then the network is fitted to ``image_size``
+    (``fit_input_size``: ViT position embeddings resampled); a torchvision file is loaded into the ResNet built
+    for ``image_size`` (at least 96 px: the ImageNet stem it was trained with)."""
+    prefix = init.prefix if isinstance(init, WeightsInit) else ""
+    if isinstance(init, WeightsInit) and init.format == "timm":
+        backbone = create_timm(name, in_channels)
+        load_timm_weights(backbone, name, in_channels, path, prefix)
+        return fit_input_size(backbone, name, image_size)
+    backbone = build_backbone(name, in_channels, image_size)
+    load_torchvision_weights(backbone, path, prefix)
+    return backbone

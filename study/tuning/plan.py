@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model
 
 from study.data import DATASETS
 from study.lnl import ALGORITHMS
-from study.models import BACKBONE_COSTS
+from study.models import backbone_cost
 from study.tuning.errors import StudyInputError
 from study.tuning.spec import Spec
 
@@ -253,7 +253,7 @@ def dataset_images(spec: Spec, key: str) -> int:
 
 def images_per_second(spec: Spec) -> float:
     """Training throughput of the spec's backbone on one reference GPU at the spec's resolution."""
-    cost = BACKBONE_COSTS[spec.model.backbone]
+    cost = backbone_cost(spec.model.backbone)
     res = spec.model.resolution or cost.native_resolution
     return cost.images_per_second * (cost.native_resolution / res) ** 2
 

@@ -8,9 +8,10 @@ a shifted test set must decode and have its training dataset's classes (same nam
 channels, stored images (training and shifted test) must be at least the network input
 (``model.resolution``: a trial crops them to it, never enlarges them), the ImageNet weight file must be
 there for an entry that starts from it (nothing is downloaded at run time), a local weight file
-(``init: {weights: PATH}``) must be there and fit the backbone, a dataset that MICLe pretrains on must
-have a patient with several images, and an LNL entry's optimiser settings must agree with each other and
-with its epochs. All problems are reported at once, as a ``SpecError`` against the spec file.
+(``init: {weights: PATH}``) must be there and fit the backbone (a torchvision ResNet or a timm
+architecture), a dataset that MICLe pretrains on must have a patient with several images, and an LNL
+entry's optimiser settings must agree with each other and with its epochs. All problems are reported at
+once, as a ``SpecError`` against the spec file.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ import torch
 from study.data import DataError, ImageData
 from study.experiment import load_dataset, load_shifted_test, noise_options
 from study.models import build_backbone
+from study.models.timm_encoders import create_timm
 from study.noise import inject_noise
 from study.ssl.init import (
+    StateDict,
     WeightsInit,
     backbone_shapes,
     find_imagenet_weights,
     read_state_dict,
+    timm_state,
     weights_mismatch,
     without_classifier,
 )
@@ -166,20 +170,20 @@ def weight_problems(spec: Spec) -> list[tuple[str, str]]:
 def weight_file_problems(spec: Spec) -> list[tuple[str, str]]:
     """SSL entries whose local weight file (``init: {weights: PATH}``) is missing, unreadable, or does not fit
     the spec's backbone: read as the trial reads it (``study.ssl.init.read_state_dict``) and compared, key by
-    key and shape by shape, with the backbone built on the meta device (no memory, no weights)."""
+    key and shape by shape, with the backbone it is loaded into built on the meta device (no memory, no
+    weights): a torchvision ResNet with its classifier dropped, or a timm architecture at its native size with
+    the keys of its ``pretrained_cfg`` classifier dropped (``study.ssl.init.timm_state``)."""
     problems = []
     for i, s in enumerate(spec.ssl):
         if not isinstance(s.init, WeightsInit):
             continue
         where = f"ssl[{i}].init.weights"
         try:
-            state = without_classifier(read_state_dict(s.init.path, s.init.prefix))
+            state = read_state_dict(s.init.path, s.init.prefix)
         except (OSError, ValueError, RuntimeError) as e:  # torch.load raises RuntimeError on a corrupt file
             problems.append((where, f"SSL entry {s.key!r}: {e}"))
             continue
-        with torch.device("meta"):
-            shapes = backbone_shapes(build_backbone(spec.model.backbone, 3, 224))
-        problem = weights_mismatch(shapes, state)
+        problem = fit_problem(spec.model.backbone, s.init, state)
         if problem:
             problems.append(
                 (
@@ -189,6 +193,17 @@ def weight_file_problems(spec: Spec) -> list[tuple[str, str]]:
                 )
             )
     return problems
+
+
+def fit_problem(backbone: str, init: WeightsInit, state: StateDict) -> str | None:
+    """What keeps the file's ``state`` (prefix already stripped) from loading into ``backbone`` as the trial
+    loads it (``study.ssl.init.start_backbone``); None when it fits."""
+    with torch.device("meta"):
+        if init.format == "timm":
+            shapes = backbone_shapes(create_timm(backbone, 3))
+            return weights_mismatch(shapes, timm_state(state, backbone, 3))
+        shapes = backbone_shapes(build_backbone(backbone, 3, 224))
+    return weights_mismatch(shapes, without_classifier(state))
 
 
 def micle_problems(spec: Spec, data: ImageData, dataset_key: str, index: int) -> list[tuple[str, str]]:

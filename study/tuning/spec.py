@@ -25,7 +25,8 @@ from study.data import DATASETS, DataError
 from study.data.pipeline import AugmentConfig
 from study.lnl import ALGORITHMS
 from study.lnl.base import LoaderHparams, OptimConfig, optim_problems
-from study.models import BACKBONES
+from study.models import check_backbone
+from study.models.timm_encoders import check_input_size, check_timm_name, is_timm, native_size
 from study.noise import KINDS as NOISE_KINDS
 from study.noise import OPTION_KINDS as NOISE_OPTION_KINDS
 from study.noise import NoiseOptionError, annotator_settings, transition_matrix
@@ -413,8 +414,9 @@ class SSLSpec(Strict):
     #: pretraining epochs, one number or per dataset id (key `default` for the others)
     epochs: int | dict[str, int] = 100
     batch_size: int = Field(256, ge=2)
-    #: what the encoder starts from: random, imagenet, or a local torchvision-ResNet file
-    #: ``{weights: PATH, format: torchvision, prefix: ""}`` (Azizi et al.: SimCLR on ImageNet; docs/weights.md)
+    #: what the encoder starts from: random, imagenet, or a local torchvision-ResNet or timm file
+    #: ``{weights: PATH, format: torchvision|timm, prefix: ""}`` (Azizi et al.: SimCLR on ImageNet; Dedieu et
+    #: al.: frozen foundation encoders; docs/weights.md)
     init: str | WeightsInit = "random"
 
     _m = field_validator("method")(classmethod(lambda cls, v: _name_in(v, METHODS, "SSL method")))
@@ -432,7 +434,7 @@ class SSLSpec(Strict):
     @field_validator("init", mode="before")
     @classmethod
     def _init(cls, v: Any) -> str | WeightsInit:
-        allowed = f"{', '.join(INITS)}, or {{weights: PATH, format: torchvision, prefix: ''}}"
+        allowed = f"{', '.join(INITS)}, or {{weights: PATH, format: torchvision|timm, prefix: ''}}"
         if isinstance(v, str) and v not in INITS:
             raise ValueError(f"{v!r} is not allowed (allowed: {allowed})")
         if isinstance(v, str | WeightsInit):
@@ -587,11 +589,39 @@ class LNLSpec(Strict):
 
 
 class ModelSpec(Strict):
+    #: a registered backbone (study.models.BACKBONES) or any timm architecture as ``timm:<architecture>``
     backbone: str = "resnet18"
-    #: side of the square images after decoding (None: the dataset's own)
+    #: side of the square images after decoding (None: the dataset's own); for a timm backbone the default is
+    #: its weights' input size (``_timm_resolution``)
     resolution: int | None = Field(None, ge=8, le=4096)
 
-    _b = field_validator("backbone")(classmethod(lambda cls, v: _name_in(v, BACKBONES, "backbone")))
+    _b = field_validator("backbone")(classmethod(lambda cls, v: check_backbone(v)))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _timm_resolution(cls, data: Any) -> Any:
+        """Without ``resolution``, a timm backbone takes its architecture's ``pretrained_cfg`` input size (224 for
+        ViT-B/16, Swin-T, ResNet-50): an external encoder then sees images at the scale its weights were
+        trained on, and the resolved spec says so. An unknown architecture is left to the backbone's check."""
+        if not isinstance(data, dict) or data.get("resolution") is not None:
+            return data
+        backbone = data.get("backbone")
+        if not isinstance(backbone, str) or not is_timm(backbone):
+            return data
+        try:
+            check_timm_name(backbone)
+        except ValueError:
+            return data
+        return {**data, "resolution": native_size(backbone)}
+
+    @model_validator(mode="after")
+    def _timm_input_size(self) -> ModelSpec:
+        if is_timm(self.backbone) and self.resolution is not None:
+            try:
+                check_input_size(self.backbone, self.resolution)
+            except ValueError as e:
+                raise SubPathError("resolution", str(e)) from None
+        return self
 
 
 class TuningSpec(Strict):

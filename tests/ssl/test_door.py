@@ -47,7 +47,11 @@ def problems_of(data: dict[str, Any]) -> list[tuple[str, str]]:
             "ssl[0].init.prefx",
             ["unknown field (allowed: weights, format, prefix, inputs)"],
         ),
-        ({"weights": "w.pt", "format": "tf"}, "ssl[0].init.format", ["'tf' is not allowed (allowed: torchvision)"]),
+        (
+            {"weights": "w.pt", "format": "tf"},
+            "ssl[0].init.format",
+            ["'tf' is not allowed (allowed: torchvision, timm)"],
+        ),
         ({"prefix": "a."}, "ssl[0].init.weights", ["required field is missing"]),
     ],
 )
