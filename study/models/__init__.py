@@ -59,6 +59,9 @@ class TwoConvCNN(nn.Module):
     memorization in deep networks"), which is the failure LNL methods address; ``small_cnn`` (global
     pooling, BatchNorm, 24 k parameters at width 16) barely memorises in the epochs a CPU allows.
     ``feature_dim`` is 128 (the dense layer, after its ReLU); the classifier's head maps it to the classes.
+    Inputs of another size than ``image_size`` (jigsaw's and JigMag's tiles) are average-pooled to the grid
+    the dense layer expects (``AdaptiveAvgPool2d``: the identity at ``image_size``, a replication for smaller
+    maps), so the network takes any input size, as the globally pooled backbones do.
     """
 
     def __init__(self, in_channels: int = 1, image_size: int = 28) -> None:
@@ -72,11 +75,12 @@ class TwoConvCNN(nn.Module):
             nn.MaxPool2d(2),
         )
         side = image_size // 4
+        self.grid = nn.AdaptiveAvgPool2d(side)  # no parameters: state dicts are as before it existed
         self.dense = nn.Sequential(nn.Flatten(), nn.Linear(64 * side * side, 128), nn.ReLU(inplace=True))
         self.feature_dim = 128
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dense(self.features(x))  # B x 128
+        return self.dense(self.grid(self.features(x)))  # B x 128
 
 
 #: torchvision ResNets (He et al. 2016) and their feature widths (the pooled output of layer4)

@@ -92,3 +92,17 @@ def test_barlow_twins_learning_rates_scale_with_the_batch(batch):
     # one epoch: warm-up is at most a tenth of the run (none here), so the first step runs at the base rates
     assert seen[0] == pytest.approx([0.2 * batch / 256, 0.0048 * batch / 256])
     assert make("simclr").lr_reference_batch is None  # Adam 1e-3 as Khanal et al. give it, not scaled
+
+
+@pytest.mark.parametrize("name", TRAINED)
+@pytest.mark.parametrize("backbone", ["two_conv_cnn", "resnet18"])
+def test_every_method_trains_every_kind_of_backbone(name, backbone):
+    """A method's views may be smaller than the images (jigsaw's and JigMag's tiles): every registered kind of
+    backbone takes them (two_conv_cnn, whose dense layer has a fixed input, pools them to its grid), so a spec
+    that the door accepts does not fail in its pretraining job."""
+    torch.manual_seed(0)
+    m = METHODS[name](build_backbone(backbone, 1, 28), 1, 28, **SMALL_HPARAMS.get(name, {}))
+    imgs = torch.randint(0, 256, (16, 28, 28, 1), dtype=torch.uint8)
+    m.bind(imgs, np.array([f"p{i // 2}" for i in range(16)]))
+    out = m.step(to_float(imgs[:8]), torch.arange(8), m.configure_optimizers())
+    assert np.isfinite(out["loss"])
