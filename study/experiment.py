@@ -152,7 +152,7 @@ def pretrain_request(spec: Spec, dataset_key: str, ssl_key: str, seed: int) -> P
         split_seed=seed,
         method=s.method,
         hparams=dict(s.hparams),
-        backbone=spec.model.backbone,
+        backbone=spec.backbone_of(ssl_key),
         resolution=spec.model.resolution,
         epochs=s.epochs_for(dataset_key),
         init=s.init,
@@ -195,7 +195,7 @@ def random_twin(spec: Spec, data: ImageData, point: Point, k: int) -> torch.nn.M
     seed = int(np.random.SeedSequence([point.seed, k, 0x7717]).generate_state(1)[0])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_backbone(spec.model.backbone, data.channels, data.resolution)
+        return build_backbone(spec.backbone_of(point.ssl), data.channels, data.resolution)
 
 
 def input_normalization(spec: Spec, point: Point) -> Normalization:

@@ -56,6 +56,8 @@ class SSLMethod(nn.Module):
     name: ClassVar[str] = ""
     #: False for initialisations (random, imagenet) that return the encoder untrained
     trains: ClassVar[bool] = True
+    #: whether the backbone sees crops smaller than the images (tiles): it must then take any input size
+    takes_tiles: ClassVar[bool] = False
     #: the batch size the paper's learning rates are given for; the loop scales them by batch / this
     lr_reference_batch: ClassVar[int | None] = None
     #: the encoder's input normalisation (``train_ssl`` sets it: ImageNet's for an ImageNet-initialised one)

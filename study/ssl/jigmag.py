@@ -32,6 +32,7 @@ class JigMag(SSLMethod):
     """
 
     name = "jigmag"
+    takes_tiles = True
 
     class Hparams(SSLMethod.Hparams):
         zooms: tuple[Zoom, ...] = Field(

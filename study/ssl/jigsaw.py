@@ -45,6 +45,7 @@ class Jigsaw(SSLMethod):
     """
 
     name = "jigsaw"
+    takes_tiles = True
 
     class Hparams(SSLMethod.Hparams):
         optimizer: Optimizer = "sgd"

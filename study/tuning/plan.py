@@ -251,23 +251,29 @@ def dataset_images(spec: Spec, key: str) -> int:
     return d.estimated_images or int(DATASETS[d.name].estimated_images(d.options))
 
 
-def images_per_second(spec: Spec) -> float:
-    """Training throughput of the spec's backbone on one reference GPU at the spec's resolution."""
-    cost = backbone_cost(spec.model.backbone)
+def images_per_second(spec: Spec, backbone: str | None = None) -> float:
+    """Training throughput of a backbone (default: the spec's) on one reference GPU at the spec's resolution."""
+    cost = backbone_cost(backbone or spec.model.backbone)
     res = spec.model.resolution or cost.native_resolution
     return cost.images_per_second * (cost.native_resolution / res) ** 2
 
 
 def estimate_gpu_hours(spec: Spec, plan: Plan) -> dict[str, float]:
-    """Upper bounds (no early stopping) in GPU-hours on one reference GPU."""
-    ips = images_per_second(spec)
-    pre = sum(dataset_images(spec, j.dataset) * 2 * j.epochs for j in plan.pretrain_jobs) / ips / 3600
+    """Upper bounds (no early stopping) in GPU-hours on one reference GPU, each job at its SSL entry's
+    backbone's throughput."""
+    pre = (
+        sum(
+            dataset_images(spec, j.dataset) * 2 * j.epochs / images_per_second(spec, spec.backbone_of(j.ssl))
+            for j in plan.pretrain_jobs
+        )
+        / 3600
+    )
 
     def lnl_cost(point: Point) -> float:
         a = spec.lnl_map[point.lnl]
         n = dataset_images(spec, point.dataset) * 0.8 * point.label_fraction
         factor = ALGORITHMS[a.algorithm].step_cost * (0.4 if a.head.frozen else 1.0)
-        return n * a.epochs * factor / ips / 3600
+        return n * a.epochs * factor / images_per_second(spec, spec.backbone_of(point.ssl)) / 3600
 
     tune = sum(lnl_cost(c.tune_point) for c in plan.cells) * spec.tuning.samples_per_cell
     final = sum(lnl_cost(p) for _, p in plan.final_runs)

@@ -183,13 +183,15 @@ def weight_file_problems(spec: Spec) -> list[tuple[str, str]]:
         except (OSError, ValueError, RuntimeError) as e:  # torch.load raises RuntimeError on a corrupt file
             problems.append((where, f"SSL entry {s.key!r}: {e}"))
             continue
-        problem = fit_problem(spec.model.backbone, s.init, state)
+        backbone = spec.backbone_of(s.key)
+        problem = fit_problem(backbone, s.init, state)
         if problem:
             problems.append(
                 (
                     where,
-                    f"SSL entry {s.key!r}: {s.init.path} does not fit backbone {spec.model.backbone} ({problem}); "
-                    "check model.backbone, the file, and init.prefix (docs/weights.md)",
+                    f"SSL entry {s.key!r}: {s.init.path} does not fit backbone {backbone} ({problem}); "
+                    f"check {'ssl[' + str(i) + '].backbone' if s.backbone else 'model.backbone'}, the file, and "
+                    "init.prefix (docs/weights.md)",
                 )
             )
     return problems

@@ -197,6 +197,9 @@ def _ssl(s: SSLSpec, notes: list[str]) -> dict[str, Any]:
     elif s.init != "random":
         notes.append(f"ssl {s.key!r}: starts from RANDOM weights instead of {start} (a stand-in)")
     entry["init"] = "random"
+    if s.backbone is not None:
+        notes.append(f"ssl {s.key!r}: backbone {s.backbone} replaced by {SMOKE_BACKBONE} (tiny scale)")
+        entry["backbone"] = None
     return entry
 
 

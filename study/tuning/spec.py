@@ -26,7 +26,7 @@ from study.data.pipeline import AugmentConfig
 from study.lnl import ALGORITHMS
 from study.lnl.base import LoaderHparams, OptimConfig, optim_problems
 from study.models import check_backbone
-from study.models.timm_encoders import check_input_size, check_timm_name, is_timm, native_size
+from study.models.timm_encoders import check_input_size, check_timm_name, is_timm, native_size, pretrained_cfg
 from study.noise import KINDS as NOISE_KINDS
 from study.noise import OPTION_KINDS as NOISE_OPTION_KINDS
 from study.noise import NoiseOptionError, annotator_settings, transition_matrix
@@ -418,8 +418,12 @@ class SSLSpec(Strict):
     #: ``{weights: PATH, format: torchvision|timm, prefix: ""}`` (Azizi et al.: SimCLR on ImageNet; Dedieu et
     #: al.: frozen foundation encoders; docs/weights.md)
     init: str | WeightsInit = "random"
+    #: this entry's encoder architecture, where it is not ``model.backbone`` (a registered backbone or
+    #: ``timm:<architecture>``): Dedieu et al. compare ResNet-50, Swin-T and ViT foundation encoders in one study
+    backbone: str | None = None
 
     _m = field_validator("method")(classmethod(lambda cls, v: _name_in(v, METHODS, "SSL method")))
+    _b = field_validator("backbone")(classmethod(lambda cls, v: v if v is None else check_backbone(v)))
 
     @field_validator("hparams")
     @classmethod
@@ -773,16 +777,34 @@ class Spec(Strict):
                 raise ValueError(f"{field}: duplicate entries {dup}; give them distinct ids")
         dataset_keys = [d.key for d in self.datasets]
         for i, s in enumerate(self.ssl):
-            if "imagenet" in (s.method, s.init) and self.model.backbone != "resnet18":
+            backbone = self.backbone_of(s.key)
+            named = f"ssl[{i}].backbone" if s.backbone else "model.backbone"
+            if "imagenet" in (s.method, s.init) and backbone != "resnet18":
                 where = "method" if s.method == "imagenet" else "init"
                 raise ValueError(
                     f"ssl[{i}].{where}: ImageNet weights exist for backbone resnet18 only, not "
-                    f"{self.model.backbone}; set model.backbone: resnet18 or start from random"
+                    f"{backbone}; set {named}: resnet18 or start from random"
                 )
             try:
-                check_init(s.method, s.init, self.model.backbone)
+                check_init(s.method, s.init, backbone)
             except ValueError as e:
-                raise ValueError(f"ssl[{i}].init: {e}") from None
+                raise ValueError(f"ssl[{i}].init: {e} ({named} is {backbone})") from None
+            if METHODS[s.method].takes_tiles and is_timm(backbone) and pretrained_cfg(backbone).get("fixed_input_size"):
+                raise ValueError(
+                    f"ssl[{i}].method: {s.method} feeds the backbone tiles smaller than the images, and {backbone} "
+                    f"takes {native_size(backbone)} px inputs only; give this entry a convolutional backbone "
+                    f"({named}: e.g. timm:resnet50 or resnet18)"
+                )
+            if s.backbone is not None and is_timm(s.backbone) and s.backbone != self.model.backbone:
+                if self.model.resolution is None:
+                    raise ValueError(
+                        f"ssl[{i}].backbone: a timm encoder beside model.backbone {self.model.backbone} needs "
+                        f"model.resolution (its weights' input size is {native_size(s.backbone)} px)"
+                    )
+                try:
+                    check_input_size(s.backbone, self.model.resolution)
+                except ValueError as e:
+                    raise ValueError(f"ssl[{i}].backbone: {e}") from None
             for k in s.epochs if isinstance(s.epochs, dict) else ():
                 if k != "default" and k not in dataset_keys:
                     raise ValueError(
@@ -886,6 +908,10 @@ class Spec(Strict):
     @property
     def ssl_map(self) -> dict[str, SSLSpec]:
         return {s.key: s for s in self.ssl}
+
+    def backbone_of(self, ssl_key: str) -> str:
+        """The encoder architecture of an SSL entry: its own ``backbone``, else ``model.backbone``."""
+        return self.ssl_map[ssl_key].backbone or self.model.backbone
 
     @property
     def lnl_map(self) -> dict[str, LNLSpec]:
@@ -1097,6 +1123,7 @@ LATER_FIELDS: tuple[str, ...] = (
     "subset",
     "tuning.n_startup_trials",
     "lnl.*.by_noise_kind",
+    "ssl.*.backbone",
     "lnl.*.model_selection",
     "datasets.*.noise_class_scale",
     "labels",
