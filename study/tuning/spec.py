@@ -775,41 +775,8 @@ class Spec(Strict):
             dup = sorted({str(k) for k, n in Counter(keys).items() if n > 1})
             if dup:
                 raise ValueError(f"{field}: duplicate entries {dup}; give them distinct ids")
-        dataset_keys = [d.key for d in self.datasets]
-        for i, s in enumerate(self.ssl):
-            backbone = self.backbone_of(s.key)
-            named = f"ssl[{i}].backbone" if s.backbone else "model.backbone"
-            if "imagenet" in (s.method, s.init) and backbone != "resnet18":
-                where = "method" if s.method == "imagenet" else "init"
-                raise ValueError(
-                    f"ssl[{i}].{where}: ImageNet weights exist for backbone resnet18 only, not "
-                    f"{backbone}; set {named}: resnet18 or start from random"
-                )
-            try:
-                check_init(s.method, s.init, backbone)
-            except ValueError as e:
-                raise ValueError(f"ssl[{i}].init: {e} ({named} is {backbone})") from None
-            if METHODS[s.method].takes_tiles and is_timm(backbone) and pretrained_cfg(backbone).get("fixed_input_size"):
-                raise ValueError(
-                    f"ssl[{i}].method: {s.method} feeds the backbone tiles smaller than the images, and {backbone} "
-                    f"takes {native_size(backbone)} px inputs only; give this entry a convolutional backbone "
-                    f"({named}: e.g. timm:resnet50 or resnet18)"
-                )
-            if s.backbone is not None and is_timm(s.backbone) and s.backbone != self.model.backbone:
-                if self.model.resolution is None:
-                    raise ValueError(
-                        f"ssl[{i}].backbone: a timm encoder beside model.backbone {self.model.backbone} needs "
-                        f"model.resolution (its weights' input size is {native_size(s.backbone)} px)"
-                    )
-                try:
-                    check_input_size(s.backbone, self.model.resolution)
-                except ValueError as e:
-                    raise ValueError(f"ssl[{i}].backbone: {e}") from None
-            for k in s.epochs if isinstance(s.epochs, dict) else ():
-                if k != "default" and k not in dataset_keys:
-                    raise ValueError(
-                        f"ssl[{i}].epochs.{k}: not a dataset of this spec {_allowed([*dataset_keys, 'default'])}"
-                    )
+        for i, entry in enumerate(self.ssl):
+            self._check_ssl_entry(i, entry)
         if "transition" in self.noise.options:
             _check_transition_option(self.noise.options["transition"])
         self._check_by_noise_kind()
@@ -830,6 +797,44 @@ class Spec(Strict):
                         "class_dependent noise; set its noise_groups or noise.options.groups"
                     )
         return self
+
+    def _check_ssl_entry(self, i: int, s: SSLSpec) -> None:
+        """SSL entry ``i`` against the rest: its backbone (its own or ``model.backbone``) fits its method and
+        init, and its per-dataset epochs name datasets of the spec."""
+        dataset_keys = [d.key for d in self.datasets]
+        backbone = self.backbone_of(s.key)
+        named = f"ssl[{i}].backbone" if s.backbone else "model.backbone"
+        if "imagenet" in (s.method, s.init) and backbone != "resnet18":
+            where = "method" if s.method == "imagenet" else "init"
+            raise ValueError(
+                f"ssl[{i}].{where}: ImageNet weights exist for backbone resnet18 only, not "
+                f"{backbone}; set {named}: resnet18 or start from random"
+            )
+        try:
+            check_init(s.method, s.init, backbone)
+        except ValueError as e:
+            raise ValueError(f"ssl[{i}].init: {e} ({named} is {backbone})") from None
+        if METHODS[s.method].takes_tiles and is_timm(backbone) and pretrained_cfg(backbone).get("fixed_input_size"):
+            raise ValueError(
+                f"ssl[{i}].method: {s.method} feeds the backbone tiles smaller than the images, and {backbone} "
+                f"takes {native_size(backbone)} px inputs only; give this entry a convolutional backbone "
+                f"({named}: e.g. timm:resnet50 or resnet18)"
+            )
+        if s.backbone is not None and is_timm(s.backbone) and s.backbone != self.model.backbone:
+            if self.model.resolution is None:
+                raise ValueError(
+                    f"ssl[{i}].backbone: a timm encoder beside model.backbone {self.model.backbone} needs "
+                    f"model.resolution (its weights' input size is {native_size(s.backbone)} px)"
+                )
+            try:
+                check_input_size(s.backbone, self.model.resolution)
+            except ValueError as e:
+                raise ValueError(f"ssl[{i}].backbone: {e}") from None
+        for k in s.epochs if isinstance(s.epochs, dict) else ():
+            if k != "default" and k not in dataset_keys:
+                raise ValueError(
+                    f"ssl[{i}].epochs.{k}: not a dataset of this spec {_allowed([*dataset_keys, 'default'])}"
+                )
 
     def _check_size(self) -> None:
         settings = len(self.noise.kinds) * len(self.noise.rates)
