@@ -389,7 +389,7 @@ def _run_config(paths: StudyPaths, stage: Stage, spec: Spec, callbacks: list) ->
         verbose=0,
         callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=spec.failures.max_retries),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),  # CheckpointPruner deletes them
     )
 
 

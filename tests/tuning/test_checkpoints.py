@@ -79,3 +79,104 @@ def test_prune_ended_after_fit(tmp_path):
     results = [SimpleNamespace(path=str(d), filesystem=pafs.LocalFileSystem()) for d in dirs]
     assert prune_ended(results) == 4
     assert all(_checkpoints(d) == [] for d in dirs)
+
+
+def _ray_trial(root: Path, trial_id: str):
+    """A trial as the pruner sees it: Ray's own run metadata and checkpoint manager, keeping every
+    checkpoint (``num_to_keep=None``, as the study's RunConfig asks)."""
+    from ray.train import CheckpointConfig
+    from ray.train._internal.checkpoint_manager import _CheckpointManager
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    meta = _TrainingRunMetadata()
+    meta.checkpoint_manager = _CheckpointManager(CheckpointConfig(num_to_keep=None))
+    storage = SimpleNamespace(
+        storage_filesystem=pafs.LocalFileSystem(), trial_fs_path=str(root / trial_id), experiment_fs_path=str(root)
+    )
+    return SimpleNamespace(trial_id=trial_id, storage=storage, run_metadata=meta)
+
+
+def _report_checkpoint(pruner: CheckpointPruner, trial, index: int) -> str:
+    """What Ray does with a reported checkpoint: callbacks' ``on_checkpoint``, then its registration."""
+    from ray.train._internal.session import _TrainingResult
+    from ray.tune import Checkpoint
+
+    path = Path(trial.storage.trial_fs_path, f"checkpoint_{index:06d}")
+    path.mkdir(parents=True)
+    (path / "state.pt").write_bytes(b"x")
+    checkpoint = Checkpoint(str(path), filesystem=pafs.LocalFileSystem())
+    pruner.on_checkpoint(0, [], trial, checkpoint)
+    trial.run_metadata.checkpoint_manager.register_checkpoint(
+        _TrainingResult(checkpoint=checkpoint, metrics={"training_iteration": index + 1})
+    )
+    trial.run_metadata.invalidate_cache()
+    return path.name
+
+
+def _upload_ray_state(root: Path, stamp: str, trials: list, ended: set[str] = frozenset()) -> None:
+    """The experiment state Ray uploads, with each trial's run metadata as Ray serialises it."""
+    data = [
+        [
+            json.dumps({"trial_id": t.trial_id, "status": "TERMINATED" if t.trial_id in ended else "RUNNING"}),
+            t.run_metadata.get_json_state(),
+        ]
+        for t in trials
+    ]
+    (root / f"experiment_state-{stamp}.json").write_text(json.dumps({"trial_data": data}))
+
+
+def test_pruner_keeps_the_checkpoint_the_stored_state_restores_a_running_trial_from(tmp_path):
+    pruner = CheckpointPruner()
+    a, b = _ray_trial(tmp_path, "a"), _ray_trial(tmp_path, "b")
+    for i in range(2):
+        _report_checkpoint(pruner, a, i)
+    _report_checkpoint(pruner, b, 0)
+    pruner.get_state()  # nothing uploaded yet: a resumed driver would restart every trial; nothing deleted
+    assert _checkpoints(tmp_path / "a") == ["checkpoint_000000", "checkpoint_000001"]
+    _upload_ray_state(tmp_path, "2026-01-01_00-00-00", [a, b])  # names a's checkpoint_000001
+    _report_checkpoint(pruner, a, 2)
+    _report_checkpoint(pruner, a, 3)
+    pruner.get_state()  # the upload lags: a resumed driver restores a from checkpoint_000001; keep it
+    assert _checkpoints(tmp_path / "a") == ["checkpoint_000001", "checkpoint_000002", "checkpoint_000003"]
+    assert _checkpoints(tmp_path / "b") == ["checkpoint_000000"]
+    _upload_ray_state(tmp_path, "2026-01-01_00-00-00", [a, b])
+    pruner.get_state()
+    assert _checkpoints(tmp_path / "a") == ["checkpoint_000003"]
+    # the record Ray writes into each state holds the trial's latest checkpoint only, not all it saw
+    assert [r.checkpoint.path for r in a.run_metadata.checkpoint_manager._checkpoint_results] == [
+        str(tmp_path / "a" / "checkpoint_000003")
+    ]
+
+
+def test_pruner_deletes_nothing_of_a_trial_whose_stored_checkpoint_it_does_not_know(tmp_path):
+    # a resumed driver's pruner: the trial was restored from checkpoint_000000, and the stored state (the
+    # previous driver's) names it, or one this pruner never saw: only a state naming a checkpoint it
+    # replaced, or the latest, tells it what a resumed driver would no longer need
+    first, resumed = CheckpointPruner(), CheckpointPruner()
+    a = _ray_trial(tmp_path, "a")
+    _report_checkpoint(first, a, 0)
+    _upload_ray_state(tmp_path, "2026-01-01_00-00-00", [a])
+    _report_checkpoint(resumed, a, 1)
+    _report_checkpoint(resumed, a, 2)
+    resumed.get_state()
+    assert _checkpoints(tmp_path / "a") == ["checkpoint_000000", "checkpoint_000001", "checkpoint_000002"]
+    other = _ray_trial(tmp_path, "a")
+    _report_checkpoint(CheckpointPruner(), other, 7)
+    _upload_ray_state(tmp_path, "2026-01-02_00-00-00", [other])
+    resumed.get_state()
+    assert _checkpoints(tmp_path / "a") == [f"checkpoint_00000{i}" for i in (0, 1, 2, 7)]
+    _upload_ray_state(tmp_path, "2026-01-03_00-00-00", [a])
+    resumed.get_state()
+    assert _checkpoints(tmp_path / "a") == ["checkpoint_000002", "checkpoint_000007"]
+
+
+def test_pruner_deletes_all_of_an_ended_trials_checkpoints(tmp_path):
+    pruner = CheckpointPruner()
+    a = _ray_trial(tmp_path, "a")
+    for i in range(3):
+        _report_checkpoint(pruner, a, i)
+    pruner.on_trial_complete(0, [], a)
+    _upload_ray_state(tmp_path, "2026-01-01_00-00-00", [a], ended={"a"})
+    pruner.get_state()
+    assert _checkpoints(tmp_path / "a") == []
+    assert pruner.get_state() is None and not pruner._replaced and not pruner._ended
