@@ -103,7 +103,7 @@ class TrackingCallback(Callback):
             parent = self.tracker.cell_run(cfg.cell, axes)
         name = f"{cfg.stage}:{cfg.id}:{trial.trial_id}"
         params = cfg.model_dump(mode="json", exclude_defaults=True)  # no empty point, job or hparams
-        run_id, _ = self.tracker.trial_run(trial.trial_id, cfg.stage, name, tags, params, parent)
+        run_id, _ = self.tracker.trial_run(trial.trial_id, cfg.stage, name, tags, params, parent, cfg.continues)
         return run_id
 
     def on_trial_start(self, iteration, trials, trial, **info):

@@ -27,6 +27,7 @@ TAG_STAGE = "study.stage"
 TAG_CELL = "study.cell"
 TAG_CELL_PARENT = "study.cell_parent"  # on a cell's parent run only
 TAG_TRIAL_ID = "study.trial_id"  # Ray's trial id: survives a restore
+TAG_CONTINUES = "study.continues_trial"  # the Ray trial id a trial's run had before a driver kill
 TAG_STATE = "study.state"  # complete | pruned | failed
 TAG_ERROR = "study.error"
 TAG_RETRIES = "study.retries"
@@ -120,12 +121,26 @@ class Tracker:
         return run_id
 
     def trial_run(
-        self, trial_id: str, stage: str, name: str, tags: dict, params: dict, parent: str | None = None
+        self,
+        trial_id: str,
+        stage: str,
+        name: str,
+        tags: dict,
+        params: dict,
+        parent: str | None = None,
+        continues: str | None = None,
     ) -> tuple[str, bool]:
-        """The run of a Ray trial: (run id, created now)."""
+        """The run of a Ray trial: (run id, created now). A trial that ``continues`` another Ray trial (an
+        orphan handed out again after a driver kill) takes over that trial's run, retagged with its id."""
         if trial_id in self._cache:
             return self._cache[trial_id], False
         run_id = self._find(TAG_TRIAL_ID, trial_id)
+        if run_id is None and continues:
+            run_id = self._find(TAG_TRIAL_ID, continues)
+            if run_id is not None:
+                self.client.set_tag(run_id, TAG_TRIAL_ID, trial_id)
+                self.client.set_tag(run_id, TAG_CONTINUES, continues)
+                self.client.set_tag(run_id, "mlflow.runName", name)
         created = run_id is None
         if created:
             all_tags = {TAG_TRIAL_ID: trial_id, TAG_STAGE: stage, TAG_KIND: "trial", **tags}

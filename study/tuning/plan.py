@@ -97,6 +97,9 @@ class TrialConfig(BaseModel):
     hparams: dict[str, Any] = {}
     #: lnl: the number of the trial in its cell's Optuna study
     optuna_trial: int | None = None
+    #: lnl: the Ray trial id that first ran this Optuna trial, when a restored driver hands out an orphan
+    #: again (the killed driver started it after its last snapshot); its MLflow run is continued
+    continues: str | None = None
 
     @model_serializer(mode="wrap")
     def _without_axis_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

@@ -6,7 +6,9 @@ cell finishes. Each cell's study lives in ``optuna.db`` under the cell's id. A t
 cell's ASHA reaches Optuna as PRUNED; a trial that failed (after its retries) as FAIL with its reason.
 
 On restore, a trial that Optuna holds RUNNING but Ray never recorded (the driver was killed between the
-two) is handed out again, same number and same hyperparameters, the next time its cell is asked; and
+two) is handed out again, same number and same hyperparameters, the next time its cell is asked, with
+``TrialConfig.continues`` naming the Ray trial that ran it before (whose MLflow run the new one continues);
+one that Ray never recorded but that finished before the kill counts towards its cell's samples; and
 every ask seeds the cell's sampler from the spec's seed, the cell and the trial's number, not from how
 many asks this driver made. So an interrupted and resumed study samples the same configurations as an
 uninterrupted one (exactly while the sampler draws at random: the random sampler, or TPE until
@@ -150,22 +152,23 @@ class CellSearcher(Searcher):
         return True  # the metric and mode come from the spec
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self.orphans is None:
+            self.orphans = self._find_orphans()
         open_cells = [c for c in self.cells if self.counts[c.id] < self.samples]
         if not open_cells:
             return Searcher.FINISHED
         cell = open_cells[self.turn % len(open_cells)]
         self.turn += 1
-        if self.orphans is None:
-            self.orphans = self._find_orphans()
         orphans = self.orphans.get(cell.id)
-        if orphans:  # asked before the driver died, never run: the same trial and sample again
-            number, tid, hparams = self._reuse(cell, orphans.pop(0), trial_id)
+        continues = None
+        if orphans:  # asked before the driver died, not finished: the same trial and sample again
+            number, tid, hparams, continues = self._reuse(cell, orphans.pop(0), trial_id)
         else:
             number, tid, hparams = self._ask(cell, trial_id)
         self.assigned[trial_id] = (cell.id, number, tid)
         self.counts[cell.id] += 1
         return TrialConfig(
-            stage="lnl", id=cell.id, point=cell.tune_point, hparams=hparams, optuna_trial=number
+            stage="lnl", id=cell.id, point=cell.tune_point, hparams=hparams, optuna_trial=number, continues=continues
         ).to_ray()
 
     def _ask(self, cell: Cell, trial_id: str) -> tuple[int, int, dict[str, Any]]:
@@ -185,14 +188,16 @@ class CellSearcher(Searcher):
             return dict(self.cell_fixed[cell.id])
         return dict(self.fixed.get(cell.tune_point.lnl, {}))
 
-    def _reuse(self, cell: Cell, number: int, trial_id: str) -> tuple[int, int, dict[str, Any]]:
-        """The orphaned trial ``number`` of the cell's study, now run by ``trial_id``."""
+    def _reuse(self, cell: Cell, number: int, trial_id: str) -> tuple[int, int, dict[str, Any], str | None]:
+        """The orphaned trial ``number`` of the cell's study, now run by ``trial_id``: (number, Optuna trial
+        id, hyperparameters, the Ray trial that ran it before)."""
         study = self.study(cell.id)
         storage = study._storage
         frozen = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
         storage.set_trial_user_attr(frozen._trial_id, ATTR_RAY_TRIAL, trial_id)
         storage.set_trial_user_attr(frozen._trial_id, ATTR_REUSED, True)
-        return frozen.number, frozen._trial_id, json.loads(frozen.user_attrs[ATTR_CONFIG])
+        before = frozen.user_attrs.get(ATTR_RAY_TRIAL)
+        return frozen.number, frozen._trial_id, json.loads(frozen.user_attrs[ATTR_CONFIG]), before
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id not in self.assigned or self.metric not in result:
@@ -231,10 +236,16 @@ class CellSearcher(Searcher):
         self.orphans = None  # found at the next suggest, once the driver has pointed ``storage`` at its optuna.db
 
     def _find_orphans(self) -> dict[str, list[int]]:
+        """Per cell, the trials asked after Ray's last snapshot and not finished (handed out again). One
+        that finished before the driver died (told to Optuna, its MLflow run ended) is counted, not rerun."""
         known = {(c, n) for c, n, _ in self.assigned.values()}
         orphans: dict[str, list[int]] = {}
         for c in self.cells:
-            for t in self.study(c.id).get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-                if (c.id, t.number) not in known and ATTR_CONFIG in t.user_attrs:
+            for t in self.study(c.id).get_trials(deepcopy=False):
+                if (c.id, t.number) in known or ATTR_CONFIG not in t.user_attrs or ATTR_ORPHANED in t.user_attrs:
+                    continue
+                if t.state in (TrialState.RUNNING, TrialState.WAITING):
                     orphans.setdefault(c.id, []).append(t.number)
+                else:
+                    self.counts[c.id] += 1
         return orphans

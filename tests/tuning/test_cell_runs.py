@@ -57,3 +57,19 @@ def test_the_tuned_best_is_over_every_epoch_and_follows_the_metrics_direction(tr
     _history(tracker, cell, "t2", metric, [0.6, 0.2, 0.4])
     tracker.close_cells(metric, mode)
     assert tracker.client.get_run(cell).data.metrics[f"tuned_best_{metric}"] == best
+
+
+def test_a_trial_handed_out_again_continues_the_run_of_the_trial_before_it(tracker):
+    """After a driver kill, an orphan runs again under a new Ray trial id (``TrialConfig.continues``): one
+    MLflow run, now tagged with the new id, its metrics kept."""
+    cell = tracker.cell_run("c", {"dataset": "d", "noise_rate": 0.2})
+    first, created = tracker.trial_run("t2", "lnl", "lnl:c:t2", {"study.cell": "c"}, {}, cell)
+    tracker.log_metrics(first, {"val_f1": 0.5}, step=0)
+    fresh = Tracker(tracker.uri, "cells")  # the resumed driver
+    again, created_again = fresh.trial_run("t2b", "lnl", "lnl:c:t2b", {"study.cell": "c"}, {}, cell, "t2")
+    assert created and not created_again and again == first
+    run = fresh.client.get_run(again)
+    assert run.data.tags["study.trial_id"] == "t2b" and run.data.tags["study.continues_trial"] == "t2"
+    assert run.data.tags["mlflow.runName"] == "lnl:c:t2b" and run.data.metrics["val_f1"] == 0.5
+    other, created_other = fresh.trial_run("t9", "lnl", "lnl:c:t9", {"study.cell": "c"}, {}, cell, "gone")
+    assert created_other and other != first  # nothing to continue: a new run
