@@ -12,6 +12,7 @@ three train the same thing; only the trainable adds Ray's parts (checkpoints, re
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from collections.abc import Callable
@@ -22,11 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from study import storage
 from study.data import DATASETS, ImageData, Splits, get_dataset, make_splits
 from study.data.pipeline import AugmentConfig, Normalization, TensorLoader, normalization
 from study.data.splits import with_labelled_subset
 from study.lnl import ALGORITHMS, Algorithm, OptimConfig
 from study.lnl.base import LoaderHparams, class_priors, expected_noise_fraction
+from study.lnl.linear_probe import EmbeddingInput, embeddings_key, encoder_embeddings
 from study.metrics import classification_metrics
 from study.models import Classifier, build_backbone
 from study.noise import OPTION_KINDS, NoisyLabels, inject_noise, instance_features
@@ -163,6 +166,20 @@ def pretrain_request(spec: Spec, dataset_key: str, ssl_key: str, seed: int) -> P
     )
 
 
+def encoder_file(
+    spec: Spec,
+    point: Point,
+    cache_dir: str | Path,
+    data_cache: str | Path,
+    device: torch.device,
+    owner: str | None = None,
+) -> Path:
+    """The stored stage-1 encoder of the trial (reused from the cache, or trained here under the cache's
+    lock)."""
+    request = pretrain_request(spec, point.dataset, point.ssl, point.seed)
+    return Path(pretrain(request, cache_dir, device=device, data_cache_dir=data_cache, owner=owner))
+
+
 def build_encoder(
     spec: Spec,
     point: Point,
@@ -171,15 +188,89 @@ def build_encoder(
     device: torch.device,
     owner: str | None = None,
 ) -> torch.nn.Module:
-    """The trial's encoder from stage 1 (reused from the cache, or trained here under the cache's lock).
+    """The trial's encoder from stage 1 (``encoder_file``), on the CPU.
 
     Leaves torch's global generator seeded with the trial's seed, so what is initialised next (the heads)
     does not depend on whether this process trained the encoder or found it in the cache."""
-    request = pretrain_request(spec, point.dataset, point.ssl, point.seed)
-    path = pretrain(request, cache_dir, device=device, data_cache_dir=data_cache, owner=owner)
-    encoder = load_encoder(path, device="cpu")
+    encoder = load_encoder(encoder_file(spec, point, cache_dir, data_cache, device, owner), device="cpu")
     torch.manual_seed(point.seed)
     return encoder
+
+
+@dataclass
+class Embedder:
+    """The embeddings of a frozen stage-1 encoder, computed once per (encoder file, dataset, preprocessing)
+    into the cache (``CACHE/embeddings/``) and read from there by every later trial and study: the inputs of
+    a trial whose algorithm trains on embeddings (``Algorithm.on_embeddings``)."""
+
+    path: Path
+    cache_dir: str | Path
+    crop: int | None
+    norm: Normalization
+    device: torch.device
+
+    def __call__(self, data: ImageData) -> np.ndarray:
+        """N x D embeddings of every image of ``data``; the encoder is loaded and run only on a cache miss.
+
+        On an object-store cache (``s3://``, ``gs://``) the file lives in this node's mirror of the cache
+        (``storage.local_mirror``): fetched from the bucket when another node computed it, uploaded when
+        computed here."""
+        remote = str(self.cache_dir) if storage.is_uri(self.cache_dir) else None
+        local = storage.local_mirror(remote) if remote else Path(self.cache_dir).expanduser()
+        name = "{}-{}.npy".format(*embeddings_key(self.path, data, self.crop, self.norm))
+        fetched = False
+        if remote and not (local / "embeddings" / name).is_file():
+            with contextlib.suppress(FileNotFoundError, OSError):
+                storage.download_file(storage.join(remote, "embeddings", name), local / "embeddings" / name)
+                fetched = True
+        before = (local / "embeddings" / name).is_file()
+        rows = np.asarray(
+            encoder_embeddings(
+                lambda: load_encoder(self.path, device=self.device),
+                self.path,
+                data,
+                local,
+                self.device,
+                EVAL_BATCH,
+                crop=self.crop,
+                norm=self.norm,
+            )
+        )
+        if remote and not before and not fetched:
+            storage.upload_file(local / "embeddings" / name, storage.join(remote, "embeddings", name))
+        return rows
+
+
+def point_embedder(
+    spec: Spec,
+    point: Point,
+    cache_dir: str | Path,
+    data_cache: str | Path,
+    device: torch.device,
+    owner: str | None = None,
+) -> Embedder:
+    """The embedder of the point's stored stage-1 encoder under the point's preprocessing (the model's
+    resolution as the crop, the encoder's input normalisation)."""
+    path = encoder_file(spec, point, cache_dir, data_cache, device, owner)
+    return Embedder(path, cache_dir, spec.model.resolution, input_normalization(spec, point), device)
+
+
+def embed_point(spec: Spec, point: Point, cache_dir: str | Path, data_cache: str | Path, device: torch.device) -> int:
+    """Compute, or find in the cache, every embedding a trial at ``point`` reads: its dataset's and its
+    shifted test set's, if any (the study's embedding step, one Ray task per encoder and dataset). Returns
+    the number of rows."""
+    embedder = point_embedder(spec, point, cache_dir, data_cache, device)
+    data = load_dataset(spec, point.dataset, data_cache)
+    rows = len(embedder(data))
+    shifted = spec.dataset_map[point.dataset].shifted_test
+    if shifted is not None:
+        rows += len(embedder(load_shifted_test(shifted, data.resolution, data_cache)))
+    return rows
+
+
+def image_rows(data: ImageData) -> np.ndarray:
+    """A dataset's rows as a model on images takes them: its images."""
+    return data.images
 
 
 def random_init(spec: Spec, point: Point) -> bool:
@@ -239,6 +330,8 @@ class Trial:
     train: TensorLoader
     val: TensorLoader
     device: torch.device
+    #: a dataset's rows as the trial's model takes them: its images, or a frozen encoder's embeddings
+    inputs: Callable[[ImageData], np.ndarray] = image_rows
 
     @property
     def entry(self) -> LNLSpec:
@@ -273,13 +366,13 @@ class Trial:
         """Clean-test metrics at the best noisy-validation epoch: ``test_*`` (``final_test``), ``test_study_*``
         where the dataset groups its images into studies (MURA), and ``shifted_test_*`` (f1, acc,
         balanced_acc, auroc) on the shifted test set, if any. ``final_test`` leaves the best state loaded."""
-        test = self._loader(self.data.images[self.splits.test], self.clean[self.splits.test])
+        test = self._loader(self.inputs(self.data)[self.splits.test], self.clean[self.splits.test])
         studies = None if self.data.study_ids is None else self.data.study_ids[self.splits.test]
         out = final_test(self.algo, result, test, studies)
         shifted = self.spec.dataset_map[self.point.dataset].shifted_test
         if shifted is not None:
             sdata = load_shifted_test(shifted, self.data.resolution, data_cache)
-            probs, y = predict_probs(self.algo, self._loader(sdata.images, np.asarray(sdata.labels)))
+            probs, y = predict_probs(self.algo, self._loader(self.inputs(sdata), np.asarray(sdata.labels)))
             full = classification_metrics(y, probs, prefix="shifted_test_", full=True)
             out.update({k: v for k, v in full.items() if not isinstance(v, list)})
         return out
@@ -335,7 +428,20 @@ def build_trial(
     labels, noise = corrupt(spec, data, splits, point)
     # model: the stage-1 encoder and the entry's head; the fixed hyperparameters of the point's noise setting
     optim, batch, own = split_hparams(entry, entry.point_hparams(point.noise_kind, point.noise_rate, hparams))
-    encoder = build_encoder(spec, point, cache_dir, data_cache, device, owner)
+    # inputs: the images, normalised as the encoder's initialisation expects and cut to the model's side;
+    # or, for an algorithm on a frozen encoder's embeddings, those (computed once into the cache) and an
+    # identity encoder, so that no pass of the trial runs the encoder
+    crop, norm = spec.model.resolution, input_normalization(spec, point)
+    augment = augmentation(spec, point)
+    if ALGORITHMS[entry.algorithm].on_embeddings:
+        inputs: Callable[[ImageData], np.ndarray] = point_embedder(spec, point, cache_dir, data_cache, device, owner)
+        rows = inputs(data)
+        encoder: torch.nn.Module = EmbeddingInput(rows.shape[1])
+        torch.manual_seed(point.seed)
+        crop, augment = None, None
+    else:
+        inputs, rows = image_rows, data.images
+        encoder = build_encoder(spec, point, cache_dir, data_cache, device, owner)
     made: list[torch.nn.Module] = []
 
     def make_model() -> torch.nn.Module:
@@ -346,14 +452,13 @@ def build_trial(
         return Classifier(copy.deepcopy(start), data.num_classes, tuple(entry.head.hidden), frozen=entry.head.frozen)
 
     # loaders: the training split with its noisy labels, random crops and the spec's augmentation; noisy
-    # validation centre-cropped; both normalised as the encoder's initialisation expects
-    crop, norm = spec.model.resolution, input_normalization(spec, point)
+    # validation centre-cropped
     train = TensorLoader(
-        data.images[splits.train],
+        rows[splits.train],
         labels[splits.train],
         batch,
         shuffle=True,
-        augment_cfg=augmentation(spec, point),
+        augment_cfg=augment,
         device=device,
         seed=point.seed,
         indices=splits.train,
@@ -363,7 +468,7 @@ def build_trial(
         norm=norm,
     )
     val = TensorLoader(
-        data.images[splits.val],
+        rows[splits.val],
         labels[splits.val],
         EVAL_BATCH,
         device=device,
@@ -388,7 +493,7 @@ def build_trial(
     if on_gpu:
         for net in algo.nets:
             net.to(memory_format=torch.channels_last)
-    return Trial(spec, point, data, splits, labels, noise, algo, train, val, device)
+    return Trial(spec, point, data, splits, labels, noise, algo, train, val, device, inputs)
 
 
 __all__ = [

@@ -167,10 +167,12 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, generator: torch.Generator | No
 class TensorLoader:
     """Batches ``(x, y, index)`` from uint8 images held as one tensor (optionally on the device).
 
-    ``images``: N x H x W x C uint8 (NumPy or memmap); ``labels``: N; ``indices``: the dataset indices of
-    the rows (defaults to 0..N-1). Shuffling uses its own seeded generator, advanced each epoch. ``crop``:
-    the network input side where the stored images are larger; a training loader (one with ``augment_cfg``,
-    or ``random_crop``) cuts it at random positions from the same generator, any other at the centre.
+    ``images``: N x H x W x C uint8 (NumPy or memmap), or N x D float rows (a frozen encoder's embeddings,
+    which are batched as they are: no normalisation, crop or augmentation); ``labels``: N; ``indices``: the
+    dataset indices of the rows (defaults to 0..N-1). Shuffling uses its own seeded generator, advanced each
+    epoch. ``crop``: the network input side where the stored images are larger; a training loader (one with
+    ``augment_cfg``, or ``random_crop``) cuts it at random positions from the same generator, any other at
+    the centre.
     ``norm``: the input normalisation of the encoder.
     """
 
@@ -212,6 +214,8 @@ class TensorLoader:
     def train_inputs(self, raw: torch.Tensor, cfg: AugmentConfig | None = None) -> torch.Tensor:
         """Training inputs of uint8 rows B x H x W x C: normalised, a random ``crop`` window, augmented with
         ``cfg`` (default the loader's ``augment_cfg``; none when both are None)."""
+        if raw.dim() == 2:  # embedding rows
+            return raw
         cfg = cfg or self.augment_cfg
         x = to_float(raw, self.norm)
         if cfg is not None:
@@ -220,6 +224,8 @@ class TensorLoader:
 
     def eval_inputs(self, raw: torch.Tensor) -> torch.Tensor:
         """Evaluation inputs of uint8 rows B x H x W x C: normalised, the central ``crop`` window."""
+        if raw.dim() == 2:  # embedding rows
+            return raw
         x = to_float(raw, self.norm)
         return x if self.crop is None else center_crop(x, self.crop)
 
@@ -231,7 +237,7 @@ class TensorLoader:
             rows_d = rows.to(self.device)
             raw = self.images[rows_d]
             x = self.train_inputs(raw) if self.random_crop else self.eval_inputs(raw)
-            if self.channels_last:
+            if self.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = None if self.labels is None else self.labels[rows_d]
             yield x, y, self.indices[rows].to(self.device)

@@ -219,6 +219,9 @@ class Algorithm:
     Hparams: ClassVar[type[hparams.Hparams]] = hparams.Hparams
     #: compute of one training step relative to plain cross-entropy (``study plan``'s estimate)
     step_cost: ClassVar[float] = 1.0
+    #: trains a head on a frozen encoder's embeddings: a study trial gives it the cached embeddings of every
+    #: split as its inputs (N x D rows) and an identity encoder, instead of images and the encoder
+    on_embeddings: ClassVar[bool] = False
     hp: hparams.Hparams
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -1,20 +1,26 @@
 """Heads on frozen embeddings (Dedieu et al. 2024, arXiv 2404.07605): the stage-1 encoder is frozen, its
-embeddings are computed once per (encoder, dataset) and cached, and a small MLP head (default 512-128-64) or a
-linear head is trained on noisy labels, optionally with Gaussian noise added to the features.
+embeddings are computed once per (encoder file, dataset, input preprocessing) and cached, and a small MLP
+head (default 512-128-64) or a linear head is trained on noisy labels, optionally with Gaussian noise added
+to the features.
 
 Because the encoder is frozen, many heads (noise configurations x seeds) share one embedding matrix:
 ``train_heads`` trains H heads at once with grouped weights (one H x D_in x D_out tensor per layer and
 batched matmuls), each head with its own labels, initialisation and mini-batch order. Weight decay,
 momentum and the loss are per element or summed over heads, so this is exactly H independent trainings.
 
-``LinearProbe`` is the same model behind the ``Algorithm`` interface (registered as ``linear_probe``):
-it embeds the training set once on its first epoch and trains the head on the cached rows.
+``LinearProbe`` is the same model behind the ``Algorithm`` interface (registered as ``linear_probe``). It
+declares ``on_embeddings``: a study trial (``study.experiment.build_trial``) gives it the cached embeddings
+of every split as its inputs and an identity encoder (``EmbeddingInput``), so its training, validation and
+test passes run no encoder at all, and only the first trial of an (encoder, dataset, preprocessing) runs the
+encoder, once over the whole dataset. Given image loaders and a real encoder instead (the algorithm tests),
+it embeds the training set once on its first epoch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -24,12 +30,13 @@ from typing import Annotated, Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from filelock import FileLock
 from pydantic import Field
 from torch import nn
 
 from study import hparams
 from study.data.base import ImageData
-from study.data.pipeline import TensorLoader, to_float
+from study.data.pipeline import STANDARD, Normalization, TensorLoader, center_crop, to_float
 from study.lnl.base import Algorithm, StepOutput, TrainViews
 from study.metrics import macro_f1_batched
 from study.models import Classifier, mlp_head
@@ -40,15 +47,29 @@ DEFAULT_HIDDEN = (512, 128, 64)
 # -- embeddings and their cache
 @torch.no_grad()
 def embed(
-    encoder: nn.Module, images: np.ndarray, batch_size: int = 512, device: str | torch.device = "cpu"
+    encoder: nn.Module,
+    images: np.ndarray,
+    batch_size: int = 512,
+    device: str | torch.device = "cpu",
+    crop: int | None = None,
+    norm: Normalization = STANDARD,
 ) -> np.ndarray:
-    """Embeddings (N x D float32) of uint8 images (N x H x W x C) under ``encoder`` in eval mode."""
+    """Embeddings (N x D float32) of uint8 images (N x H x W x C) under ``encoder`` in eval mode, each image
+    normalised with ``norm`` and cut to its central ``crop`` window (an evaluation loader's input side)."""
     encoder.eval()
     out = []
     for i in range(0, len(images), batch_size):
-        x = to_float(torch.from_numpy(np.ascontiguousarray(images[i : i + batch_size])).to(device))
-        out.append(encoder(x).float().cpu())
+        x = to_float(
+            torch.from_numpy(np.array(images[i : i + batch_size])).to(device), norm
+        )  # a copy: memmaps are read-only
+        out.append(encoder(x if crop is None else center_crop(x, crop)).float().cpu())
     return torch.cat(out).numpy().astype(np.float32)
+
+
+def preprocessing_key(crop: int | None, norm: Normalization) -> str:
+    """A short key of the input preprocessing under which embeddings were computed (crop side, mean, std)."""
+    text = json.dumps({"crop": crop, "mean": list(norm.mean), "std": list(norm.std)}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def file_hash(path: str | Path) -> str:
@@ -65,38 +86,68 @@ def cached_embeddings(
 ) -> np.ndarray:
     """Embeddings of a whole dataset, from ``<cache>/embeddings/<encoder_hash>-<dataset_key>.npy`` or computed.
 
-    ``compute()`` runs only on a miss; the file is written atomically (temporary name, then rename).
+    ``compute()`` runs only on a miss, under the entry's file lock (concurrent trials of one node, or of one
+    NFS cache, wait for the first and then read its file); the file is written atomically (temporary name,
+    then rename).
     """
     root = Path(cache_dir).expanduser() / "embeddings"
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"{encoder_hash}-{dataset_key}.npy"
     if not path.exists():
-        emb = np.asarray(compute(), dtype=np.float32)
-        tmp = path.with_suffix(f".tmp{np.random.randint(1 << 30)}.npy")
-        np.save(tmp, emb)
-        tmp.replace(path)
+        with FileLock(str(path.with_suffix(".lock"))):
+            if not path.exists():
+                emb = np.asarray(compute(), dtype=np.float32)
+                tmp = path.with_suffix(f".tmp{np.random.randint(1 << 30)}.npy")
+                np.save(tmp, emb)
+                tmp.replace(path)
     cached: np.ndarray = np.load(path, mmap_mode="r")
     return cached
 
 
+def embeddings_key(encoder_path: str | Path, data: ImageData, crop: int | None, norm: Normalization) -> tuple[str, str]:
+    """The cache key of a dataset's embeddings under a stored encoder: (hash of the encoder file, the
+    dataset's cache key and the preprocessing); the file is ``embeddings/<hash>-<key>.npy``."""
+    if not data.cache_key:
+        raise ValueError("encoder_embeddings: the dataset has no cache key (load it through the cache)")
+    return file_hash(encoder_path), f"{data.cache_key}-{preprocessing_key(crop, norm)}"
+
+
 def encoder_embeddings(
-    encoder: nn.Module,
+    encoder: nn.Module | Callable[[], nn.Module],
     encoder_path: str | Path,
     data: ImageData,
     cache_dir: str | Path,
     device: str | torch.device = "cpu",
     batch_size: int = 512,
+    crop: int | None = None,
+    norm: Normalization = STANDARD,
 ) -> np.ndarray:
     """Embeddings (N x D) of every image of ``data`` (an ``ImageData``) under a stored stage-1 encoder,
-    cached by (hash of the encoder file, the dataset's cache key); index the rows with the splits."""
-    if not data.cache_key:
-        raise ValueError("encoder_embeddings: the dataset has no cache key (load it through the cache)")
+    cached by (hash of the encoder file, the dataset's cache key, the preprocessing: ``crop`` and ``norm``);
+    index the rows with the splits. ``encoder``: the encoder, or a function that loads it (called only when
+    the embeddings are not in the cache)."""
+    encoder_hash, dataset_key = embeddings_key(encoder_path, data, crop, norm)
     return cached_embeddings(
         cache_dir,
-        file_hash(encoder_path),
-        data.cache_key,
-        lambda: embed(encoder.to(device), data.images, batch_size, device),
+        encoder_hash,
+        dataset_key,
+        lambda: embed(
+            (encoder if isinstance(encoder, nn.Module) else encoder()).to(device),
+            data.images,
+            batch_size,
+            device,
+            crop,
+            norm,
+        ),
     )
+
+
+class EmbeddingInput(nn.Identity):
+    """The encoder of a model whose inputs are already embeddings (D wide): passes them through."""
+
+    def __init__(self, feature_dim: int) -> None:
+        super().__init__()
+        self.feature_dim = feature_dim
 
 
 # -- H heads trained together
@@ -266,6 +317,7 @@ class LinearProbe(Algorithm):
 
     name = "linear_probe"
     step_cost = 0.4
+    on_embeddings = True
 
     class Hparams(hparams.Hparams):
         hidden: list[Annotated[int, Field(gt=0)]] = Field(

@@ -1,6 +1,8 @@
 """The stage driver: runs a study's three stages on Ray Tune (docs/architecture.md, Data path).
 
-Stage ``pretrain``: one Ray Tune trial per deduplicated pretraining job (a grid). Stage ``lnl``: every
+Stage ``pretrain``: one Ray Tune trial per deduplicated pretraining job (a grid). Before stages ``lnl``
+and ``final``, the embeddings their ``linear_probe`` trials read are computed once per dataset and encoder
+(``study.tuning.embeddings``, Ray tasks). Stage ``lnl``: every
 cell's tuning trials in one Tuner, a ``CellSearcher`` (one Optuna study per cell) and a ``PerCellASHA``
 (one ASHA per cell). Stage ``final``: each cell's best configuration at every point of the cell (a grid).
 Every trial's config is a ``TrialConfig``. Each stage is a Ray Tune experiment under
@@ -35,6 +37,7 @@ from study import storage as st
 from study.tracking import Tracker, TrackingCallback
 from study.tracking.view import apply_view
 from study.tuning.checkpoints import CheckpointPruner, prune_ended
+from study.tuning.embeddings import compute_embeddings
 from study.tuning.errors import StudyInterrupted
 from study.tuning.grow import generation_plan
 from study.tuning.plan import Plan, Point, TrialConfig, check_resources
@@ -211,6 +214,10 @@ def _run_stage(stage: Stage, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu:
         paths.set_stage(stage, "done")
         return
     paths.set_stage(stage, "running")
+    if stage != "pretrain":  # a frozen encoder's embeddings, once per dataset, before the trials reading them
+        points = [c.tune_point for c in plan.cells] if stage == "lnl" else [f.point for f in finals if f.point]
+        state = paths.state
+        compute_embeddings(spec, points, state.cache, state.data_cache, spec.resources.pretrain, has_gpu, quiet)
     results = _tuner(stage, spec, plan, paths, has_gpu, quiet, finals).fit()
     prune_ended(results)  # every trial has ended: their checkpoints resume nothing
     if stage == "lnl":
