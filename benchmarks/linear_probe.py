@@ -1,53 +1,226 @@
-"""linear_probe: MLP heads (Dedieu et al. 2024, 512-128-64) trained per second from cached embeddings,
-H heads batched in one ``train_heads`` call against the same H heads trained one at a time.
+"""linear_probe: the Dedieu et al. 2024 grid (one dataset x one frozen encoder x every noise setting x the
+seeds, an MLP head 512-128-64 per cell) three ways, timed end to end on one machine in one run:
 
-Embeddings: 512-d features of N samples (a frozen encoder's output is what stage 2 caches; their values
-do not change the cost), 10 classes, one noisy label set per head (noise rates x seeds). Both variants run
-the same epochs with patience off, so the ratio is the speed-up of batching alone.
+- ``per_trial``: each trial runs the frozen encoder itself, as ``linear_probe`` trials did before
+  embeddings were cached: the algorithm embeds the training split on its first epoch, and each validation
+  pass and the test pass run the encoder on images (``LinearProbe`` given image loaders and the encoder).
+- ``embeddings_once``: what a study trial does now (``study.experiment.build_trial``): the embeddings of the
+  whole dataset are computed once into the cache by the first trial and read by every other one; each head
+  trains, validates and tests on embedding rows. Heads are still trained one trial at a time.
+- ``batched``: the embeddings once, and the heads of one seed (its noise settings share the split) trained
+  together by ``train_heads``, one call per seed.
+
+``linear_probe_speedup`` is ``per_trial / batched`` wall time (the issue's figure);
+``linear_probe_embeddings_once_speedup`` is ``per_trial / embeddings_once`` (what the study gains today).
+Heads/s of ``train_heads`` batched against one head at a time, on the same cached embeddings, follow.
+
+Declared before running (``FULL``, ``QUICK``): synthetic 64 px RGB images (``synthetic`` stands in for a
+histopathology dataset: the cost does not depend on the pixels), a torchvision ResNet-18 with random weights
+saved to a file and loaded as ``ssl: {method: pretrained}`` (a foundation encoder's stand-in: nothing is
+downloaded), uniform noise, clean validation labels (the paper's), SGD lr 0.025 momentum 0.9, batch 512,
+patience off so that every variant runs the same epochs.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from study.lnl.linear_probe import train_heads
-from study.noise import inject_noise
+#: the paper's head and optimiser (docs/lnl.md)
+HIDDEN = [512, 128, 64]
+FIXED = {"optimizer": "sgd", "lr": 0.025, "momentum": 0.9, "weight_decay": 0.0, "hidden": HIDDEN}
+BATCH = 512
+
+
+@dataclass(frozen=True)
+class Size:
+    images: int
+    classes: int
+    side: int
+    rates: tuple[float, ...]
+    seeds: tuple[int, ...]
+    epochs: int
+
+
+FULL = Size(3_000, 9, 64, (0.0, 0.2, 0.4, 0.6, 0.8), (0, 1, 2, 3), 20)
+QUICK = Size(1_000, 9, 64, (0.0, 0.4, 0.8), (0, 1), 5)
+
+
+def _spec(size: Size, weights: Path):
+    from study.tuning.spec import parse_spec
+
+    return parse_spec(
+        {
+            "name": "linear_probe_bench",
+            "datasets": [
+                {
+                    "name": "synthetic",
+                    "options": {
+                        "num_samples": size.images,
+                        "num_classes": size.classes,
+                        "image_size": size.side,
+                        "seed": 0,
+                    },
+                }
+            ],
+            "noise": {"kinds": ["uniform"], "rates": list(size.rates), "noisy_validation": False},
+            "ssl": [{"id": "encoder", "method": "pretrained", "init": {"weights": str(weights)}}],
+            "model": {"backbone": "resnet18"},
+            "lnl": [
+                {
+                    "algorithm": "linear_probe",
+                    "epochs": size.epochs,
+                    "batch_size": BATCH,
+                    "head": {"frozen": True},
+                    "fixed": dict(FIXED),
+                }
+            ],
+            "seeds": list(size.seeds),
+            "tuning": {"samples_per_cell": 1, "sampler": "random"},
+            "early_stopping": {"enabled": False},
+        }
+    )
+
+
+def _points(spec, size: Size):
+    from study.tuning.plan import Point
+
+    return [Point("synthetic", "uniform", r, "encoder", "linear_probe", s) for s in size.seeds for r in size.rates]
+
+
+def per_trial(spec, size: Size, cache: Path) -> tuple[float, list[float]]:
+    """Each trial with the frozen encoder in its loop: embedding the training split, then every validation
+    and test pass, on images."""
+    from study import experiment as E
+    from study.data.pipeline import TensorLoader
+    from study.lnl import ALGORITHMS
+    from study.models import Classifier
+    from study.train import final_test, fit
+
+    dev, f1 = torch.device("cpu"), []
+    t0 = time.perf_counter()
+    for point in _points(spec, size):
+        entry = spec.lnl_map[point.lnl]
+        data = E.load_dataset(spec, point.dataset, cache)
+        splits = E.trial_splits(spec, data, point)
+        labels, _ = E.corrupt(spec, data, splits, point)
+        optim, batch, own = E.split_hparams(entry, dict(entry.fixed))
+        encoder = E.build_encoder(spec, point, cache, cache, dev)
+        norm = E.input_normalization(spec, point)
+        algo = ALGORITHMS["linear_probe"](
+            lambda enc=encoder, k=data.num_classes: Classifier(enc, k, frozen=True),
+            data.num_classes,
+            len(data),
+            optim,
+            dev,
+            noise_rate=point.noise_rate,
+            seed=point.seed,
+            **own,
+        )
+        images, s, clean = data.images, splits, np.asarray(data.labels)
+        train = TensorLoader(images[s.train], labels[s.train], batch, shuffle=True, seed=point.seed,
+                             indices=s.train, random_crop=True, norm=norm)  # fmt: skip
+        val = TensorLoader(images[s.val], labels[s.val], E.EVAL_BATCH, norm=norm)
+        result = fit(algo, train, val, entry.epochs)
+        test = TensorLoader(images[s.test], clean[s.test], E.EVAL_BATCH, norm=norm)
+        f1.append(final_test(algo, result, test)["test_f1"])
+    return time.perf_counter() - t0, f1
+
+
+def embeddings_once(spec, size: Size, cache: Path) -> tuple[float, list[float]]:
+    """The study's trial recipe: the first trial fills the embedding cache, every trial reads it."""
+    from study.experiment import build_trial
+
+    f1 = []
+    t0 = time.perf_counter()
+    for point in _points(spec, size):
+        trial = build_trial(spec, point, dict(spec.lnl[0].fixed), torch.device("cpu"), cache, cache)
+        f1.append(trial.final_metrics(trial.fit(), cache)["test_f1"])
+    return time.perf_counter() - t0, f1
+
+
+def batched(spec, size: Size, cache: Path) -> tuple[float, float, float]:
+    """The embeddings once, and per seed the heads of every noise rate in one ``train_heads`` call; then the
+    same heads one at a time. Returns (grid wall time, batched heads/s, one-at-a-time heads/s)."""
+    from study import experiment as E
+    from study.lnl.linear_probe import predict_heads, train_heads
+
+    t0 = time.perf_counter()
+    train_s = single_s = 0.0
+    for seed in size.seeds:
+        points = [p for p in _points(spec, size) if p.seed == seed]
+        data = E.load_dataset(spec, "synthetic", cache)
+        splits = E.trial_splits(spec, data, points[0])
+        embedder = E.Embedder(
+            E.encoder_file(spec, points[0], cache, cache, torch.device("cpu")),
+            cache,
+            spec.model.resolution,
+            E.input_normalization(spec, points[0]),
+            torch.device("cpu"),
+        )
+        rows = embedder(data)
+        noisy = np.stack([E.corrupt(spec, data, splits, p)[0] for p in points])
+        args = (rows[splits.train], noisy[:, splits.train], rows[splits.val], noisy[:, splits.val], data.num_classes)
+        kw = dict(hidden=tuple(HIDDEN), epochs=size.epochs, lr=0.025, batch_size=BATCH, patience=None)
+        t1 = time.perf_counter()
+        heads = train_heads(*args, **kw, seeds=[p.seed * 100 + i for i, p in enumerate(points)])
+        train_s += time.perf_counter() - t1
+        predict_heads(heads.model(), torch.from_numpy(np.asarray(rows[splits.test])))  # the test pass
+        t1 = time.perf_counter()
+        for i, p in enumerate(points):
+            a = args
+            train_heads(a[0], a[1][i : i + 1], a[2], a[3][i : i + 1], a[4], **kw, seeds=[p.seed * 100 + i])
+        single_s += time.perf_counter() - t1
+    grid = time.perf_counter() - t0 - single_s
+    heads = len(size.rates) * len(size.seeds)
+    return grid, heads / train_s, heads / single_s
 
 
 def main(quick: bool = False) -> None:
-    n, n_val, d, k = (4000, 1000, 512, 10) if quick else (20000, 4000, 512, 10)
-    heads, epochs = (8, 5) if quick else (16, 10)
-    rng = np.random.default_rng(0)
-    centers = rng.normal(size=(k, d)).astype(np.float32)
-    y = rng.integers(0, k, n)
-    yv = rng.integers(0, k, n_val)
-    x = centers[y] + rng.normal(scale=2.0, size=(n, d)).astype(np.float32)
-    xv = centers[yv] + rng.normal(scale=2.0, size=(n_val, d)).astype(np.float32)
-    rates = np.linspace(0.0, 0.6, heads // 2).tolist() * 2
-    noisy = np.stack([inject_noise(y, k, "symmetric", r, seed=i).labels for i, r in enumerate(rates)])
-    noisy_val = np.stack([inject_noise(yv, k, "symmetric", r, seed=100 + i).labels for i, r in enumerate(rates)])
+    from torchvision.models import resnet18
+
+    size = QUICK if quick else FULL
+    torch.manual_seed(0)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-
-    t0 = time.perf_counter()
-    batched = train_heads(x, noisy, xv, noisy_val, k, epochs=epochs, patience=None, seeds=list(range(heads)))
-    t_batched = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    singles = [
-        train_heads(x, noisy[i : i + 1], xv, noisy_val[i : i + 1], k, epochs=epochs, patience=None, seeds=[i])
-        for i in range(heads)
-    ]
-    t_single = time.perf_counter() - t0
-
+    with tempfile.TemporaryDirectory(prefix="linear_probe_bench_") as tmp:
+        root = Path(tmp)
+        weights = root / "resnet18_random.pt"
+        torch.save(resnet18(weights=None).state_dict(), weights)
+        spec = _spec(size, weights)
+        # the decoded dataset and the encoder file are shared; each variant starts with no embeddings
+        caches = {v: root / v for v in ("per_trial", "embeddings_once", "batched")}
+        for c in caches.values():
+            c.mkdir()
+            _warm(spec, size, c)
+        t_trial, f1_trial = per_trial(spec, size, caches["per_trial"])
+        t_once, f1_once = embeddings_once(spec, size, caches["embeddings_once"])
+        t_batched, hps_batched, hps_single = batched(spec, size, caches["batched"])
+    heads = len(size.rates) * len(size.seeds)
     print(f"linear_probe_heads: {heads}")
-    print(f"linear_probe_samples: {n}")
-    print(f"linear_probe_epochs: {epochs}")
-    print(f"linear_probe_batched_heads_per_s: {heads / t_batched:.3f}")
-    print(f"linear_probe_one_at_a_time_heads_per_s: {heads / t_single:.3f}")
-    print(f"linear_probe_speedup: {t_single / t_batched:.2f}")
-    # the batched heads are the independent trainings: same selected validation F1 per head
-    diff = max(abs(float(batched.best_val_f1[i]) - float(singles[i].best_val_f1[0])) for i in range(heads))
-    print(f"linear_probe_max_val_f1_difference: {diff:.2e}")
+    print(f"linear_probe_images: {size.images}")
+    print(f"linear_probe_side: {size.side}")
+    print(f"linear_probe_epochs: {size.epochs}")
+    print(f"linear_probe_per_trial_seconds: {t_trial:.1f}")
+    print(f"linear_probe_embeddings_once_seconds: {t_once:.1f}")
+    print(f"linear_probe_batched_seconds: {t_batched:.1f}")
+    print(f"linear_probe_embeddings_once_speedup: {t_trial / t_once:.2f}")
+    print(f"linear_probe_speedup: {t_trial / t_batched:.2f}")
+    print(f"linear_probe_batched_heads_per_s: {hps_batched:.3f}")
+    print(f"linear_probe_one_at_a_time_heads_per_s: {hps_single:.3f}")
+    # the same heads on cached rows as on images through the encoder: the same test F1 (float noise aside)
+    diff = max(abs(a - b) for a, b in zip(f1_trial, f1_once, strict=True))
+    print(f"linear_probe_max_test_f1_difference: {diff:.2e}")
+
+
+def _warm(spec, size: Size, cache: Path) -> None:
+    """Decode the dataset and store the encoder in ``cache`` (not part of any variant's time)."""
+    from study import experiment as E
+
+    for point in _points(spec, size)[:: len(size.rates)]:
+        E.load_dataset(spec, point.dataset, cache)
+        E.encoder_file(spec, point, cache, cache, torch.device("cpu"))

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = {
@@ -86,3 +87,44 @@ def test_ssl_effect_refuses_an_algorithm_or_block_it_does_not_have(monkeypatch):
     monkeypatch.setenv("SSL_EFFECT_BLOCKS", "views,nope")
     out = bench("ssl_effect")
     assert out.returncode == 2 and "SSL_EFFECT_BLOCKS names 'nope'" in out.stderr
+
+
+def test_linear_probe_grid_is_a_valid_study_spec_with_its_declared_sizes(tmp_path):
+    """The linear_probe benchmark's grid is a spec the door accepts: one pretrained encoder, every noise
+    rate x seed a final run of the linear_probe entry."""
+    from torchvision.models import resnet18
+
+    from benchmarks.linear_probe import FULL, QUICK, _points, _spec
+    from study.tuning.plan import make_plan
+
+    weights = tmp_path / "r18.pt"
+    torch.save(resnet18(weights=None).state_dict(), weights)
+    for size in (FULL, QUICK):
+        spec = _spec(size, weights)
+        plan = make_plan(spec)
+        assert len(plan.final_runs) == len(size.rates) * len(size.seeds) == len(_points(spec, size))
+        assert spec.lnl[0].fixed["hidden"] == [512, 128, 64] and not spec.noise.noisy_validation
+    assert len(FULL.seeds) == 4  # the paper's four seeds
+
+
+def test_linear_probe_variants_run_and_agree_at_a_tiny_size(tmp_path):
+    """Each timed variant runs through the API it measures (a renamed call fails here, not after a long
+    benchmark run), and heads on cached embeddings score what heads on images through the encoder do."""
+    from torchvision.models import resnet18
+
+    from benchmarks.linear_probe import Size, _spec, _warm, batched, embeddings_once, per_trial
+
+    size = Size(150, 3, 32, (0.0, 0.4), (0,), 2)
+    weights = tmp_path / "r18.pt"
+    torch.save(resnet18(weights=None).state_dict(), weights)
+    spec = _spec(size, weights)
+    caches = {v: tmp_path / v for v in ("trial", "once", "batched")}
+    for c in caches.values():
+        c.mkdir()
+        _warm(spec, size, c)
+    _, f1_trial = per_trial(spec, size, caches["trial"])
+    _, f1_once = embeddings_once(spec, size, caches["once"])
+    _, batched_rate, single_rate = batched(spec, size, caches["batched"])
+    assert len(f1_trial) == 2 and f1_trial == pytest.approx(f1_once, abs=1e-6)
+    assert batched_rate > 0 and single_rate > 0
+    assert list((caches["once"] / "embeddings").glob("*.npy"))  # computed once into the cache
