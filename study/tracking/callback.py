@@ -69,6 +69,19 @@ def _error_text(trial) -> str:
     return str(msg or "unknown error").strip().splitlines()[-1][:2000]
 
 
+def run_identity(tracker: Tracker, cfg: TrialConfig, trial_id: str) -> tuple[str, dict, dict, str | None]:
+    """What names a trial's MLflow run: (run name, tags: its axes and cell, params: its ``TrialConfig``,
+    its cell's parent run, created here on first sight)."""
+    axes = cfg.axes()
+    tags = {a: axes[a] for a in AXIS_TAGS if a in axes}
+    parent = None
+    if cfg.cell is not None:
+        tags[TAG_CELL] = cfg.cell
+        parent = tracker.cell_run(cfg.cell, axes)
+    params = cfg.model_dump(mode="json", exclude_defaults=True)  # no empty point, job or hparams
+    return f"{cfg.stage}:{cfg.id}:{trial_id}", tags, params, parent
+
+
 class TrackingCallback(Callback):
     def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None, artifacts_root: str) -> None:
         self.tracking_uri, self.experiment = tracking_uri, experiment
@@ -95,14 +108,7 @@ class TrackingCallback(Callback):
     def _run(self, trial) -> str:
         """The trial's MLflow run (created on first sight, under its cell's parent run)."""
         cfg = TrialConfig.from_ray(trial.config)
-        axes = cfg.axes()
-        tags = {a: axes[a] for a in AXIS_TAGS if a in axes}
-        parent = None
-        if cfg.cell is not None:
-            tags[TAG_CELL] = cfg.cell
-            parent = self.tracker.cell_run(cfg.cell, axes)
-        name = f"{cfg.stage}:{cfg.id}:{trial.trial_id}"
-        params = cfg.model_dump(mode="json", exclude_defaults=True)  # no empty point, job or hparams
+        name, tags, params, parent = run_identity(self.tracker, cfg, trial.trial_id)
         run_id, _ = self.tracker.trial_run(trial.trial_id, cfg.stage, name, tags, params, parent, cfg.continues)
         return run_id
 

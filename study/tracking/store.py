@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ TAG_STAGE = "study.stage"
 TAG_CELL = "study.cell"
 TAG_CELL_PARENT = "study.cell_parent"  # on a cell's parent run only
 TAG_TRIAL_ID = "study.trial_id"  # Ray's trial id: survives a restore
+TAG_REUSED = "study.reused_run"  # a final run that records its cell's best tuning trial: that trial's run id
 TAG_CONTINUES = "study.continues_trial"  # the Ray trial id a trial's run had before a driver kill
 TAG_STATE = "study.state"  # complete | pruned | failed
 TAG_ERROR = "study.error"
@@ -160,6 +162,38 @@ class Tracker:
             self.client.update_run(run_id, status="RUNNING")
         self._cache[trial_id] = run_id
         return run_id, created
+
+    def copy_run(
+        self, source_trial_id: str, trial_id: str, stage: str, name: str, tags: dict, params: dict, parent: str | None
+    ) -> str | None:
+        """A FINISHED run of ``trial_id`` recording what the run of ``source_trial_id`` recorded: every metric
+        with its history, the trial's ``study.*`` tags, and ``study.reused_run`` naming the source run
+        (whose artifacts are the trial's). None, and nothing written, where the source run has not finished
+        with test metrics. Idempotent: a copy a killed driver left half-written is deleted and made again."""
+        existing = self._find(TAG_TRIAL_ID, trial_id)
+        if existing is not None:
+            if self.client.get_run(existing).info.status == "FINISHED":
+                return existing
+            self.client.delete_run(existing)
+            self._cache.pop(trial_id, None)
+        src_id = self._find(TAG_TRIAL_ID, source_trial_id)
+        if src_id is None:
+            return None
+        src = self.client.get_run(src_id)
+        if src.info.status != "FINISHED" or "test_f1" not in src.data.metrics:
+            return None
+        own = {TAG_TRIAL_ID, TAG_STAGE, TAG_KIND, TAG_CONTINUES}
+        kept = {k: v for k, v in src.data.tags.items() if k.startswith("study.") and k not in own}
+        run_id, _ = self.trial_run(trial_id, stage, name, {**kept, **tags, TAG_REUSED: src_id}, params, parent)
+        history = [m for key in src.data.metrics for m in self.client.get_metric_history(src_id, key)]
+        for i in range(0, len(history), 1000):
+            self.client.log_batch(run_id, metrics=history[i : i + 1000])
+        if self.client.list_artifacts(src_id):  # the best checkpoint, the noisy labels: a run has its own
+            with tempfile.TemporaryDirectory(prefix="study-copy-") as tmp:
+                self.client.download_artifacts(src_id, "", dst_path=tmp)
+                self.client.log_artifacts(run_id, tmp)
+        self.finish(run_id, "FINISHED")
+        return run_id
 
     def log_metrics(self, run_id: str, metrics: dict, step: int) -> None:
         now = int(time.time() * 1000)

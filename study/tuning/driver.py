@@ -35,6 +35,7 @@ from ray import tune
 
 from study import storage as st
 from study.tracking import Tracker, TrackingCallback
+from study.tracking.callback import run_identity
 from study.tracking.view import apply_view
 from study.tuning.checkpoints import CheckpointPruner, prune_ended
 from study.tuning.embeddings import compute_embeddings
@@ -44,7 +45,7 @@ from study.tuning.plan import Plan, Point, TrialConfig, check_resources
 from study.tuning.progress import ProgressCallback
 from study.tuning.results import ARTIFACT_DIR
 from study.tuning.scheduler import PerCellASHA, SchedulerState
-from study.tuning.searcher import ATTR_ORPHANED, CellSearcher, best_hparams, open_study
+from study.tuning.searcher import ATTR_ORPHANED, CellSearcher, best_hparams, best_trial_run, open_study
 from study.tuning.spec import Resources, Spec
 from study.tuning.studydir import STAGES, Stage, StudyPaths
 from study.tuning.trainables import lnl_trainable, pretrain_trainable
@@ -213,6 +214,11 @@ def _run_stage(stage: Stage, spec: Spec, plan: Plan, paths: StudyPaths, has_gpu:
         )
         paths.set_stage(stage, "done")
         return
+    if stage == "final" and not _restorable(stage, paths):
+        finals = reuse_tuning_trials(spec, plan, paths, finals)
+        if not finals:  # every final run is a cell's best tuning trial (one seed): recorded, nothing to train
+            paths.set_stage(stage, "done")
+            return
     paths.set_stage(stage, "running")
     if stage != "pretrain":  # a frozen encoder's embeddings, once per dataset, before the trials reading them
         points = [c.tune_point for c in plan.cells] if stage == "lnl" else [f.point for f in finals if f.point]
@@ -251,6 +257,35 @@ def final_runs(spec: Spec, plan: Plan, paths: StudyPaths) -> list[TrialConfig]:
         for c, p in plan.final_runs
         if c.id in best
     ]
+
+
+def reuse_tuning_trials(spec: Spec, plan: Plan, paths: StudyPaths, finals: list[TrialConfig]) -> list[TrialConfig]:
+    """The final runs still to train. A final run at its cell's tuning point with the configuration of the
+    cell's best tuning trial is that trial again (same data, noisy labels, seed, hyperparameters and epochs;
+    the trial already measured the clean test set at its selected epoch and wrote its artifacts): its
+    MLflow run is recorded as the final run (``Tracker.copy_run``, tag ``study.reused_run``) instead of
+    training a second time. Where the tuning trial's run did not finish with test metrics, it is trained."""
+    tune_point = {c.id: c.tune_point for c, _ in plan.final_runs}
+    tracker = Tracker(paths.state.tracking_uri, paths.state.experiment, paths.state.artifact_location)
+    rest = []
+    for cfg in finals:
+        best = None
+        if cfg.point == tune_point.get(cfg.id):
+            best = best_trial_run(open_study(paths.optuna_url, cfg.id, spec.tuning.mode))
+        if best is None or best[1] != cfg.hparams:
+            rest.append(cfg)
+            continue
+        trial_id = f"{best[0]}-final"
+        name, tags, params, parent = run_identity(tracker, cfg, trial_id)
+        if tracker.copy_run(best[0], trial_id, "final", name, tags, params, parent) is None:
+            rest.append(cfg)
+    return rest
+
+
+def _restorable(stage: Stage, paths: StudyPaths) -> bool:
+    """Whether an earlier driver started the stage's Ray Tune experiment (a resume restores it)."""
+    storage_path, fs = paths.tune_storage()
+    return bool(tune.Tuner.can_restore(f"{storage_path}/{paths.stage_name(stage)}", storage_filesystem=fs))
 
 
 def cell_fixed(spec: Spec, point: Point) -> dict[str, Any]:
@@ -353,7 +388,7 @@ def _restore(stage: Stage, plan: Plan, paths: StudyPaths, trainable, quiet: bool
     tune_config = getattr(internal, "_tune_config", None)
     run_config = getattr(internal, "_run_config", None)
     if run_config is not None:
-        total = {"pretrain": len(plan.pretrain_jobs), "lnl": plan.tuning_trials, "final": len(plan.final_runs)}
+        total = {"pretrain": len(plan.pretrain_jobs), "lnl": plan.tuning_trials, "final": plan.final_trained}
         run_config.callbacks = _callbacks(paths, stage, total[stage], quiet, getattr(tune_config, "scheduler", None))
     searcher = getattr(tune_config, "search_alg", None)
     if isinstance(searcher, CellSearcher):

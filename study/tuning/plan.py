@@ -154,6 +154,16 @@ class Plan:
     def empty(self) -> bool:
         return not (self.cells or self.pretrain_jobs or self.final_runs)
 
+    @property
+    def final_reused(self) -> int:
+        """Final runs at their cell's tuning point: its best tuning trial is recorded as the run, not retrained
+        (``driver.reuse_tuning_trials``; trained after all where that trial's run lacks test metrics)."""
+        return sum(1 for c, p in self.final_runs if p == c.tune_point)
+
+    @property
+    def final_trained(self) -> int:
+        return len(self.final_runs) - self.final_reused
+
     def summary(self, spec: Spec) -> dict:
         return {
             "study": spec.name,
@@ -171,6 +181,7 @@ class Plan:
             "lnl_trials": self.tuning_trials,
             "samples_per_cell": spec.tuning.samples_per_cell,
             "final_runs": len(self.final_runs),
+            "final_runs_reused": self.final_reused,
             "total_trials": len(self.pretrain_jobs) + self.tuning_trials + len(self.final_runs),
             "estimated_gpu_hours": {k: round(v, 4) for k, v in self.gpu_hours.items()},
         }
@@ -279,7 +290,7 @@ def estimate_gpu_hours(spec: Spec, plan: Plan) -> dict[str, float]:
         return n * a.epochs * factor / images_per_second(spec, spec.backbone_of(point.ssl)) / 3600
 
     tune = sum(lnl_cost(c.tune_point) for c in plan.cells) * spec.tuning.samples_per_cell
-    final = sum(lnl_cost(p) for _, p in plan.final_runs)
+    final = sum(lnl_cost(p) for c, p in plan.final_runs if p != c.tune_point)  # the tuning point's run is reused
     return {"pretraining": pre, "tuning": tune, "final": final, "total": pre + tune + final}
 
 
@@ -309,7 +320,8 @@ def format_plan(spec: Spec, plan: Plan, source: str) -> str:
         f"{', ASHA early stopping' if spec.early_stopping.enabled else ''})",
         f"  {spec.tuning.sampler_text()}",
         *_fixed_by_noise_lines(spec, plan),
-        f"  final-seed runs: {s['final_runs']}",
+        f"  final-seed runs: {s['final_runs']} ({s['final_runs_reused']} of them at the tuning seed: the cell's best "
+        "tuning trial, recorded, not retrained)",
         f"  estimated GPU-hours (upper bound, one A100-class GPU): pretraining {gh['pretraining']}, "
         f"tuning {gh['tuning']}, final {gh['final']}, total {gh['total']}",
     ]

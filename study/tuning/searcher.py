@@ -93,6 +93,17 @@ def best_hparams(study: optuna.Study) -> dict[str, Any] | None:
     return json.loads(study.best_trial.user_attrs.get(ATTR_CONFIG, "{}"))
 
 
+def best_trial_run(study: optuna.Study) -> tuple[str, dict[str, Any]] | None:
+    """The Ray trial id and the hyperparameters of the cell's best completed trial; None when no trial
+    completed or the best one has no Ray trial recorded."""
+    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        return None
+    best = study.best_trial
+    if ATTR_RAY_TRIAL not in best.user_attrs or ATTR_CONFIG not in best.user_attrs:
+        return None
+    return str(best.user_attrs[ATTR_RAY_TRIAL]), json.loads(best.user_attrs[ATTR_CONFIG])
+
+
 class CellSearcher(Searcher):
     """``samples_per_cell`` trials for each of ``cells``, asked of the cell's Optuna study in turn.
     ``spaces``/``fixed``: the search space and the fixed hyperparameters per LNL entry key; ``cell_fixed``:

@@ -73,3 +73,35 @@ def test_a_trial_handed_out_again_continues_the_run_of_the_trial_before_it(track
     assert run.data.tags["mlflow.runName"] == "lnl:c:t2b" and run.data.metrics["val_f1"] == 0.5
     other, created_other = fresh.trial_run("t9", "lnl", "lnl:c:t9", {"study.cell": "c"}, {}, cell, "gone")
     assert created_other and other != first  # nothing to continue: a new run
+
+
+def test_a_final_run_at_the_tuning_seed_copies_the_best_tuning_trials_run(tracker, tmp_path):
+    """The final run that would retrain the best tuning trial (same point, same configuration) records
+    that trial's run instead: its metrics with their histories, its study tags, its artifacts, and
+    ``study.reused_run``; an unfinished source is not copied; a half-written copy is made again."""
+    cell = tracker.cell_run("c", {"dataset": "d", "noise_rate": 0.2})
+    src, _ = tracker.trial_run("t1", "lnl", "lnl:c:t1", {"study.cell": "c", "seed": "0"}, {}, cell)
+    for epoch, v in enumerate([0.4, 0.6, 0.5]):
+        tracker.log_metrics(src, {"val_f1": v}, step=epoch)
+    tracker.log_metrics(src, {"test_f1": 0.7}, step=2)
+    tracker.set_tags(src, {"study.state": "complete", "study.per_class_f1": "[0.6, 0.8]"})
+    (tmp_path / "art").mkdir()
+    (tmp_path / "art" / "best_checkpoint.pt").write_bytes(b"weights")
+    tracker.log_artifacts(src, tmp_path / "art")
+    assert tracker.copy_run("t1", "t1-final", "final", "final:c:t1-final", {"study.cell": "c"}, {}, cell) is None
+    tracker.finish(src)
+    # a copy a killed driver left RUNNING: deleted and made again
+    stale, _ = tracker.trial_run("t1-final", "final", "x", {}, {}, cell)
+    copy = tracker.copy_run("t1", "t1-final", "final", "final:c:t1-final", {"study.cell": "c"}, {"a": 1}, cell)
+    assert copy is not None and copy != stale
+    run = tracker.client.get_run(copy)
+    assert run.info.status == "FINISHED" and run.data.tags["study.stage"] == "final"
+    assert run.data.tags["study.reused_run"] == src and run.data.tags["study.per_class_f1"] == "[0.6, 0.8]"
+    assert run.data.tags["mlflow.parentRunId"] == cell and run.data.params["a"] == "1"
+    assert [m.value for m in tracker.client.get_metric_history(copy, "val_f1")] == [0.4, 0.6, 0.5]
+    assert run.data.metrics["test_f1"] == 0.7
+    assert [a.path for a in tracker.client.list_artifacts(copy)] == ["best_checkpoint.pt"]
+    again = Tracker(tracker.uri, "cells").copy_run("t1", "t1-final", "final", "n", {}, {}, cell)
+    assert again == copy
+    finals = [r for r in Tracker(tracker.uri, "cells").runs() if r.data.tags.get("study.trial_id") == "t1-final"]
+    assert len(finals) == 1

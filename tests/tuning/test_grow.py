@@ -151,7 +151,9 @@ def test_grow_runs_only_the_new_part_and_keeps_every_earlier_run(tmp_path):
     assert state["generation"] == 2 and set(state["stages"].values()) == {"done"}
     assert len(state["earlier_specs"]) == 2
     tune = study_dir / "tune"
-    assert {p.name for p in tune.iterdir() if p.is_dir()} == {"lnl", "final", "final.1", "lnl.2", "final.2"}
+    # generation 0's one final run is its cell's best tuning trial, recorded without a Ray experiment; in
+    # generation 2 the new cell's run at the tuning seed likewise, its seed-1 run trained (final.2)
+    assert {p.name for p in tune.iterdir() if p.is_dir()} == {"lnl", "final.1", "lnl.2", "final.2"}
     after = trial_runs(study_dir)
     trials = {i: r for i, r in after.items() if r.data.tags.get("study.kind") == "trial"}
     # the earlier runs are the same runs with the same figures; the new ones are one tuning trial (rate 0)

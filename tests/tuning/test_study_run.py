@@ -71,6 +71,16 @@ def test_smoke_study_completes_with_one_run_per_trial(smoke_study):
             assert tag in r.data.tags
     states = optuna_states(smoke_study, spec)
     assert len(states) == plan.tuning_trials and "RUNNING" not in states
+    # at the tuning seed, the final run is the cell's best tuning trial, recorded, not trained again
+    reused = [r for r in finals if "study.reused_run" in r.data.tags]
+    assert len(reused) == plan.final_reused == len(plan.cells)
+    by_id = {r.info.run_id: r for r in runs}
+    for r in reused:
+        src = by_id[r.data.tags["study.reused_run"]]
+        assert src.data.tags["study.stage"] == "lnl" and src.data.tags["study.cell"] == r.data.tags["study.cell"]
+        assert src.data.tags["seed"] == r.data.tags["seed"] and src.data.metrics["test_f1"] == r.data.metrics["test_f1"]
+    trained = [p for p in (smoke_study / "tune").glob("final/lnl_trainable_*") if p.is_dir()]
+    assert len(trained) == plan.final_trained
 
 
 def test_ended_trials_leave_no_checkpoints_and_no_staged_artifacts(smoke_study):
