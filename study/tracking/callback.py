@@ -78,7 +78,8 @@ def run_identity(tracker: Tracker, cfg: TrialConfig, trial_id: str) -> tuple[str
     if cfg.cell is not None:
         tags[TAG_CELL] = cfg.cell
         parent = tracker.cell_run(cfg.cell, axes)
-    params = cfg.model_dump(mode="json", exclude_defaults=True)  # no empty point, job or hparams
+    # no empty point, job or hparams; not ``continues``, which says how a resume ran it, not what it is
+    params = cfg.model_dump(mode="json", exclude_defaults=True, exclude={"continues"})
     return f"{cfg.stage}:{cfg.id}:{trial_id}", tags, params, parent
 
 

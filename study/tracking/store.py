@@ -151,17 +151,29 @@ class Tracker:
             run = self.client.create_run(
                 self.experiment_id, tags={k: str(v) for k, v in all_tags.items()}, run_name=name
             )
+            self._log_params(run.info.run_id, params, {})
             run_id = run.info.run_id
-            flat = flatten(params)
-            items = [Param(k[:250], v[:6000]) for k, v in flat.items()]
-            for i in range(0, len(items), 100):
-                self.client.log_batch(run_id, params=items[i : i + 100])
-        elif self.client.get_run(run_id).info.status in ("FINISHED", "FAILED", "KILLED"):
-            self.terminal.add(run_id)
         else:
-            self.client.update_run(run_id, status="RUNNING")
+            found = self.client.get_run(run_id)
+            # a driver killed between creating the run and logging its params left some out
+            self._log_params(run_id, params, found.data.params)
+            if found.info.status in ("FINISHED", "FAILED", "KILLED"):
+                self.terminal.add(run_id)
+            else:
+                self.client.update_run(run_id, status="RUNNING")
         self._cache[trial_id] = run_id
         return run_id, created
+
+    def _log_params(self, run_id: str, params: dict, have: dict) -> None:
+        """Log the flattened ``params`` that the run does not have yet, 100 per call."""
+        items = [Param(k[:250], v[:6000]) for k, v in flatten(params).items() if k[:250] not in have]
+        for i in range(0, len(items), 100):
+            self.client.log_batch(run_id, params=items[i : i + 100])
+
+    def run_ended(self, trial_id: str) -> bool:
+        """Whether the run of Ray trial ``trial_id`` exists and has ended (FINISHED, FAILED or KILLED)."""
+        run_id = self._find(TAG_TRIAL_ID, trial_id)
+        return run_id is not None and self.client.get_run(run_id).info.status in ("FINISHED", "FAILED", "KILLED")
 
     def copy_run(
         self, source_trial_id: str, trial_id: str, stage: str, name: str, tags: dict, params: dict, parent: str | None

@@ -364,6 +364,7 @@ def _lnl_tuner(spec: Spec, plan: Plan, paths: StudyPaths, trainable, quiet: bool
         if es.enabled
         else None
     )
+    searcher.use_scheduler(scheduler)
     callbacks = _callbacks(paths, "lnl", plan.tuning_trials, quiet, scheduler)
     return tune.Tuner(
         trainable,
@@ -393,6 +394,9 @@ def _restore(stage: Stage, plan: Plan, paths: StudyPaths, trainable, quiet: bool
     searcher = getattr(tune_config, "search_alg", None)
     if isinstance(searcher, CellSearcher):
         searcher.use_storage(paths.optuna_url)
+        searcher.use_scheduler(getattr(tune_config, "scheduler", None))
+        state = paths.state
+        searcher.use_recorded(Tracker(state.tracking_uri, state.experiment, state.artifact_location).run_ended)
     elif stage == "lnl" and paths.uri:
         raise RuntimeError("cannot point the restored searcher at this driver's optuna.db")
     return tuner

@@ -9,6 +9,7 @@ Ray's experiment state so that a resumed study prunes as an uninterrupted one do
 from __future__ import annotations
 
 import pickle
+from types import SimpleNamespace
 
 from ray.tune import Callback
 from ray.tune.result import TRAINING_ITERATION
@@ -67,6 +68,18 @@ class PerCellASHA(FIFOScheduler):
 
     def debug_string(self) -> str:
         return f"PerCellASHA: {len(self.cells)} cells"
+
+    def record(self, cell: str, trial_id: str, values: dict[int, float]) -> None:
+        """Put a trial Ray does not know into its cell's rungs, as its reports would have: ``values`` per
+        0-based epoch (Optuna's intermediate values; the rung time is epoch + 1, one report per epoch). For a
+        trial that finished after Ray's last snapshot of a killed driver (``CellSearcher`` counts it)."""
+        if cell not in self.cells:
+            self.cells[cell] = AsyncHyperBandScheduler(**self._cfg)
+        asha = self.cells[cell]
+        bracket, op = asha._brackets[0], asha._metric_op
+        stub = SimpleNamespace(trial_id=trial_id)
+        for epoch in sorted(values):
+            bracket.on_result(stub, epoch + 1, op * values[epoch])
 
 
 class SchedulerState(Callback):

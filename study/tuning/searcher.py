@@ -8,7 +8,8 @@ cell's ASHA reaches Optuna as PRUNED; a trial that failed (after its retries) as
 On restore, a trial that Optuna holds RUNNING but Ray never recorded (the driver was killed between the
 two) is handed out again, same number and same hyperparameters, the next time its cell is asked, with
 ``TrialConfig.continues`` naming the Ray trial that ran it before (whose MLflow run the new one continues);
-one that Ray never recorded but that finished before the kill counts towards its cell's samples; and
+one that Ray never recorded but that finished before the kill (its MLflow run ended too) counts towards its
+cell's samples, its reports entering the cell's ASHA rungs; and
 every ask seeds the cell's sampler from the spec's seed, the cell and the trial's number, not from how
 many asks this driver made. So an interrupted and resumed study samples the same configurations as an
 uninterrupted one (exactly while the sampler draws at random: the random sampler, or TPE until
@@ -30,6 +31,7 @@ import contextlib
 import json
 import math
 import pickle
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -113,6 +115,8 @@ class CellSearcher(Searcher):
     # searcher from before has none)
     n_startup_trials: int = 10
     cell_fixed: dict[str, dict] | None = None
+    scheduler: Any = None
+    recorded: Callable[[str], bool] | None = None
 
     def __init__(
         self,
@@ -142,7 +146,18 @@ class CellSearcher(Searcher):
     def __getstate__(self) -> dict:
         d = dict(self.__dict__)
         d["_studies"] = {}
+        d.pop("scheduler", None)  # the driver links this session's scheduler (``use_scheduler``)
+        d.pop("recorded", None)  # and its MLflow store (``use_recorded``)
         return d
+
+    def use_recorded(self, recorded: Callable[[str], bool] | None) -> None:
+        """Whether the MLflow run of a Ray trial ended: a trial told to Optuna after Ray's last snapshot
+        whose run did not end (the driver died between the two) is run again, not counted."""
+        self.recorded = recorded
+
+    def use_scheduler(self, scheduler: Any) -> None:
+        """The ``PerCellASHA`` whose rungs get the trials that finished after Ray's last snapshot."""
+        self.scheduler = scheduler if hasattr(scheduler, "record") else None
 
     def use_storage(self, storage: str) -> None:
         """Read and write the cells' studies in ``storage`` (a restored searcher names the previous driver's)."""
@@ -205,8 +220,9 @@ class CellSearcher(Searcher):
         study = self.study(cell.id)
         storage = study._storage
         frozen = storage.get_trial(storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
-        storage.set_trial_user_attr(frozen._trial_id, ATTR_RAY_TRIAL, trial_id)
-        storage.set_trial_user_attr(frozen._trial_id, ATTR_REUSED, True)
+        if not frozen.state.is_finished():  # told before its MLflow run ended: Optuna keeps its outcome
+            storage.set_trial_user_attr(frozen._trial_id, ATTR_RAY_TRIAL, trial_id)
+            storage.set_trial_user_attr(frozen._trial_id, ATTR_REUSED, True)
         before = frozen.user_attrs.get(ATTR_RAY_TRIAL)
         return frozen.number, frozen._trial_id, json.loads(frozen.user_attrs[ATTR_CONFIG]), before
 
@@ -255,8 +271,12 @@ class CellSearcher(Searcher):
             for t in self.study(c.id).get_trials(deepcopy=False):
                 if (c.id, t.number) in known or ATTR_CONFIG not in t.user_attrs or ATTR_ORPHANED in t.user_attrs:
                     continue
-                if t.state in (TrialState.RUNNING, TrialState.WAITING):
+                ray_id = str(t.user_attrs.get(ATTR_RAY_TRIAL, f"optuna-{t.number}"))
+                ended = t.state not in (TrialState.RUNNING, TrialState.WAITING)
+                if not ended or (self.recorded is not None and not self.recorded(ray_id)):
                     orphans.setdefault(c.id, []).append(t.number)
                 else:
                     self.counts[c.id] += 1
+                    if self.scheduler is not None and t.intermediate_values:  # later trials are pruned against it
+                        self.scheduler.record(c.id, ray_id, dict(t.intermediate_values))
         return orphans

@@ -71,6 +71,10 @@ def test_a_trial_handed_out_again_continues_the_run_of_the_trial_before_it(track
     run = fresh.client.get_run(again)
     assert run.data.tags["study.trial_id"] == "t2b" and run.data.tags["study.continues_trial"] == "t2"
     assert run.data.tags["mlflow.runName"] == "lnl:c:t2b" and run.data.metrics["val_f1"] == 0.5
+    # a run the killed driver created without its params (killed between the two): they are added
+    bare, _ = tracker.trial_run("t5", "lnl", "lnl:c:t5", {"study.cell": "c"}, {}, cell)
+    taken, _ = fresh.trial_run("t5b", "lnl", "lnl:c:t5b", {"study.cell": "c"}, {"hparams": {"lr": 0.1}}, cell, "t5")
+    assert taken == bare and fresh.client.get_run(bare).data.params == {"hparams.lr": "0.1"}
     other, created_other = fresh.trial_run("t9", "lnl", "lnl:c:t9", {"study.cell": "c"}, {}, cell, "gone")
     assert created_other and other != first  # nothing to continue: a new run
 

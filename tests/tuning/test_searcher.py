@@ -118,6 +118,54 @@ def test_restore_counts_a_trial_that_finished_after_the_last_snapshot(tmp_path):
     assert len(open_study(s2.storage, C0, "max").get_trials()) == 2
 
 
+def test_a_trial_finished_after_the_snapshot_enters_its_cells_rungs(tmp_path):
+    """The restored scheduler never saw that trial's reports: its values go into its cell's ASHA rungs, so a
+    later trial of the cell is pruned against it as in an uninterrupted study."""
+    from types import SimpleNamespace
+
+    from study.tuning.scheduler import PerCellASHA
+
+    s = searcher(tmp_path, samples=2)
+    s.suggest("t0")
+    s.suggest("t1")
+    s.save(str(tmp_path / "state.pkl"))
+    s.suggest("t2")  # cell 0's second trial: two epochs reported, finished, then the driver died
+    for epoch, v in enumerate([0.6, 0.8]):
+        s.on_trial_result("t2", {"val_f1": v, "epoch": epoch})
+    s.on_trial_complete("t2", {"trial_finished": True, "objective": 0.8})
+    s2 = searcher(tmp_path, samples=2)
+    s2.restore(str(tmp_path / "state.pkl"))
+    asha = PerCellASHA("val_f1", "max", max_t=2, grace_period=1, reduction_factor=2)
+    s2.use_scheduler(asha)
+    s2.suggest("t3")  # finds the unrecorded trial
+    rungs = dict(asha.cells[C0]._brackets[0]._rungs)
+    assert rungs == {1: {"t2": 0.6}, 2: {"t2": 0.8}}
+    worse = SimpleNamespace(trial_id="t0", config=TrialConfig(stage="lnl", id=C0).to_ray())
+    asha.on_trial_add(None, worse)
+    assert asha.on_trial_result(None, worse, {"val_f1": 0.3, "training_iteration": 1}) == "STOP"
+    s3 = searcher(tmp_path, samples=2)
+    s3.restore(str(tmp_path / "state.pkl"))
+    s3.use_scheduler(None)  # early stopping off: counted only
+    assert s3.suggest("u") is not None and s3.scheduler is None
+
+
+def test_a_trial_told_to_optuna_but_not_to_mlflow_runs_again(tmp_path):
+    """The driver died after telling Optuna a trial's end and before its MLflow run ended: the trial is
+    handed out again (its run continued and finished), not counted."""
+    s = searcher(tmp_path, samples=2)
+    s.suggest("t0")
+    s.suggest("t1")
+    s.save(str(tmp_path / "state.pkl"))
+    lost = suggest(s, "t2")
+    s.on_trial_complete("t2", {"trial_finished": True, "objective": 0.5})
+    s2 = searcher(tmp_path, samples=2)
+    s2.restore(str(tmp_path / "state.pkl"))
+    s2.use_recorded(lambda ray_id: ray_id != "t2")
+    again = suggest(s2, "t2b")
+    assert again.continues == "t2" and again.model_copy(update={"continues": None}) == lost
+    assert suggest(s2, "t3").id == C1 and s2.suggest("t4") == "FINISHED"
+
+
 def test_samples_depend_on_cell_and_number_not_on_the_driver(tmp_path):
     """An uninterrupted searcher and one restored from its first snapshot sample the same configurations."""
     a = searcher(tmp_path / "a", samples=3)
