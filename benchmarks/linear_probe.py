@@ -182,21 +182,11 @@ def batched(spec, size: Size, cache: Path) -> tuple[float, float, float]:
 
 
 def main(quick: bool = False) -> None:
-    from torchvision.models import resnet18
-
     size = QUICK if quick else FULL
     torch.manual_seed(0)
     torch.set_num_threads(max(1, torch.get_num_threads()))
     with tempfile.TemporaryDirectory(prefix="linear_probe_bench_") as tmp:
-        root = Path(tmp)
-        weights = root / "resnet18_random.pt"
-        torch.save(resnet18(weights=None).state_dict(), weights)
-        spec = _spec(size, weights)
-        # the decoded dataset and the encoder file are shared; each variant starts with no embeddings
-        caches = {v: root / v for v in ("per_trial", "embeddings_once", "batched")}
-        for c in caches.values():
-            c.mkdir()
-            _warm(spec, size, c)
+        spec, caches = prepare(size, Path(tmp))
         t_trial, f1_trial = per_trial(spec, size, caches["per_trial"])
         t_once, f1_once = embeddings_once(spec, size, caches["embeddings_once"])
         t_batched, hps_batched, hps_single = batched(spec, size, caches["batched"])
@@ -215,6 +205,22 @@ def main(quick: bool = False) -> None:
     # the same heads on cached rows as on images through the encoder: the same test F1 (float noise aside)
     diff = max(abs(a - b) for a, b in zip(f1_trial, f1_once, strict=True))
     print(f"linear_probe_max_test_f1_difference: {diff:.2e}")
+
+
+def prepare(size: Size, root: Path):
+    """The grid's spec (a ResNet-18 with random weights saved under ``root`` as its encoder file) and one
+    cache per variant under ``root``, each with the decoded dataset and the encoder already stored and no
+    embeddings (so each variant's time starts at its first embedding)."""
+    from torchvision.models import resnet18
+
+    weights = root / "resnet18_random.pt"
+    torch.save(resnet18(weights=None).state_dict(), weights)
+    spec = _spec(size, weights)
+    caches = {v: root / v for v in ("per_trial", "embeddings_once", "batched")}
+    for c in caches.values():
+        c.mkdir()
+        _warm(spec, size, c)
+    return spec, caches
 
 
 def _warm(spec, size: Size, cache: Path) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from study.data.pipeline import AugmentConfig, Normalization, TensorLoader, norm
 from study.data.splits import with_labelled_subset
 from study.lnl import ALGORITHMS, Algorithm, OptimConfig
 from study.lnl.base import LoaderHparams, class_priors, expected_noise_fraction
-from study.lnl.linear_probe import EmbeddingInput, embeddings_key, encoder_embeddings
+from study.lnl.linear_probe import EmbeddingInput, embeddings_dataset_key, encoder_embeddings, file_hash
 from study.metrics import classification_metrics
 from study.models import Classifier, build_backbone
 from study.noise import OPTION_KINDS, NoisyLabels, inject_noise, instance_features
@@ -217,13 +218,11 @@ class Embedder:
         computed here."""
         remote = str(self.cache_dir) if storage.is_uri(self.cache_dir) else None
         local = storage.local_mirror(remote) if remote else Path(self.cache_dir).expanduser()
-        name = "{}-{}.npy".format(*embeddings_key(self.path, data, self.crop, self.norm))
-        fetched = False
+        name = f"{self.encoder_hash}-{embeddings_dataset_key(data, self.crop, self.norm)}.npy"
         if remote and not (local / "embeddings" / name).is_file():
             with contextlib.suppress(FileNotFoundError, OSError):
                 storage.download_file(storage.join(remote, "embeddings", name), local / "embeddings" / name)
-                fetched = True
-        before = (local / "embeddings" / name).is_file()
+        before = (local / "embeddings" / name).is_file()  # here already, or fetched
         rows = np.asarray(
             encoder_embeddings(
                 lambda: load_encoder(self.path, device=self.device),
@@ -234,11 +233,18 @@ class Embedder:
                 EVAL_BATCH,
                 crop=self.crop,
                 norm=self.norm,
+                encoder_hash=self.encoder_hash,
             )
         )
-        if remote and not before and not fetched:
+        if remote and not before:
             storage.upload_file(local / "embeddings" / name, storage.join(remote, "embeddings", name))
         return rows
+
+    @functools.cached_property
+    def encoder_hash(self) -> str:
+        """The encoder file's content hash, read once per embedder (a trial embeds its dataset, its test
+        split and a shifted test set)."""
+        return file_hash(self.path)
 
 
 def point_embedder(

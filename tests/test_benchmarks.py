@@ -110,21 +110,13 @@ def test_linear_probe_grid_is_a_valid_study_spec_with_its_declared_sizes(tmp_pat
 def test_linear_probe_variants_run_and_agree_at_a_tiny_size(tmp_path):
     """Each timed variant runs through the API it measures (a renamed call fails here, not after a long
     benchmark run), and heads on cached embeddings score what heads on images through the encoder do."""
-    from torchvision.models import resnet18
-
-    from benchmarks.linear_probe import Size, _spec, _warm, batched, embeddings_once, per_trial
+    from benchmarks.linear_probe import Size, batched, embeddings_once, per_trial, prepare
 
     size = Size(150, 3, 32, (0.0, 0.4), (0,), 2)
-    weights = tmp_path / "r18.pt"
-    torch.save(resnet18(weights=None).state_dict(), weights)
-    spec = _spec(size, weights)
-    caches = {v: tmp_path / v for v in ("trial", "once", "batched")}
-    for c in caches.values():
-        c.mkdir()
-        _warm(spec, size, c)
-    _, f1_trial = per_trial(spec, size, caches["trial"])
-    _, f1_once = embeddings_once(spec, size, caches["once"])
+    spec, caches = prepare(size, tmp_path)
+    _, f1_trial = per_trial(spec, size, caches["per_trial"])
+    _, f1_once = embeddings_once(spec, size, caches["embeddings_once"])
     _, batched_rate, single_rate = batched(spec, size, caches["batched"])
     assert len(f1_trial) == 2 and f1_trial == pytest.approx(f1_once, abs=1e-6)
     assert batched_rate > 0 and single_rate > 0
-    assert list((caches["once"] / "embeddings").glob("*.npy"))  # computed once into the cache
+    assert list((caches["embeddings_once"] / "embeddings").glob("*.npy"))  # computed once into the cache

@@ -104,12 +104,12 @@ def cached_embeddings(
     return cached
 
 
-def embeddings_key(encoder_path: str | Path, data: ImageData, crop: int | None, norm: Normalization) -> tuple[str, str]:
-    """The cache key of a dataset's embeddings under a stored encoder: (hash of the encoder file, the
-    dataset's cache key and the preprocessing); the file is ``embeddings/<hash>-<key>.npy``."""
+def embeddings_dataset_key(data: ImageData, crop: int | None, norm: Normalization) -> str:
+    """The dataset half of an embeddings file's key: the dataset's cache key and the preprocessing (the
+    file is ``embeddings/<encoder file hash>-<this>.npy``)."""
     if not data.cache_key:
         raise ValueError("encoder_embeddings: the dataset has no cache key (load it through the cache)")
-    return file_hash(encoder_path), f"{data.cache_key}-{preprocessing_key(crop, norm)}"
+    return f"{data.cache_key}-{preprocessing_key(crop, norm)}"
 
 
 def encoder_embeddings(
@@ -121,16 +121,17 @@ def encoder_embeddings(
     batch_size: int = 512,
     crop: int | None = None,
     norm: Normalization = STANDARD,
+    encoder_hash: str | None = None,
 ) -> np.ndarray:
     """Embeddings (N x D) of every image of ``data`` (an ``ImageData``) under a stored stage-1 encoder,
     cached by (hash of the encoder file, the dataset's cache key, the preprocessing: ``crop`` and ``norm``);
     index the rows with the splits. ``encoder``: the encoder, or a function that loads it (called only when
-    the embeddings are not in the cache)."""
-    encoder_hash, dataset_key = embeddings_key(encoder_path, data, crop, norm)
+    the embeddings are not in the cache); ``encoder_hash``: ``file_hash(encoder_path)`` where the caller
+    has it already (hashing a foundation encoder's file reads hundreds of MB)."""
     return cached_embeddings(
         cache_dir,
-        encoder_hash,
-        dataset_key,
+        encoder_hash or file_hash(encoder_path),
+        embeddings_dataset_key(data, crop, norm),
         lambda: embed(
             (encoder if isinstance(encoder, nn.Module) else encoder()).to(device),
             data.images,

@@ -31,6 +31,7 @@ TAG_TRIAL_ID = "study.trial_id"  # Ray's trial id: survives a restore
 TAG_REUSED = "study.reused_run"  # a final run that records its cell's best tuning trial: that trial's run id
 TAG_CONTINUES = "study.continues_trial"  # the Ray trial id a trial's run had before a driver kill
 TAG_STATE = "study.state"  # complete | pruned | failed
+ENDED = ("FINISHED", "FAILED", "KILLED")  # MLflow run statuses of a trial that is over
 TAG_ERROR = "study.error"
 TAG_RETRIES = "study.retries"
 #: per-epoch metrics of an LNL trial, and of a pretraining job
@@ -157,7 +158,7 @@ class Tracker:
             found = self.client.get_run(run_id)
             # a driver killed between creating the run and logging its params left some out
             self._log_params(run_id, params, found.data.params)
-            if found.info.status in ("FINISHED", "FAILED", "KILLED"):
+            if found.info.status in ENDED:
                 self.terminal.add(run_id)
             else:
                 self.client.update_run(run_id, status="RUNNING")
@@ -173,7 +174,7 @@ class Tracker:
     def run_ended(self, trial_id: str) -> bool:
         """Whether the run of Ray trial ``trial_id`` exists and has ended (FINISHED, FAILED or KILLED)."""
         run_id = self._find(TAG_TRIAL_ID, trial_id)
-        return run_id is not None and self.client.get_run(run_id).info.status in ("FINISHED", "FAILED", "KILLED")
+        return run_id is not None and self.client.get_run(run_id).info.status in ENDED
 
     def copy_run(
         self, source_trial_id: str, trial_id: str, stage: str, name: str, tags: dict, params: dict, parent: str | None

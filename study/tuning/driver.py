@@ -272,20 +272,27 @@ def reuse_tuning_trials(spec: Spec, plan: Plan, paths: StudyPaths, finals: list[
         best = None
         if cfg.point == tune_point.get(cfg.id):
             best = best_trial_run(open_study(paths.optuna_url, cfg.id, spec.tuning.mode))
-        if best is None or best[1] != cfg.hparams:
+        source, hparams = best if best is not None else (None, None)
+        if source is None or hparams != cfg.hparams:
             rest.append(cfg)
             continue
-        trial_id = f"{best[0]}-final"
+        trial_id = f"{source}-final"
         name, tags, params, parent = run_identity(tracker, cfg, trial_id)
-        if tracker.copy_run(best[0], trial_id, "final", name, tags, params, parent) is None:
+        if tracker.copy_run(source, trial_id, "final", name, tags, params, parent) is None:
             rest.append(cfg)
     return rest
 
 
+def _stage_experiment(stage: Stage, paths: StudyPaths) -> tuple[str, Any]:
+    """The stage's Ray Tune experiment: (its path, its storage filesystem)."""
+    storage_path, fs = paths.tune_storage()
+    return f"{storage_path}/{paths.stage_name(stage)}", fs
+
+
 def _restorable(stage: Stage, paths: StudyPaths) -> bool:
     """Whether an earlier driver started the stage's Ray Tune experiment (a resume restores it)."""
-    storage_path, fs = paths.tune_storage()
-    return bool(tune.Tuner.can_restore(f"{storage_path}/{paths.stage_name(stage)}", storage_filesystem=fs))
+    path, fs = _stage_experiment(stage, paths)
+    return bool(tune.Tuner.can_restore(path, storage_filesystem=fs))
 
 
 def cell_fixed(spec: Spec, point: Point) -> dict[str, Any]:
@@ -376,10 +383,9 @@ def _lnl_tuner(spec: Spec, plan: Plan, paths: StudyPaths, trainable, quiet: bool
 
 def _restore(stage: Stage, plan: Plan, paths: StudyPaths, trainable, quiet: bool) -> tune.Tuner | None:
     """The stage's Tuner from its Ray Tune experiment state, or None when the stage never started."""
-    storage_path, fs = paths.tune_storage()
-    path = f"{storage_path}/{paths.stage_name(stage)}"
-    if not tune.Tuner.can_restore(path, storage_filesystem=fs):
+    if not _restorable(stage, paths):
         return None
+    path, fs = _stage_experiment(stage, paths)
     tuner = tune.Tuner.restore(
         path, trainable, resume_unfinished=True, resume_errored=False, restart_errored=False, storage_filesystem=fs
     )

@@ -90,20 +90,18 @@ def open_study(
 
 def best_hparams(study: optuna.Study) -> dict[str, Any] | None:
     """The hyperparameters of the cell's best completed trial; None when no trial completed."""
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return None
-    return json.loads(study.best_trial.user_attrs.get(ATTR_CONFIG, "{}"))
+    best = best_trial_run(study)
+    return None if best is None else best[1]
 
 
-def best_trial_run(study: optuna.Study) -> tuple[str, dict[str, Any]] | None:
-    """The Ray trial id and the hyperparameters of the cell's best completed trial; None when no trial
-    completed or the best one has no Ray trial recorded."""
+def best_trial_run(study: optuna.Study) -> tuple[str | None, dict[str, Any]] | None:
+    """The Ray trial id (None where none is recorded) and the hyperparameters of the cell's best completed
+    trial; None when no trial completed."""
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         return None
-    best = study.best_trial
-    if ATTR_RAY_TRIAL not in best.user_attrs or ATTR_CONFIG not in best.user_attrs:
-        return None
-    return str(best.user_attrs[ATTR_RAY_TRIAL]), json.loads(best.user_attrs[ATTR_CONFIG])
+    attrs = study.best_trial.user_attrs
+    ray_id = attrs.get(ATTR_RAY_TRIAL)
+    return (None if ray_id is None else str(ray_id)), json.loads(attrs.get(ATTR_CONFIG, "{}"))
 
 
 class CellSearcher(Searcher):
