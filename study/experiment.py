@@ -33,7 +33,7 @@ from study.lnl.base import LoaderHparams, class_priors, expected_noise_fraction
 from study.lnl.linear_probe import EmbeddingInput, embeddings_dataset_key, encoder_embeddings, file_hash
 from study.metrics import classification_metrics
 from study.models import Classifier, build_backbone
-from study.noise import OPTION_KINDS, NoisyLabels, inject_noise, instance_features
+from study.noise import OPTION_KINDS, NoisyLabels, inject_noise, instance_features, recorded_noise, recorded_source
 from study.ssl import PretrainRequest, load_encoder, pretrain
 from study.train import EarlyStopping, FitResult, final_test, fit, predict_probs
 from study.tuning.plan import Point
@@ -65,8 +65,9 @@ def noise_options(
 ) -> dict[str, Any]:
     """``inject_noise`` options of one noise kind: the spec's options that apply to the kind
     (``study.noise.OPTION_KINDS``); for ``class_dependent`` the groups of the dataset entry (by class name or
-    index), else the dataset's own, and the entry's class scale; for ``instance_dependent`` the features of the
-    images whose labels are corrupted (``indices`` into ``data``, default all; ``study.noise.instance_features``)."""
+    index), else the dataset's own, and the entry's class scale; for ``instance_dependent`` and
+    ``hard_instance`` the features of the images whose labels are corrupted (``indices`` into ``data``,
+    default all; ``study.noise.instance_features``)."""
     opts = {name: v for name, v in spec.noise.options.items() if kind in OPTION_KINDS.get(name, ())}
     if kind == "class_dependent" and "groups" not in opts:
         groups = spec.dataset_map[key].noise_groups
@@ -78,7 +79,7 @@ def noise_options(
     scale = spec.dataset_map[key].noise_class_scale
     if kind == "class_dependent" and scale:
         opts["class_scale"] = class_scale(scale, data.class_names)
-    if kind == "instance_dependent":
+    if kind in ("instance_dependent", "hard_instance"):
         opts["features"] = instance_features(data.images, indices)
     return opts
 
@@ -113,18 +114,28 @@ def trial_splits(spec: Spec, data: ImageData, point: Point) -> Splits:
 
 def corrupt(spec: Spec, data: ImageData, splits: Splits, point: Point) -> tuple[np.ndarray, NoisyLabels]:
     """Labels of the whole dataset with the train (and, unless the spec keeps them clean, validation)
-    samples corrupted at the point's noise; test labels stay clean. ``instance_dependent`` noise reads the
-    features of those samples' images, standardised over them (``noise_options``)."""
+    samples corrupted at the point's noise, or given their recorded labels (``recorded:<source>``: the
+    annotators' own, ``study.noise.recorded_noise``); test labels stay clean (the reference labels).
+    ``instance_dependent`` noise reads the features of those samples' images, standardised over them
+    (``noise_options``)."""
     labels = np.asarray(data.labels)
     idx = np.concatenate([splits.train, splits.val]) if spec.noise.noisy_validation else splits.train
-    noisy = inject_noise(
-        labels[idx],
-        data.num_classes,
-        point.noise_kind,
-        point.noise_rate,
-        point.seed,
-        **noise_options(spec, data, point.dataset, point.noise_kind, idx),
-    )
+    source = recorded_source(point.noise_kind)
+    if source is not None:
+        if data.annotations is None or data.annotators is None:
+            raise ValueError(f"{point.noise_kind}: {point.dataset} has no recorded annotators' labels")
+        noisy = recorded_noise(
+            labels[idx], data.annotations[idx], data.annotators, data.num_classes, source, point.seed
+        )
+    else:
+        noisy = inject_noise(
+            labels[idx],
+            data.num_classes,
+            point.noise_kind,
+            point.noise_rate,
+            point.seed,
+            **noise_options(spec, data, point.dataset, point.noise_kind, idx),
+        )
     out = labels.copy()
     out[idx] = noisy.labels
     return out, noisy

@@ -19,6 +19,13 @@ true class ``i`` is given label ``j``); a noisy label set is a draw from the row
   expected matrix (each class's rows averaged over its samples).
 - ``annotators``: simulated annotators, each with its own confusion matrix, aggregated as in CIFAR-N
   (Wei et al. 2022; ``_annotators``); ``transition`` is the realised matrix of the aggregated labels.
+- ``hard_instance``: Chen et al. 2021's instance-dependent noise (``_hard_instance``): a model trained on
+  the clean labels scores each sample's most confusable wrong class; the ``rate`` share of samples it finds
+  most confusable are given that class. Flips concentrate on hard samples; ``transition`` is the realised
+  matrix.
+- recorded labels (``recorded_noise``; a cell's kind ``recorded:<source>``): not drawn at all, the labels
+  real annotators gave (a dataset's annotator columns), one annotator's or aggregated as CIFAR-N does;
+  ``transition`` is their realised matrix against the dataset's reference labels.
 
 With ``exact=True`` the number of changed labels of class c is exactly ``round((1 - T[c, c]) * n_c)``
 (rounded half up)
@@ -46,10 +53,23 @@ from typing import Any
 
 import numpy as np
 
-KINDS = ("symmetric", "uniform", "pairflip", "class_dependent", "transition", "instance_dependent", "annotators")
+KINDS = (
+    "symmetric",
+    "uniform",
+    "pairflip",
+    "class_dependent",
+    "transition",
+    "instance_dependent",
+    "annotators",
+    "hard_instance",
+)
 
 #: how the ``annotators`` kind turns several labels of a sample into one (Wei et al. 2022, CIFAR-N)
 AGGREGATES = ("majority", "random", "worst")
+
+#: a cell's noise kind for recorded labels is ``recorded:<source>`` (``recorded_kind``): the source is one
+#: annotator's column or an aggregate of all of them (``AGGREGATES``)
+RECORDED = "recorded"
 
 #: the noise kinds each option of ``inject_noise`` applies to; any other kind refuses it
 OPTION_KINDS: dict[str, tuple[str, ...]] = {
@@ -57,7 +77,7 @@ OPTION_KINDS: dict[str, tuple[str, ...]] = {
     "groups": ("class_dependent", "annotators"),
     "class_scale": ("class_dependent",),
     "transition": ("transition",),
-    "features": ("instance_dependent",),
+    "features": ("instance_dependent", "hard_instance"),
     "annotators": ("annotators",),
     "skills": ("annotators",),
     "coverage": ("annotators",),
@@ -70,6 +90,11 @@ FLIP_STD = 0.1
 #: ``FEATURE_DIMS`` features
 FEATURE_SIDE = 16
 FEATURE_DIMS = 256
+#: ``hard_instance``'s clean model: full-batch gradient steps (each step's softmax enters the average, as
+#: Chen et al. average a network's predictions over its training epochs), step size and L2 weight
+HARD_STEPS = 100
+HARD_LR = 0.5
+HARD_L2 = 1e-4
 #: the most annotators the ``annotators`` kind simulates (its labels are kept: annotators x samples)
 MAX_ANNOTATORS = 100
 
@@ -125,6 +150,11 @@ class NoisyLabels:
     options: dict[str, Any] = field(default_factory=dict)
     flip_probabilities: np.ndarray | None = None
     annotator_labels: np.ndarray | None = None
+    #: the annotators' names (recorded labels: the dataset's annotator columns); default annotator_0, ...
+    annotator_names: tuple[str, ...] | None = None
+    #: ``hard_instance`` only: each sample's confusion score (the clean model's averaged probability of its
+    #: most likely wrong class) and that class
+    confusion_scores: np.ndarray | None = None
 
     def empirical_transition(self, clean: np.ndarray) -> np.ndarray:
         """The transition matrix realised on ``clean`` (rows of classes absent from ``clean`` are zero)."""
@@ -143,11 +173,9 @@ class NoisyLabels:
             "transition": self.transition.tolist(),
             "empirical_transition": self.empirical_transition(clean).tolist(),
         }
-        q = self.flip_probabilities
-        if q is not None:
-            out["flip_probabilities"] = (
-                {"mean": float(q.mean()), "min": float(q.min()), "max": float(q.max())} if q.size else {}
-            )
+        for name, q in (("flip_probabilities", self.flip_probabilities), ("confusion_scores", self.confusion_scores)):
+            if q is not None:
+                out[name] = {"mean": float(q.mean()), "min": float(q.min()), "max": float(q.max())} if q.size else {}
         given = self.annotator_labels
         if given is not None:
             labelled = given >= 0
@@ -155,6 +183,7 @@ class NoisyLabels:
             n = np.maximum(labelled.sum(axis=1), 1)
             out["annotators"] = {
                 "count": int(given.shape[0]),
+                "names": list(self._annotator_names()),
                 "labelled": (labelled.sum(axis=1) / max(given.shape[1], 1)).tolist(),
                 "error_rates": (wrong.sum(axis=1) / n).tolist(),
             }
@@ -162,7 +191,8 @@ class NoisyLabels:
 
     def save(self, folder: str | Path, clean: np.ndarray, indices: np.ndarray | None = None) -> list[Path]:
         """Write ``noisy_labels.csv`` (index, clean, noisy) and ``noise.json`` (``summary``) into ``folder``,
-        with ``flip_probabilities.csv`` (index, flip_probability) for ``instance_dependent`` noise and
+        with ``flip_probabilities.csv`` (index, flip_probability) for ``instance_dependent`` noise,
+        ``confusion_scores.csv`` (index, confusion_score) for ``hard_instance`` noise and
         ``annotator_labels.csv`` (index, annotator_0, annotator_1, ...; -1: not labelled) for ``annotators``
         noise; returns the paths (the artifacts later stages log to MLflow)."""
         folder = Path(folder)
@@ -174,20 +204,22 @@ class NoisyLabels:
         js = folder / "noise.json"
         js.write_text(json.dumps(self.summary(clean), indent=1))
         paths = [csv, js]
-        if self.flip_probabilities is not None:
-            flips = folder / "flip_probabilities.csv"
+        per_sample = (
+            ("flip_probabilities.csv", "flip_probability", self.flip_probabilities),
+            ("confusion_scores.csv", "confusion_score", self.confusion_scores),
+        )
+        for name, column, values in per_sample:
+            if values is None:
+                continue
+            path = folder / name
+            fmt = ["%d", "%.9g"]
             np.savetxt(
-                flips,
-                np.stack([idx, self.flip_probabilities], axis=1),
-                fmt=["%d", "%.9g"],
-                delimiter=",",
-                header="index,flip_probability",
-                comments="",
+                path, np.stack([idx, values], axis=1), fmt=fmt, delimiter=",", header=f"index,{column}", comments=""
             )
-            paths.append(flips)
+            paths.append(path)
         if self.annotator_labels is not None:
             given = folder / "annotator_labels.csv"
-            header = ",".join(["index"] + [f"annotator_{a}" for a in range(self.annotator_labels.shape[0])])
+            header = ",".join(["index", *self._annotator_names()])
             np.savetxt(
                 given,
                 np.column_stack([idx, self.annotator_labels.T]),
@@ -199,6 +231,10 @@ class NoisyLabels:
             paths.append(given)
         return paths
 
+    def _annotator_names(self) -> tuple[str, ...]:
+        count = 0 if self.annotator_labels is None else self.annotator_labels.shape[0]
+        return self.annotator_names or tuple(f"annotator_{a}" for a in range(count))
+
 
 def empirical_transition(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> np.ndarray:
     """Row-normalised confusion of noisy against clean labels, K x K."""
@@ -209,6 +245,15 @@ def empirical_transition(clean: np.ndarray, noisy: np.ndarray, num_classes: int)
     return rows
 
 
+def realised_transition(clean: np.ndarray, noisy: np.ndarray, num_classes: int) -> np.ndarray:
+    """The empirical transition of a draw with no closed-form matrix, as its ``NoisyLabels.transition``: a
+    class absent from ``clean`` gets the identity row (so the matrix stays row-stochastic)."""
+    t = empirical_transition(clean, noisy, num_classes)
+    absent = np.flatnonzero(np.bincount(np.asarray(clean, dtype=np.int64), minlength=num_classes) == 0)
+    t[absent, absent] = 1.0
+    return t
+
+
 def transition_matrix(num_classes: int, kind: str, rate: float, **options: Any) -> np.ndarray:
     """The intended transition matrix of a noise kind; raises ValueError on invalid inputs.
 
@@ -216,7 +261,7 @@ def transition_matrix(num_classes: int, kind: str, rate: float, **options: Any) 
     returns their expected (instance_dependent) or realised (annotators) matrix."""
     k = _check_num_classes(num_classes)
     _check_kind(kind)
-    if kind in ("instance_dependent", "annotators"):
+    if kind in ("instance_dependent", "annotators", "hard_instance"):
         raise ValueError(
             f"{kind} noise has no transition matrix of the class alone (it depends on the samples); "
             "inject_noise returns the matrix of a draw"
@@ -288,7 +333,12 @@ def inject_noise(
     }
     flips: np.ndarray | None = None
     given: np.ndarray | None = None
-    if kind == "instance_dependent":
+    scores: np.ndarray | None = None
+    if kind == "hard_instance":
+        x = _check_features(options.get("features"), y.size)
+        recorded["features"] = {"rows": int(x.shape[0]), "dims": int(x.shape[1])}
+        noisy, t, scores = _hard_instance(y, k, _check_rate(rate), x, rng)
+    elif kind == "instance_dependent":
         x = _check_features(options.get("features"), y.size)
         recorded["features"] = {"rows": int(x.shape[0]), "dims": int(x.shape[1])}
         noisy, t, flips = _instance_dependent(y, k, _check_rate(rate), x, exact, rng)
@@ -310,6 +360,7 @@ def inject_noise(
         options=recorded,
         flip_probabilities=flips,
         annotator_labels=given,
+        confusion_scores=scores,
     )
 
 
@@ -352,6 +403,52 @@ def _instance_dependent(
     for c in np.unique(y):
         t[c] = rows[y == c].mean(axis=0)
     return noisy, t, q
+
+
+def _hard_instance(
+    y: np.ndarray, k: int, rate: float, x: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Instance-dependent noise as generated by Chen et al. 2021 ("Beyond Class-Conditional Assumption: A
+    Primary Attempt to Combat Instance-Dependent Label Noise", AAAI 2021); returns the noisy labels, their
+    realised transition matrix and each sample's confusion score.
+
+    1. a classifier is trained on the clean labels, and its softmax outputs are averaged over training;
+    2. each sample's candidate is the class other than its own with the highest averaged probability, its
+       score that probability;
+    3. the round(rate * N) samples with the highest scores are given their candidate.
+
+    So the samples a clean model finds hardest to tell from another class are the mislabelled ones, and
+    each goes to the class it is confused with. Departures (docs/noise.md): the classifier is a multinomial
+    logistic regression on ``features`` (``instance_features`` of the images), ``HARD_STEPS`` full-batch
+    gradient steps from zero weights, averaging every step's softmax, where the authors train a CNN on the
+    images and average its epochs' outputs; the count is rounded half up (the authors truncate, and at a
+    count of 0 their slice takes every sample); ties in the score are broken by a seeded random order.
+    """
+    n = y.size
+    onehot = np.eye(k)[y]
+    w = np.zeros((x.shape[1], k))
+    b = np.zeros(k)
+    avg = np.zeros((n, k))
+    for _ in range(HARD_STEPS):
+        logits = x @ w + b
+        logits -= logits.max(axis=1, keepdims=True)
+        p = np.exp(logits)
+        p /= p.sum(axis=1, keepdims=True)
+        avg += p
+        grad = p - onehot
+        w -= HARD_LR * (x.T @ grad / max(n, 1) + HARD_L2 * w)
+        b -= HARD_LR * grad.mean(axis=0)
+    avg /= HARD_STEPS
+    wrong = avg.copy()
+    wrong[np.arange(n), y] = -1.0
+    candidate = wrong.argmax(axis=1)
+    score = wrong[np.arange(n), candidate]
+    m = int(np.floor(rate * n + 0.5 + 1e-9))
+    order = np.lexsort((rng.permutation(n), -score))  # highest score first, ties in a seeded order
+    noisy = y.copy()
+    noisy[order[:m]] = candidate[order[:m]]
+    t = realised_transition(y, noisy, k)
+    return noisy, t, score
 
 
 def _destinations(y: np.ndarray, k: int, x: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -469,6 +566,91 @@ def _bins(size: int, most: int) -> np.ndarray:
     return starts
 
 
+# -- recorded labels ----------------------------------------------------------------------------------
+
+
+def recorded_kind(source: str) -> str:
+    """A cell's noise kind for the recorded labels of ``source`` (an annotator column or an aggregate)."""
+    return f"{RECORDED}:{source}"
+
+
+def recorded_source(kind: str) -> str | None:
+    """The label source of a recorded-labels kind (``recorded:<source>``), None for a synthetic kind."""
+    prefix = f"{RECORDED}:"
+    return kind[len(prefix) :] if kind.startswith(prefix) else None
+
+
+def noise_settings(
+    kinds: Sequence[str], rates: Sequence[float], recorded: Sequence[str] = ()
+) -> list[tuple[str, float]]:
+    """A study's (kind, rate) noise settings: each kind at each rate, except that at rate 0 every kind is the
+    clean set, so it appears once (under the first kind); then each recorded source, ``recorded:<source>`` at
+    rate 0 (recorded labels have no synthetic noise on top)."""
+    out = [(kind, float(rate)) for rate in rates for i, kind in enumerate(kinds) if rate != 0.0 or i == 0]
+    return out + [(recorded_kind(source), 0.0) for source in recorded]
+
+
+def recorded_noise(
+    clean: np.ndarray | Sequence[int],
+    annotations: np.ndarray,
+    annotators: Sequence[str],
+    num_classes: int,
+    source: str,
+    seed: int,
+) -> NoisyLabels:
+    """The training labels real annotators gave, as a noisy label set against the reference labels ``clean``.
+
+    ``annotations``: samples x annotators, the class index each annotator gave, -1 where it did not label the
+    sample (a dataset's annotator columns, ``ImageData.annotations``); ``annotators``: their names. ``source``
+    is one annotator's name (every sample must carry its label) or an aggregate of all of them
+    (``AGGREGATES``, CIFAR-N's conventions, ``aggregate_annotations``: the majority's ties and ``random``'s
+    choices are drawn from a stream keyed by ``seed`` and the kind's name). Nothing is drawn otherwise: the
+    transition and the realised rate are those of the recorded labels against ``clean``; ``rate`` records the
+    realised rate (a recorded source has no nominal one)."""
+    k = _check_num_classes(num_classes)
+    y = _check_labels(clean, k)
+    given = np.asarray(annotations)
+    names = tuple(str(a) for a in annotators)
+    if given.ndim != 2 or given.shape != (y.size, len(names)):
+        raise ValueError(f"annotations must be samples x annotators ({y.size} x {len(names)}), got shape {given.shape}")
+    given = given.astype(np.int64).T
+    kind = recorded_kind(source)
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), _kind_code(kind)]))
+    if source in AGGREGATES:
+        if not names:
+            raise ValueError(f"recorded labels: aggregate {source!r} needs at least one annotator column")
+        noisy = aggregate_annotations(given, y, k, source, rng)
+    elif source in names:
+        noisy = given[names.index(source)].copy()
+        missing = int((noisy < 0).sum())
+        if missing:
+            raise ValueError(
+                f"recorded labels: annotator {source!r} did not label {missing} of the {y.size} samples; name an "
+                f"aggregate of all annotators ({', '.join(AGGREGATES)}) instead, or give that column a label in "
+                "every row"
+            )
+        if noisy.size and noisy.max() >= k:
+            raise ValueError(f"annotations must lie in [0, {k}), or be -1 where not labelled")
+    else:
+        raise ValueError(
+            f"recorded label source {source!r} is neither an annotator ({', '.join(names) or 'none'}) nor an "
+            f"aggregate ({', '.join(AGGREGATES)})"
+        )
+    t = realised_transition(y, noisy, k)
+    realized = float(np.mean(noisy != y)) if y.size else 0.0
+    return NoisyLabels(
+        labels=noisy,
+        transition=t,
+        realized_rate=realized,
+        kind=kind,
+        rate=realized,
+        seed=int(seed),
+        options={"source": source, "annotators": list(names)},
+        annotator_labels=given,
+        annotator_names=names,
+    )
+
+
 # -- annotators ---------------------------------------------------------------------------------------
 
 
@@ -504,9 +686,7 @@ def _annotators(
         idx = np.flatnonzero(labelled[i])
         given[i, idx] = _draw_exact(y[idx], t, rng) if exact else _draw(y[idx], t, rng)
     noisy = aggregate_annotations(given, y, k, settings.aggregate, rng)
-    t_real = empirical_transition(y, noisy, k)
-    absent = np.flatnonzero(np.bincount(y, minlength=k) == 0)
-    t_real[absent, absent] = 1.0
+    t_real = realised_transition(y, noisy, k)
     return noisy, t_real, given
 
 

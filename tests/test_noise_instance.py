@@ -63,7 +63,7 @@ def test_older_kinds_draw_the_labels_they_drew_before(kind, exact):
 
 
 def test_new_kinds_come_last():
-    assert KINDS[-2:] == ("instance_dependent", "annotators")
+    assert KINDS[-3:] == ("instance_dependent", "annotators", "hard_instance")
 
 
 # -- instance_dependent -------------------------------------------------------------------------------
@@ -190,6 +190,68 @@ def test_flip_probability_is_unrelated_to_how_hard_a_sample_is():
     changed = out.labels != y
     se = np.sqrt(2 * 0.3 * 0.7 / (n // 4))
     assert abs(changed[hard].mean() - changed[easy].mean()) <= 4 * se
+
+
+# -- hard_instance (Chen et al. 2021) ------------------------------------------------------------------
+
+
+def overlapping_gaussians(n: int = 4000, seed: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two unit-variance Gaussian classes at -1 and +1 on the first axis (a second, uninformative axis) and
+    each sample's cross-entropy under the Bayes-optimal model of them: how hard the sample is."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1], n // 2)
+    x = rng.normal(0.0, 1.0, (n, 2))
+    x[:, 0] += np.where(y == 1, 1.0, -1.0)
+    logit = 2.0 * x[:, 0]
+    return y, x, np.logaddexp(0.0, np.where(y == 1, -logit, logit))
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.2, 0.4])
+def test_hard_instance_flips_concentrate_on_the_hardest_samples(rate):
+    """The acceptance's statistical test: higher flip probability <-> higher clean-model loss. Here the
+    flip is decided by the clean model's confusion score, so the flipped samples are the hardest ones."""
+    y, x, loss = overlapping_gaussians()
+    out = inject_noise(y, 2, "hard_instance", rate, seed=3, features=x)
+    changed = out.labels != y
+    assert changed.sum() == round(rate * y.size) and out.realized_rate == pytest.approx(rate)
+    # the flipped samples are (up to the logistic model's fit of the Bayes boundary) the rate's hardest share
+    hardest = loss >= np.quantile(loss, 1.0 - rate)
+    assert (changed & hardest).sum() >= 0.95 * changed.sum()
+    assert loss[changed].mean() > 3 * loss[~changed].mean()
+    # the confusion score ranks hardness: rank correlation with the Bayes loss
+    r = np.corrcoef(np.argsort(np.argsort(out.confusion_scores)), np.argsort(np.argsort(loss)))[0, 1]
+    assert r > 0.99
+
+
+def test_hard_instance_sends_each_sample_to_the_class_it_is_confused_with():
+    # three classes on a line: 0 at -3, 1 at 0, 2 at +3; class 1's samples near class 2 go to 2, near 0 to 0
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 600)
+    x = (np.array([-3.0, 0.0, 3.0])[y] + rng.normal(0.0, 1.0, y.size))[:, None]
+    out = inject_noise(y, 3, "hard_instance", 0.2, seed=0, features=x)
+    moved = (y == 1) & (out.labels != y)
+    assert moved.any()
+    np.testing.assert_array_equal(out.labels[moved], np.where(x[moved, 0] > 0, 2, 0))
+    assert set(out.labels[(y == 0) & (out.labels != y)]) == {1}  # class 0 borders class 1 only
+    np.testing.assert_allclose(out.transition, empirical_transition(y, out.labels, 3))
+
+
+def test_hard_instance_is_deterministic_and_saved(tmp_path):
+    y, x, _ = overlapping_gaussians(400)
+    a = inject_noise(y, 2, "hard_instance", 0.25, seed=5, features=x)
+    b = inject_noise(y, 2, "hard_instance", 0.25, seed=5, features=x)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert inject_noise(y, 2, "hard_instance", 0.0, seed=5, features=x).realized_rate == 0.0
+    a.save(tmp_path, y)
+    scores = np.loadtxt(tmp_path / "confusion_scores.csv", delimiter=",", skiprows=1)
+    np.testing.assert_allclose(scores[:, 1], a.confusion_scores)
+    summary = json.loads((tmp_path / "noise.json").read_text())
+    assert summary["options"]["features"] == {"rows": 400, "dims": 2}
+    assert summary["confusion_scores"]["max"] == pytest.approx(float(a.confusion_scores.max()))
+    with pytest.raises(ValueError, match="features"):
+        inject_noise(y, 2, "hard_instance", 0.25, seed=5)
+    with pytest.raises(ValueError, match="no transition matrix of the class alone"):
+        transition_matrix(2, "hard_instance", 0.2)
 
 
 def test_instance_dependent_is_deterministic_and_pinned():
@@ -428,7 +490,11 @@ X = np.random.default_rng(0).normal(size=(20, 3))
         (dict(kind="instance_dependent", features=np.where(np.eye(20, 3) > 0, np.nan, X)), "features", "non-finite"),
         (dict(kind="instance_dependent", features=np.where(np.eye(20, 3) > 0, np.inf, X)), "features", "row 0"),
         (dict(kind="instance_dependent", features=[["a"] * 3] * 20), "features", "array of numbers"),
-        (dict(kind="symmetric", features=X), "features", "applies only to noise kind instance_dependent"),
+        (
+            dict(kind="symmetric", features=X),
+            "features",
+            "applies only to noise kinds instance_dependent and hard_instance",
+        ),
         (dict(kind="instance_dependent", features=X, coverage=0.5), "coverage", "only to noise kind annotators"),
         (dict(kind="annotators", annotators=0), "annotators", r"integer in \[1, 100\]"),
         (dict(kind="annotators", annotators=True), "annotators", "integer"),

@@ -41,6 +41,8 @@ class Record:
     patient_id: str | None = None
     split: str | None = None
     study_id: str | None = None
+    #: the class name each recorded annotator gave ("": did not label it), in the dataset's annotator order
+    annotations: tuple[str, ...] = ()
 
 
 @dataclass
@@ -58,6 +60,11 @@ class ImageData:
     noise_groups: list[list[int]] | None = None
     #: the study (examination) of each image, where the dataset scores studies (MURA); else None
     study_ids: np.ndarray | None = None
+    #: recorded annotators' labels, N x A class indices (-1: that annotator did not label the image), where
+    #: the dataset has annotator columns (``Dataset.recorded_annotators``); ``labels`` stay the reference
+    annotations: np.ndarray | None = None
+    #: the names of the annotators, one per column of ``annotations``
+    annotators: list[str] | None = None
 
     def __post_init__(self) -> None:
         n = self.images.shape[0]
@@ -69,6 +76,14 @@ class ImageData:
             arr = getattr(self, name)
             if arr is not None and arr.shape != (n,):
                 raise ValueError(f"{name} must have shape ({n},), got {arr.shape}")
+        if (self.annotations is None) != (self.annotators is None):
+            raise ValueError("annotations and annotators come together")
+        if (
+            self.annotations is not None
+            and self.annotators is not None
+            and self.annotations.shape != (n, len(self.annotators))
+        ):
+            raise ValueError(f"annotations must have shape ({n}, {len(self.annotators)}), got {self.annotations.shape}")
 
     @property
     def num_classes(self) -> int:
@@ -138,6 +153,12 @@ class Dataset:
         return cls.has_patients
 
     @classmethod
+    def recorded_annotators(cls, options: Mapping[str, Any]) -> list[str]:
+        """The names of the recorded annotators whose labels this entry's images carry (``ImageData.annotators``:
+        a manifest's annotator columns), read from the options alone: the door's check of ``noise.recorded``."""
+        return []
+
+    @classmethod
     def check_options(cls, options: Mapping[str, Any]) -> Any:
         """``options`` as an instance of this dataset's ``Options`` (typed ``Any``: a static checker cannot name
         ``cls.Options``); a name, type or range it does not take raises a ``DataError`` naming the dataset,
@@ -192,6 +213,9 @@ class Arrays:
     patient_ids: np.ndarray | None = None
     official_split: np.ndarray | None = None
     extra_key: dict = field(default_factory=dict)
+    #: recorded annotators' labels (N x A, -1: not labelled) and their names, where the dataset has them
+    annotations: np.ndarray | None = None
+    annotators: list[str] | None = None
 
 
 def require_dir(path: str | Path | None, dataset: str, hint: str) -> Path:

@@ -87,12 +87,15 @@ def _write_entry(folder: Path, data: ImageData, payload: dict) -> None:
         arrays["official_split"] = data.official_split.astype(str)
     if data.study_ids is not None:
         arrays["study_ids"] = data.study_ids.astype(str)
+    if data.annotations is not None:
+        arrays["annotations"] = data.annotations.astype(np.int64)
     np.savez(folder / "arrays.npz", **arrays)
     meta = {
         "name": data.name,
         "class_names": list(data.class_names),
         "skipped": int(data.skipped),
         "noise_groups": data.noise_groups,
+        **({"annotators": list(data.annotators)} if data.annotators is not None else {}),
         "payload": payload,
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=1, default=str))
@@ -113,6 +116,8 @@ def _read_entry(entry: Path, key: str) -> ImageData:
         cache_key=key,
         noise_groups=meta["noise_groups"],
         study_ids=arrays.get("study_ids"),
+        annotations=arrays.get("annotations"),
+        annotators=meta.get("annotators"),
     )
 
 
@@ -153,8 +158,11 @@ def decode_records(
     skip_corrupt: bool,
     out_dir: Path | None,
     noise_groups: list[list[int]] | None = None,
+    annotators: Sequence[str] = (),
 ) -> ImageData:
-    """Decode every record into one N x R x R x C array (memory-mapped in ``out_dir`` when given).
+    """Decode every record into one N x R x R x C array (memory-mapped in ``out_dir`` when given); with
+    ``annotators``, each record's ``annotations`` (class names, "" where not labelled) become the N x A
+    ``ImageData.annotations`` (class indices, -1).
 
     A file that cannot be decoded raises DataError naming it, or is skipped and counted when
     ``skip_corrupt``. Without ``resolution`` all images must share one size.
@@ -218,6 +226,10 @@ def decode_records(
     patients = np.array([r.patient_id for r in recs], dtype=str) if any(r.patient_id for r in recs) else None
     splits = np.array([r.split or "" for r in recs], dtype=str) if any(r.split for r in recs) else None
     studies = np.array([r.study_id or "" for r in recs], dtype=str) if any(r.study_id for r in recs) else None
+    given = None
+    if annotators:
+        given = np.array([[index[a] if a else -1 for a in r.annotations] for r in recs], dtype=np.int64)
+        given = given.reshape(len(recs), len(annotators))
     return ImageData(
         name=name,
         images=images,
@@ -228,6 +240,8 @@ def decode_records(
         skipped=int(n - keep.size),
         noise_groups=noise_groups,
         study_ids=studies,
+        annotations=given,
+        annotators=list(annotators) if annotators else None,
     )
 
 
@@ -271,4 +285,6 @@ def resize_arrays(
         patient_ids=None if arr.patient_ids is None else np.asarray(arr.patient_ids).astype(str),
         official_split=None if arr.official_split is None else np.asarray(arr.official_split).astype(str),
         noise_groups=noise_groups,
+        annotations=None if arr.annotations is None else np.asarray(arr.annotations, dtype=np.int64),
+        annotators=None if arr.annotators is None else list(arr.annotators),
     )

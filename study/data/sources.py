@@ -53,7 +53,15 @@ class FileDataset(Dataset):
             cache_dir,
             payload,
             lambda out: decode_records(
-                self.name, recs, classes, self.resolution, self.channels, self.skip_corrupt, out, groups
+                self.name,
+                recs,
+                classes,
+                self.resolution,
+                self.channels,
+                self.skip_corrupt,
+                out,
+                groups,
+                self.recorded_annotators(self.options.model_dump()),
             ),
         )
 
@@ -92,5 +100,6 @@ def _records_digest(records: list[Record], root: Path | None) -> str:
     for r in records:
         p = str(r.path.relative_to(root)) if root is not None and r.path.is_relative_to(root) else str(r.path)
         study = f"\0{r.study_id}" if r.study_id is not None else ""  # keys of datasets without studies unchanged
-        h.update(f"{p}\0{r.label}\0{r.patient_id}\0{r.split}{study}\n".encode())
+        given = "".join(f"\0{a}" for a in r.annotations)  # likewise without annotators
+        h.update(f"{p}\0{r.label}\0{r.patient_id}\0{r.split}{study}{given}\n".encode())
     return h.hexdigest()[:24]

@@ -4,6 +4,10 @@ Each class has a prototype: a few oriented Gabor-like stripes and blobs at class
 frequencies; an image is its class prototype under a random shift, contrast and pixel noise. With
 ``views_per_patient > 1`` images come in patient groups that share a patient-specific offset and tint,
 so two views of one patient are more alike than two images of the class (what MICLe exploits).
+With ``annotators`` the images carry recorded labels as a manifest's annotator columns do (the stand-in of
+a multi-annotator dataset, ``study launch --smoke``): each named annotator labels every image, wrong with
+probability ``annotator_error`` (uniform noise: a wrong label redrawn from all classes), drawn from the
+generator seed and the annotator's position.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pydantic import Field, model_validator
 
 from study.data.base import Arrays
 from study.data.sources import ArrayDataset
+from study.noise import inject_noise
 
 
 class Synthetic(ArrayDataset):
@@ -37,11 +42,17 @@ class Synthetic(ArrayDataset):
         shift: float = Field(
             0.0, ge=0.0, le=1.0, description="distribution shift: darker, lower-contrast, tinted images (0: none)"
         )
+        annotators: list[str] = Field([], description="names of simulated annotators whose labels the images carry")
+        annotator_error: float = Field(
+            0.3, ge=0.0, lt=1.0, description="each annotator's probability of redrawing a label from all classes"
+        )
 
         @model_validator(mode="after")
         def _enough_samples(self) -> Synthetic.Options:
             if self.num_samples < self.num_classes:
                 raise ValueError(f"num_samples ({self.num_samples}) must be >= num_classes ({self.num_classes})")
+            if len(set(self.annotators)) != len(self.annotators):
+                raise ValueError(f"annotators names one annotator twice ({self.annotators})")
             if self.class_names is not None and len(self.class_names) != self.num_classes:
                 raise ValueError(
                     f"class_names has {len(self.class_names)} names for num_classes {self.num_classes}; give one each"
@@ -59,12 +70,21 @@ class Synthetic(ArrayDataset):
         return o.num_samples
 
     @classmethod
+    def recorded_annotators(cls, options: Mapping[str, Any]) -> list[str]:
+        return list(options.get("annotators") or [])
+
+    @classmethod
     def may_have_patients(cls, options: Mapping[str, Any]) -> bool:
         return int(options.get("views_per_patient", 1)) > 1
 
     def source_key(self) -> dict:
         key = self.options.model_dump(exclude=set(ArrayDataset.Options.model_fields))
-        for name in ("class_names", "shift"):  # added later: keys of data made without them stay the same
+        for name in (
+            "class_names",
+            "shift",
+            "annotators",
+            "annotator_error",
+        ):  # added later: keys of data made without them stay the same
             if key[name] == Synthetic.Options.model_fields[name].default:
                 del key[name]
         return key
@@ -94,9 +114,20 @@ class Synthetic(ArrayDataset):
         if p.test_fraction > 0:
             test_patients = rng.permutation(n_patients)[: max(1, int(round(p.test_fraction * n_patients)))]
             split = np.where(np.isin(patient, test_patients), "test", "train")
+        given = None
+        if p.annotators:
+            given = np.stack(
+                [
+                    inject_noise(labels, k, "uniform", p.annotator_error, p.seed * 1009 + a + 1).labels
+                    for a in range(len(p.annotators))
+                ],
+                axis=1,
+            )
         return Arrays(
             images=images,
             labels=labels.astype(np.int64),
+            annotations=given,
+            annotators=list(p.annotators) if p.annotators else None,
             class_names=list(p.class_names) if p.class_names else [f"class_{c}" for c in range(k)],
             patient_ids=np.array([f"p{q:05d}" for q in patient]) if v > 1 else None,
             official_split=split,

@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from study.noise import RECORDED
+
 
 def summary_table(
     res: pd.DataFrame, metric: str, rows: list[str], columns: list[str], best: str = "max"
@@ -119,6 +121,44 @@ def ranking(auc: pd.DataFrame, method: str, groups: list[str]) -> pd.DataFrame:
     ).reset_index()
     r["rank"] = r.groupby(groups, dropna=False)["auc_mean"].rank(ascending=False, method="min").astype(int)
     return r.sort_values([*groups, "rank", method])[cols].reset_index(drop=True)
+
+
+def ranking_by_kind(res: pd.DataFrame, metric: str, method: str, groups: list[str]) -> pd.DataFrame:
+    """Methods ranked separately within each noise kind: does a method (an SSL initialisation) help more
+    under one kind of noise than under another (the papers' finding that SSL helps more under symmetric
+    than class-dependent noise, as a table)?
+
+    In each group (``groups``, with ``noise_kind`` among them) a method's score is its metric averaged over
+    the kind's noisy settings that every method of the group has (a synthetic kind: its rates above 0; a
+    recorded source ``recorded:<source>``: its one setting) and over seeds; methods are ranked by score
+    (1 = best). Per (noise kind, method): the mean rank over the kind's groups, the mean score, and how many
+    groups it was ranked in."""
+    cols = ["noise_kind", method, "mean_rank", "mean_score", "groups"]
+    if res.empty:
+        return pd.DataFrame(columns=cols)
+    keys = list(dict.fromkeys(["noise_kind", *groups]))
+    recorded = res["noise_kind"].astype(str).str.startswith(f"{RECORDED}:")
+    noisy = res[recorded | (res["noise_rate"] > 0)]
+    rows = []
+    for gkey, g in noisy.groupby(keys, dropna=False):
+        per_method = g.groupby(method)["noise_rate"].apply(lambda s: set(np.round(s, 9)))
+        common = set.intersection(*per_method.tolist()) if len(per_method) > 1 else set()
+        if not common:
+            continue
+        kept = g[np.round(g["noise_rate"], 9).isin(common)]
+        score = kept.groupby(method)[metric].mean()
+        rank = score.rank(ascending=False, method="min")
+        kind = gkey[keys.index("noise_kind")] if isinstance(gkey, tuple) else gkey
+        rows += [(kind, m, float(rank[m]), float(score[m])) for m in score.index]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    ranked = pd.DataFrame(rows, columns=["noise_kind", method, "rank", "score"])
+    out = (
+        ranked.groupby(["noise_kind", method])
+        .agg(mean_rank=("rank", "mean"), mean_score=("score", "mean"), groups=("rank", "count"))
+        .reset_index()
+    )
+    return out.sort_values(["noise_kind", "mean_rank", method])[cols].reset_index(drop=True)
 
 
 def holm(p: np.ndarray) -> np.ndarray:

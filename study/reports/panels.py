@@ -233,8 +233,14 @@ def render_ranking(ctx: Context, p: RankingPanel) -> Rendered:
     if why := _metric_missing(ctx, p.metric):
         return _empty(r, why)
     auc = _auc(ctx, p.metric, p.method, p.groups)
+    by_kind = analysis.ranking_by_kind(ctx.results.get(p.metric, pd.DataFrame()), p.metric, p.method, p.groups)
+    if not by_kind.empty:
+        r.csvs[f"{p.id}_by_noise_kind.csv"] = by_kind
     if auc.empty:
-        return _empty(r, "no group has results at two or more common noise rates")
+        if by_kind.empty:
+            return _empty(r, "no group has results at two or more common noise rates")
+        r.body = _by_kind_html(by_kind, p)
+        return r
     rank = analysis.ranking(auc, p.method, p.groups)
     tests = analysis.paired_tests(auc, p.method, p.groups, p.test, p.correction, p.alpha)
     r.csvs[f"{p.id}_auc_per_seed.csv"] = auc
@@ -261,6 +267,7 @@ def render_ranking(ctx: Context, p: RankingPanel) -> Rendered:
         img_tag(f"{p.id}.png", r.pngs[f"{p.id}.png"])
         + "<h4>Overall</h4>"
         + df_html(overall)
+        + _by_kind_html(by_kind, p)
         + "<h4>Per group</h4>"
         + df_html(rank)
         + f"<h4>Paired tests ({'paired t-test' if p.test == 'paired_t' else 'Wilcoxon signed-rank'}, "
@@ -273,6 +280,20 @@ def render_ranking(ctx: Context, p: RankingPanel) -> Rendered:
         + "</details>"
     )
     return r
+
+
+def _by_kind_html(by_kind: pd.DataFrame, p: RankingPanel) -> str:
+    """The ranking within each noise kind (``analysis.ranking_by_kind``): mean rank, one column per kind."""
+    if by_kind.empty:
+        return ""
+    wide = by_kind.pivot_table(index=p.method, columns="noise_kind", values="mean_rank", aggfunc="first")
+    wide = wide.reindex(wide.mean(axis=1).sort_values().index)
+    return (
+        "<h4>By noise kind</h4>"
+        + f'<p class="note">{p.method} ranked separately within each noise kind (1 = best): mean rank over the '
+        f"kind's groups, by the mean {p.metric} over its noisy settings (a recorded label source: its one "
+        "setting) and seeds.</p>" + df_html(wide.reset_index(), 2)
+    )
 
 
 def _trains(ctx: Context, ssl: str) -> bool:

@@ -21,6 +21,7 @@ from study.reports.store import (
     load_runs,
     open_study,
     seed_results,
+    synthetic_only,
     with_clean_in_every_kind,
 )
 
@@ -194,8 +195,9 @@ def make_report(
     results = {m: seed_results(runs, dash.stage, m) for m in metrics}
     grid = study.expected_grid()
     kinds = grid["noise_kind"] if grid else None
-    curves = {m: with_clean_in_every_kind(r, kinds) for m, r in results.items()}
-    expected = with_clean_in_every_kind(expected_points(grid), kinds) if grid else None
+    # curves over the noise rate: synthetic kinds only (a recorded source is one setting, not a curve)
+    curves = {m: with_clean_in_every_kind(synthetic_only(r), kinds) for m, r in results.items()}
+    expected = with_clean_in_every_kind(synthetic_only(expected_points(grid)), kinds) if grid else None
     ctx = panels.Context(study, runs, results, curves, dash.stage, expected)
 
     rendered = [panels.RENDERERS[p.kind](ctx, p) for p in dash.panels]

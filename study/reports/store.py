@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from study.noise import noise_settings, recorded_source
 from study.storage import sqlite_problem
 
 #: the axes of a study, in the order tables and facets use them
@@ -50,8 +51,9 @@ class Study:
         try:
             grid = {
                 "dataset": [d.get("id") or d["name"] for d in s["datasets"]],
-                "noise_kind": list(s["noise"]["kinds"]),
-                "noise_rate": [float(r) for r in s["noise"]["rates"]],
+                "noise_kind": list(s["noise"].get("kinds") or []),
+                "noise_rate": [float(r) for r in s["noise"].get("rates") or []],
+                "noise_recorded": list(s["noise"].get("recorded") or []),
                 "label_fraction": [float(f) for f in (s.get("labels") or {}).get("fractions") or [1.0]],
                 "ssl": [e.get("id") or e["method"] for e in s["ssl"]],
                 "lnl": [e.get("id") or e["algorithm"] for e in s["lnl"]],
@@ -77,25 +79,13 @@ class Study:
         return grid
 
 
-def noise_settings(kinds: list[str], rates: list[float]) -> list[tuple[str, float]]:
-    """(kind, rate) pairs a study runs: at rate 0 every kind is the clean set, so it appears once, under
-    the first kind (as in ``study plan``)."""
-    out = []
-    for rate in rates:
-        for i, kind in enumerate(kinds):
-            if rate == 0.0 and i > 0:
-                continue
-            out.append((kind, rate))
-    return out
-
-
 def expected_points(grid: dict[str, list]) -> pd.DataFrame:
     """Every (dataset, noise_kind, noise_rate, label_fraction, ssl, lnl, seed) the spec asks for (its subset,
     if it has one)."""
     rows = [
         (d, k, r, f, s, a, seed)
         for d in grid["dataset"]
-        for (k, r) in noise_settings(grid["noise_kind"], grid["noise_rate"])
+        for (k, r) in noise_settings(grid["noise_kind"], grid["noise_rate"], grid.get("noise_recorded") or ())
         for f in grid.get("label_fraction") or [1.0]
         for s in grid["ssl"]
         for a in grid["lnl"]
@@ -228,14 +218,23 @@ def seed_results(runs: pd.DataFrame, stage: str = "final", metric: str = "test_f
     return out
 
 
-def with_clean_in_every_kind(df: pd.DataFrame, kinds: list[str] | None = None) -> pd.DataFrame:
-    """Rate-0 results belong to every noise kind (a study runs the clean set once, under its first kind):
-    copy them into each other kind so every curve starts at rate 0."""
+def synthetic_only(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of synthetic noise kinds (recorded label sources left out: each is one setting, no curve)."""
     if df.empty:
         return df
-    kinds = list(kinds) if kinds else list(pd.unique(df["noise_kind"]))
+    return df[df["noise_kind"].astype(str).map(recorded_source).isna()].reset_index(drop=True)
+
+
+def with_clean_in_every_kind(df: pd.DataFrame, kinds: list[str] | None = None) -> pd.DataFrame:
+    """Rate-0 results belong to every synthetic noise kind (a study runs the clean set once, under its first
+    kind): copy them into each other kind so every curve starts at rate 0. Recorded labels
+    (``recorded:<source>``, at rate 0) are not clean: neither copied nor given copies."""
+    if df.empty:
+        return df
+    recorded = df["noise_kind"].astype(str).map(recorded_source).notna()
+    kinds = list(kinds) if kinds else list(pd.unique(df.loc[~recorded, "noise_kind"]))
     key = [a for a in ("dataset", "label_fraction", "ssl", "lnl", "seed") if a in df.columns]
-    clean = df[df["noise_rate"] == 0.0]
+    clean = df[(df["noise_rate"] == 0.0) & ~recorded]  # recorded labels sit at rate 0 but are not clean
     copies = []
     for k in kinds:
         have = clean.loc[clean["noise_kind"] == k, key]

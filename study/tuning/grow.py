@@ -3,13 +3,14 @@ study).
 
 A study runs the spec it was launched with, and ``study resume`` refuses a ``spec.yaml`` edited since.
 The one edit it takes, on request, adds values at the end of the axes (datasets, noise kinds and rates,
-label fractions, SSL and LNL entries, seeds, subset points) and changes nothing else: every cell, pretraining
-job and final run of the launched spec is then one of the grown spec's, with the same settings and the
-same tuning point (a cell tunes at its axes' first values, which appending leaves alone). The study's next
-generation runs only what is new (``Plan.without``): new pretraining jobs, new cells tuned, and final runs
-at new points, of new cells and of earlier cells with their tuned configuration. Each generation's stages
-are Ray Tune experiments of their own (``tune/STAGE.N``), the Optuna studies and the MLflow experiment
-are the study's, so reports and the UI show every generation together.
+recorded label sources, label fractions, SSL and LNL entries, seeds, subset points) and changes nothing
+else: every cell, pretraining job and final run of the launched spec is then one of the grown spec's, with
+the same settings and the same tuning point (a cell tunes at its axes' first values, which appending
+leaves alone). The study's next generation runs only what is new (``Plan.without``): new pretraining jobs,
+new cells tuned, and final runs at new points, of new cells and of earlier cells with their tuned
+configuration. Each generation's stages are Ray Tune experiments of their own (``tune/STAGE.N``), the
+Optuna studies and the MLflow experiment are the study's, so reports and the UI show every generation
+together.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ AXIS_LISTS: tuple[tuple[str, ...], ...] = (
     ("datasets",),
     ("noise", "kinds"),
     ("noise", "rates"),
+    ("noise", "recorded"),
     ("labels", "fractions"),
     ("ssl",),
     ("lnl",),
@@ -90,7 +92,8 @@ def check_growth(launched: Spec, grown: Spec, grown_source: str) -> Plan:
         raise StudyInputError(
             f"{grown_source} does not only grow the study's spec:\n  {shown}\n"
             "A grown study keeps every launched setting and adds values at the end of its axes (datasets, "
-            "noise kinds and rates, label fractions, ssl and lnl entries, seeds, subset points). To change "
+            "noise kinds and rates, recorded label sources, label fractions, ssl and lnl entries, seeds, subset "
+            "points). To change "
             "settings, launch the spec as a new study: `study launch "
             f"{grown_source} --name NEW_NAME` (its pretraining and decoded data are reused from the cache)."
         )

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, SerializerFunctionWrapHandler, model
 from study.data import DATASETS
 from study.lnl import ALGORITHMS
 from study.models import backbone_cost
+from study.noise import recorded_source
 from study.tuning.errors import StudyInputError
 from study.tuning.spec import Spec
 
@@ -188,14 +189,9 @@ class Plan:
 
 
 def noise_settings(spec: Spec) -> list[tuple[str, float]]:
-    """(kind, rate) pairs; at rate 0 every kind is the clean set, so it appears once (first kind)."""
-    out = []
-    for rate in spec.noise.rates:
-        for i, kind in enumerate(spec.noise.kinds):
-            if rate == 0.0 and i > 0:
-                continue
-            out.append((kind, rate))
-    return out
+    """(kind, rate) pairs; at rate 0 every kind is the clean set, so it appears once (first kind); then each
+    recorded label source (``NoiseSpec.settings``)."""
+    return spec.noise.settings()
 
 
 def all_points(spec: Spec) -> list[Point]:
@@ -339,7 +335,8 @@ def _fixed_by_noise_lines(spec: Spec, plan: Plan) -> list[str]:
         for _, p in plan.final_runs:
             if p.lnl == a.key:
                 settings.setdefault(
-                    "clean (rate 0)" if p.noise_rate == 0.0 else p.noise_kind, (p.noise_kind, p.noise_rate)
+                    "clean (rate 0)" if p.noise_rate == 0.0 and not recorded_source(p.noise_kind) else p.noise_kind,
+                    (p.noise_kind, p.noise_rate),
                 )
         lines.append(f"  LNL {a.key!r} fixed hyperparameters by noise (lnl[].by_noise_kind):")
         for label, (kind, rate) in settings.items():

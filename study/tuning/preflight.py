@@ -23,7 +23,7 @@ from study.data import DataError, ImageData
 from study.experiment import load_dataset, load_shifted_test, noise_options
 from study.models import build_backbone
 from study.models.timm_encoders import create_timm
-from study.noise import inject_noise
+from study.noise import inject_noise, recorded_noise
 from study.ssl.init import (
     StateDict,
     WeightsInit,
@@ -70,7 +70,7 @@ def preflight(spec: Spec, source: str, data_cache: str) -> dict[str, DatasetFact
 
 def noise_problems(spec: Spec, data: ImageData, dataset_key: str) -> list[tuple[str, str]]:
     """Noise settings that ``inject_noise`` refuses on this dataset (a rate too high for its classes, groups
-    that do not fit it)."""
+    that do not fit it), and recorded sources it cannot give (an annotator who left images unlabelled)."""
     problems = []
     sample = np.arange(min(NOISE_SAMPLE, len(data)))
     for kind in spec.noise.kinds:
@@ -86,6 +86,14 @@ def noise_problems(spec: Spec, data: ImageData, dataset_key: str) -> list[tuple[
                 )
             except (ValueError, TypeError, KeyError) as e:
                 problems.append(("noise", f"{kind} at rate {rate} on {dataset_key}: {e}"))
+    for j, source in enumerate(spec.noise.recorded):
+        if data.annotations is None or data.annotators is None:
+            problems.append((f"noise.recorded[{j}]", f"{dataset_key} has no recorded annotators' labels"))
+            continue
+        try:
+            recorded_noise(data.labels, data.annotations, data.annotators, data.num_classes, source, 0)
+        except ValueError as e:
+            problems.append((f"noise.recorded[{j}]", f"{source} on {dataset_key}: {e}"))
     return problems
 
 

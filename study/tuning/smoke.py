@@ -15,6 +15,8 @@ whether the spec runs at all:
 - the backbone becomes ``small_cnn`` (said in the output): a ResNet-18 trial's checkpoints alone (two
   networks, their optimisers, the best and last epochs' states: 426 MB an epoch for Co-teaching) take
   longer to write than the smoke run's training;
+- a dataset's recorded annotators (a manifest's annotator columns) become simulated annotators of the
+  stand-in under the same names, so that ``noise.recorded`` runs;
 - pretraining runs 1 epoch, LNL trials 2, batches of at most 32, one tuning sample per cell, no retries;
 - the cross-product is cut to a covering subset (``Spec.subset``): every value of every axis appears,
   every (SSL entry, LNL entry) pair appears at least once, and one group (the first dataset, noise kind
@@ -90,7 +92,7 @@ def covering_subset(spec: Spec) -> list[dict[str, Any]]:
     - Then every axis value and every (SSL, LNL) pair the anchor lacks: as many points as the longest of
       those lists, each list cycled.
     """
-    first_kind, fractions = spec.noise.kinds[0], spec.label_fractions
+    first_kind, fractions = spec.noise.cell_kinds[0], spec.label_fractions
     kind_settings = [(kind, rate) for kind, rate in noise_settings(spec) if kind == first_kind]
     anchor = [
         _point(spec.datasets[0].key, setting, s.key, spec.lnl[0].key, spec.seeds[0], fraction)
@@ -148,6 +150,10 @@ def _dataset(d: DatasetSpec, spec: Spec, needs_patients: bool, notes: list[str],
         "channels": d.options.get("channels") or cls.default_channels,
         "seed": 0,
     }
+    annotators = cls.recorded_annotators(d.options)
+    if annotators:  # recorded labels: simulated annotators under the same names
+        options["annotators"] = annotators
+        notes.append(f"stand-in for {d.key!r}: its annotators' labels simulated ({', '.join(annotators)})")
     entry: dict[str, Any] = {
         **d.model_dump(mode="json", include={"splits", "augment", "noise_class_scale"}),
         "name": "synthetic",

@@ -27,9 +27,18 @@ from study.lnl import ALGORITHMS
 from study.lnl.base import LoaderHparams, OptimConfig, optim_problems
 from study.models import check_backbone
 from study.models.timm_encoders import check_input_size, check_timm_name, is_timm, native_size, pretrained_cfg
+from study.noise import AGGREGATES as NOISE_AGGREGATES
 from study.noise import KINDS as NOISE_KINDS
 from study.noise import OPTION_KINDS as NOISE_OPTION_KINDS
-from study.noise import NoiseOptionError, annotator_settings, transition_matrix
+from study.noise import (
+    RECORDED,
+    NoiseOptionError,
+    annotator_settings,
+    noise_settings,
+    recorded_kind,
+    recorded_source,
+    transition_matrix,
+)
 from study.ssl import INITS, METHODS, WeightsInit, check_init
 
 # Names come from the registries (study.data.DATASETS, study.ssl.METHODS, study.lnl.ALGORITHMS,
@@ -318,8 +327,13 @@ class DatasetSpec(Strict):
 
 
 class NoiseSpec(Strict):
-    kinds: list[str] = Field(min_length=1)
-    rates: list[float] = Field(min_length=1)
+    #: synthetic noise kinds (study.noise.KINDS), each at every rate of ``rates``
+    kinds: list[str] = Field(default_factory=list)
+    rates: list[float] = Field(default_factory=list)
+    #: recorded label sources: one annotator column of every dataset (``annotator_columns`` of a manifest) or
+    #: an aggregate of all of them (majority, random, worst); each is a noise setting of its own, a cell's
+    #: noise kind ``recorded:<source>`` at rate 0 (no synthetic noise on top), beside kinds x rates
+    recorded: list[str] = Field(default_factory=list)
     #: extra options of study.noise.inject_noise (NOISE_OPTIONS): exact (every kind), groups (class_dependent,
     #: annotators), transition (kind transition), annotators, skills, coverage, aggregate (kind annotators);
     #: an option of kinds that noise.kinds does not list is refused
@@ -334,6 +348,19 @@ class NoiseSpec(Strict):
             _name_in(k, NOISE_KINDS, "noise kind")
         if len(set(v)) != len(v):
             raise ValueError("duplicate noise kinds")
+        return v
+
+    @field_validator("recorded")
+    @classmethod
+    def _recorded(cls, v: list[str]) -> list[str]:
+        for source in v:
+            if not source or not all(c.isalnum() or c in "_.-" for c in source):
+                raise ValueError(
+                    f"recorded source {source!r}: an annotator column (letters, digits, '_', '.', '-') or one of "
+                    f"{', '.join(NOISE_AGGREGATES)}"
+                )
+        if len(set(v)) != len(v):
+            raise ValueError("duplicate recorded sources")
         return v
 
     @field_validator("rates")
@@ -369,6 +396,17 @@ class NoiseSpec(Strict):
 
     @model_validator(mode="after")
     def _kinds_and_options(self) -> NoiseSpec:
+        if not self.kinds and not self.recorded:
+            raise ValueError(
+                "no noise setting: give noise.kinds with noise.rates (synthetic noise), or noise.recorded (the "
+                "labels a dataset's annotators gave), or both"
+            )
+        if self.kinds and not self.rates:
+            raise SubPathError("rates", "noise.kinds needs at least one rate (e.g. [0.0, 0.2, 0.4])")
+        if self.rates and not self.kinds:
+            raise SubPathError(
+                "kinds", "noise.rates apply to noise.kinds, which is empty; add a kind or remove the rates"
+            )
         if "pairflip" in self.kinds and any(r >= 0.5 for r in self.rates):
             raise ValueError("pairflip needs every rate below 0.5")
         if "transition" in self.kinds and "transition" not in self.options:
@@ -385,6 +423,16 @@ class NoiseSpec(Strict):
                     f"list; add {kinds[0]} to noise.kinds or remove options.{option}{others}",
                 )
         return self
+
+    @property
+    def cell_kinds(self) -> list[str]:
+        """The noise kinds of the study's cells: ``kinds``, then ``recorded:<source>`` for each recorded source."""
+        return [*self.kinds, *(recorded_kind(s) for s in self.recorded)]
+
+    def settings(self) -> list[tuple[str, float]]:
+        """The study's (kind, rate) noise settings: each kind at each rate, except that at rate 0 every kind is
+        the clean set, so it appears once (under the first kind); then each recorded source at rate 0."""
+        return noise_settings(self.kinds, self.rates, self.recorded)
 
 
 class LabelsSpec(Strict):
@@ -513,7 +561,8 @@ class LNLSpec(Strict):
     #: training augmentation of this entry's trials (default: the dataset entry's)
     augment: Augment | None = None
     #: per noise kind, fixed hyperparameters that override or extend ``fixed`` in that kind's noisy cells
-    #: (rate > 0); clean cells (rate 0) get ``fixed`` alone. Kinds must be among ``noise.kinds``.
+    #: (rate > 0); clean cells (rate 0) get ``fixed`` alone. Kinds must be among ``noise.kinds``; for recorded
+    #: labels (always noisy) ``recorded:<source>``, or ``recorded`` for every source of ``noise.recorded``.
     by_noise_kind: dict[str, NoiseKindOptions] = Field(default_factory=dict)
     #: the epoch-selecting validation metric and the patience (default: val_f1, every epoch trained)
     model_selection: ModelSelectionSpec = ModelSelectionSpec()
@@ -534,9 +583,10 @@ class LNLSpec(Strict):
         """Each kind's ``fixed`` checked exactly as the entry's ``fixed`` is (name, type, range)."""
         for kind in v:
             try:
-                _name_in(kind, NOISE_KINDS, "noise kind")
+                if kind != RECORDED and recorded_source(kind) is None:
+                    _name_in(kind, NOISE_KINDS, "noise kind")
             except ValueError as e:
-                raise SubPathError(kind, str(e)) from None
+                raise SubPathError(kind, f"{e}, or recorded (every recorded source), or recorded:<source>") from None
         algorithm = info.data.get("algorithm")
         if algorithm not in ALGORITHMS:
             return v
@@ -577,9 +627,13 @@ class LNLSpec(Strict):
 
     def fixed_for(self, noise_kind: str, noise_rate: float) -> dict[str, Any]:
         """The fixed hyperparameters of a cell of this noise: ``fixed``, updated with ``by_noise_kind``'s
-        entry for the kind when the labels are noisy (a rate-0 cell is clean and gets ``fixed`` alone)."""
+        entry for the kind when the labels are noisy (a rate-0 cell of a synthetic kind is clean and gets
+        ``fixed`` alone; recorded labels are noisy at rate 0: ``recorded:<source>``'s entry, else ``recorded``'s)."""
+        source = recorded_source(noise_kind)
         extra = self.by_noise_kind.get(noise_kind)
-        if extra is None or noise_rate == 0.0:
+        if extra is None and source is not None:
+            extra = self.by_noise_kind.get(RECORDED)
+        if extra is None or (noise_rate == 0.0 and source is None):
             return dict(self.fixed)
         return {**self.fixed, **extra.fixed}
 
@@ -789,6 +843,7 @@ class Spec(Strict):
                     "to noise.kinds or remove it"
                 )
         self._check_micle()
+        self._check_recorded()
         if "class_dependent" in self.noise.kinds and "groups" not in self.noise.options:
             for i, d in enumerate(self.datasets):
                 if not d.noise_groups and not DATASETS[d.name].noise_groups:
@@ -837,7 +892,7 @@ class Spec(Strict):
                 )
 
     def _check_size(self) -> None:
-        settings = len(self.noise.kinds) * len(self.noise.rates)
+        settings = len(self.noise.kinds) * len(self.noise.rates) + len(self.noise.recorded)
         points = len(self.datasets) * settings * len(self.label_fractions) * len(self.ssl) * len(self.lnl)
         points *= len(self.seeds)
         if points > MAX_POINTS:
@@ -849,10 +904,13 @@ class Spec(Strict):
     def _check_by_noise_kind(self) -> None:
         for i, a in enumerate(self.lnl):
             for kind in a.by_noise_kind:
-                if kind not in self.noise.kinds:
+                if kind == RECORDED and self.noise.recorded:
+                    continue
+                if kind not in self.noise.cell_kinds:
+                    where = "noise.recorded" if kind == RECORDED or recorded_source(kind) else "noise.kinds"
                     raise ValueError(
                         f"lnl[{i}].by_noise_kind.{kind}: not a noise kind of this spec "
-                        f"{_allowed(self.noise.kinds)}; add {kind} to noise.kinds or remove the entry"
+                        f"{_allowed(self.noise.cell_kinds)}; add it to {where} or remove the entry"
                     )
 
     def _check_optim(self) -> None:
@@ -884,11 +942,31 @@ class Spec(Strict):
                         "stand-in's views (synthetic: views_per_patient, fashion_mnist: views)"
                     )
 
+    def _check_recorded(self) -> None:
+        """Every recorded source is an aggregate, or an annotator column of every dataset entry (read from the
+        entry's options: ``Dataset.recorded_annotators``; launch checks the files)."""
+        if not self.noise.recorded:
+            return
+        for i, d in enumerate(self.datasets):
+            names = DATASETS[d.name].recorded_annotators(d.options)
+            if not names:
+                raise ValueError(
+                    f"noise.recorded: datasets[{i}] ({d.name}) has no recorded annotators' labels; name its annotator "
+                    "columns (a manifest's options.annotator_columns, docs/noise.md; the synthetic stand-in's "
+                    "options.annotators) or remove noise.recorded"
+                )
+            for j, source in enumerate(self.noise.recorded):
+                if source not in NOISE_AGGREGATES and source not in names:
+                    raise ValueError(
+                        f"noise.recorded[{j}]: {source!r} is neither an annotator column of datasets[{i}] "
+                        f"({', '.join(names)}) nor an aggregate of them ({', '.join(NOISE_AGGREGATES)})"
+                    )
+
     def _check_subset(self) -> None:
         axes = {
             "dataset": [d.key for d in self.datasets],
-            "noise_kind": self.noise.kinds,
-            "noise_rate": self.noise.rates,
+            "noise_kind": self.noise.cell_kinds,
+            "noise_rate": self.noise.rates + ([0.0] if self.noise.recorded else []),
             "label_fraction": self.label_fractions,
             "ssl": [s.key for s in self.ssl],
             "lnl": [a.key for a in self.lnl],
