@@ -380,9 +380,10 @@ def test_a_study_on_a_real_multi_reader_manifest(tmp_path):
     def cli(*args):
         return subprocess.run([sys.executable, "-m", "study.cli", *args], capture_output=True, text=True, timeout=900)
 
-    proc = cli("launch", str(spec_path), "--storage", str(tmp_path / "out"), "--quiet")
+    proc = cli("launch", str(spec_path), "--storage", str(tmp_path / "out"), "--name", "readers-real", "--quiet")
     assert proc.returncode == 0, proc.stderr[-4000:]
     study_dir = tmp_path / "out" / "readers-real"
+    assert proc.stdout.strip().splitlines()[-1] == str(study_dir)
     client = MlflowClient(tracking_uri=default_tracking_uri(study_dir))
     exp = client.get_experiment_by_name("readers-real")
     runs = client.search_runs([exp.experiment_id], max_results=1000)
