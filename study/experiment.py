@@ -420,7 +420,27 @@ class Trial:
             channels_last=self.device.type == "cuda",
             crop=self.train.crop,
             norm=self.train.norm,
+            on_device=self.train.on_device,
         )
+
+
+def device_memory(device: torch.device) -> int | None:
+    """Bytes of memory of ``device``, or None where inputs live in host memory anyway (a CPU)."""
+    if device.type != "cuda":
+        return None
+    return int(torch.cuda.get_device_properties(device).total_memory)
+
+
+def data_on_device(spec: Spec, nbytes: int, device: torch.device) -> bool:
+    """Whether a trial's ``nbytes`` of training and validation inputs go to ``device``: they must fit within
+    ``resources.device_data_share`` of the trial's share of the device (``resources.trial.gpus``, at most one
+    device), leaving the rest to the model, activations and the other trials on the device. On a CPU
+    (``device_memory`` None) host and device are one, so always."""
+    total = device_memory(device)
+    if total is None:
+        return True
+    share = min(spec.resources.trial.gpus or 1.0, 1.0)
+    return nbytes <= spec.resources.device_data_share * share * total
 
 
 def build_trial(
@@ -469,7 +489,8 @@ def build_trial(
         return Classifier(copy.deepcopy(start), data.num_classes, tuple(entry.head.hidden), frozen=entry.head.frozen)
 
     # loaders: the training split with its noisy labels, random crops and the spec's augmentation; noisy
-    # validation centre-cropped
+    # validation centre-cropped; held on the device when both fit its budget, else in host memory
+    on_device = data_on_device(spec, rows[splits.train].nbytes + rows[splits.val].nbytes, device)
     train = TensorLoader(
         rows[splits.train],
         labels[splits.train],
@@ -483,6 +504,7 @@ def build_trial(
         crop=crop,
         random_crop=True,
         norm=norm,
+        on_device=on_device,
     )
     val = TensorLoader(
         rows[splits.val],
@@ -492,6 +514,7 @@ def build_trial(
         channels_last=on_gpu,
         crop=crop,
         norm=norm,
+        on_device=on_device,
     )
     algo = ALGORITHMS[entry.algorithm](
         make_model,

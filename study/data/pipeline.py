@@ -173,7 +173,9 @@ class TensorLoader:
     epoch. ``crop``: the network input side where the stored images are larger; a training loader (one with
     ``augment_cfg``, or ``random_crop``) cuts it at random positions from the same generator, any other at
     the centre.
-    ``norm``: the input normalisation of the encoder.
+    ``norm``: the input normalisation of the encoder. ``on_device``: hold the rows on ``device`` (the default);
+    otherwise they stay in host memory (pinned where the device is a GPU) and each batch is copied to the
+    device as it is drawn, asynchronously from pinned memory.
     """
 
     def __init__(
@@ -191,11 +193,16 @@ class TensorLoader:
         crop: int | None = None,
         random_crop: bool = False,
         norm: Normalization = STANDARD,
+        on_device: bool = True,
     ) -> None:
         self.device = torch.device(device)
-        self.images = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
+        self.on_device = on_device
+        store = self.device if on_device else torch.device("cpu")
+        self.images = torch.from_numpy(np.ascontiguousarray(images)).to(store)
+        if not on_device and self.device.type == "cuda":
+            self.images = self.images.pin_memory()
         n = self.images.shape[0]
-        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long).to(self.device)
+        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long).to(store)
         self.indices = torch.as_tensor(np.arange(n) if indices is None else np.asarray(indices), dtype=torch.long)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -234,10 +241,25 @@ class TensorLoader:
         order = torch.randperm(n, generator=self.generator) if self.shuffle else torch.arange(n)
         for i in range(len(self)):
             rows = order[i * self.batch_size : (i + 1) * self.batch_size]
-            rows_d = rows.to(self.device)
-            raw = self.images[rows_d]
+            raw = self.take(rows)
             x = self.train_inputs(raw) if self.random_crop else self.eval_inputs(raw)
             if self.channels_last and x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
-            y = None if self.labels is None else self.labels[rows_d]
+            y = None if self.labels is None else self.take_labels(rows)
             yield x, y, self.indices[rows].to(self.device)
+
+    def take(self, rows: torch.Tensor | slice) -> torch.Tensor:
+        """The raw rows (positions in this loader) on the device, wherever the loader holds them."""
+        return self._to_device(self.images[rows.to(self.images.device) if isinstance(rows, torch.Tensor) else rows])
+
+    def take_labels(self, rows: torch.Tensor | slice) -> torch.Tensor:
+        """The labels of the rows (positions in this loader) on the device."""
+        if self.labels is None:
+            raise ValueError("this loader has no labels")
+        return self._to_device(self.labels[rows.to(self.labels.device) if isinstance(rows, torch.Tensor) else rows])
+
+    def _to_device(self, batch: torch.Tensor) -> torch.Tensor:
+        """A batch of host-held rows on the device: pinned, then copied without blocking the host."""
+        if batch.device == self.device:
+            return batch
+        return batch.pin_memory().to(self.device, non_blocking=True)

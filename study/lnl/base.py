@@ -182,26 +182,25 @@ class TrainViews:
     def __init__(self, loader: TensorLoader, num_samples: int) -> None:
         if loader.labels is None:
             raise ValueError("TrainViews needs a training loader with labels")
-        self.loader, self.labels = loader, loader.labels
+        self.loader = loader
         self.row_of = torch.full((num_samples,), -1, dtype=torch.long)
         self.row_of[loader.indices] = torch.arange(len(loader.indices))
         self.augment_cfg = loader.augment_cfg or AugmentConfig()
 
     def views(self, index: torch.Tensor) -> torch.Tensor:
         """One augmented view (B x C x H x W) of the samples with these dataset indices."""
-        rows = self.row_of[index.cpu()].to(self.loader.device)
-        return self.loader.train_inputs(self.loader.images[rows], self.augment_cfg)
+        return self.loader.train_inputs(self.loader.take(self.row_of[index.cpu()]), self.augment_cfg)
 
     def labels_of(self, index: torch.Tensor) -> torch.Tensor:
         """The (noisy) training labels of the samples with these dataset indices."""
-        return self.labels[self.row_of[index.cpu()].to(self.labels.device)]
+        return self.loader.take_labels(self.row_of[index.cpu()])
 
     def plain_batches(self, batch_size: int = 512) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """``(x, y, index)`` over the whole training set in order, without augmentation (for evaluation)."""
         n = self.loader.images.shape[0]
         for i in range(0, n, batch_size):
             sl = slice(i, i + batch_size)
-            yield self.loader.eval_inputs(self.loader.images[sl]), self.labels[sl], self.loader.indices[sl]
+            yield self.loader.eval_inputs(self.loader.take(sl)), self.loader.take_labels(sl), self.loader.indices[sl]
 
 
 class Algorithm:

@@ -261,6 +261,17 @@ def dataset_images(spec: Spec, key: str) -> int:
     return d.estimated_images or int(DATASETS[d.name].estimated_images(d.options))
 
 
+def input_bytes(spec: Spec, key: str) -> int | None:
+    """A trial's training and validation inputs of the dataset entry ``key`` (uint8, at its stored size), for
+    the plan's memory line; None where the stored size is only known from the files."""
+    d = spec.dataset_map[key]
+    side = d.options.get("resolution") or spec.model.resolution
+    if not isinstance(side, int):
+        return None
+    channels = d.options.get("channels") or DATASETS[d.name].default_channels
+    return int(dataset_images(spec, key) * (1.0 - d.splits.test_fraction) * side * side * channels)
+
+
 def images_per_second(spec: Spec, backbone: str | None = None) -> float:
     """Training throughput of a backbone (default: the spec's) on one reference GPU at the spec's resolution."""
     cost = backbone_cost(backbone or spec.model.backbone)
@@ -320,8 +331,24 @@ def format_plan(spec: Spec, plan: Plan, source: str) -> str:
         "tuning trial, recorded, not retrained)",
         f"  estimated GPU-hours (upper bound, one A100-class GPU): pretraining {gh['pretraining']}, "
         f"tuning {gh['tuning']}, final {gh['final']}, total {gh['total']}",
+        _inputs_line(spec),
     ]
     return "\n".join(lines)
+
+
+def _inputs_line(spec: Spec) -> str:
+    """Each dataset's inputs per trial and where they go (``study.experiment.data_on_device``)."""
+    sizes = []
+    for d in spec.datasets:
+        nbytes = input_bytes(spec, d.key)
+        sizes.append(f"{d.key} {'unknown until decoded' if nbytes is None else f'{nbytes / 1e9:.2g} GB'}")
+    share, gpus = spec.resources.device_data_share, spec.resources.trial.gpus
+    where = (
+        f"on the GPU when within {share:g} x the trial's {min(gpus, 1.0):g} of the device, else in pinned host memory"
+        if gpus
+        else "in host memory (trials use no GPU)"
+    )
+    return f"  inputs per trial (training + validation images, uint8, estimated): {', '.join(sizes)}; {where}"
 
 
 def _fixed_by_noise_lines(spec: Spec, plan: Plan) -> list[str]:
