@@ -202,6 +202,7 @@ def main(quick: bool = False) -> None:
     print(f"linear_probe_speedup: {t_trial / t_batched:.2f}")
     print(f"linear_probe_batched_heads_per_s: {hps_batched:.3f}")
     print(f"linear_probe_one_at_a_time_heads_per_s: {hps_single:.3f}")
+    print(f"linear_probe_batched_vs_alone: {hps_batched / hps_single:.2f}")
     # the same heads on cached rows as on images through the encoder: the same test F1 (float noise aside)
     diff = max(abs(a - b) for a, b in zip(f1_trial, f1_once, strict=True))
     print(f"linear_probe_max_test_f1_difference: {diff:.2e}")
