@@ -79,7 +79,7 @@ def noise_options(
     scale = spec.dataset_map[key].noise_class_scale
     if kind == "class_dependent" and scale:
         opts["class_scale"] = class_scale(scale, data.class_names)
-    if kind in ("instance_dependent", "hard_instance"):
+    if kind in OPTION_KINDS["features"]:
         opts["features"] = instance_features(data.images, indices)
     return opts
 

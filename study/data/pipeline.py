@@ -174,8 +174,9 @@ class TensorLoader:
     ``augment_cfg``, or ``random_crop``) cuts it at random positions from the same generator, any other at
     the centre.
     ``norm``: the input normalisation of the encoder. ``on_device``: hold the rows on ``device`` (the default);
-    otherwise they stay in host memory (pinned where the device is a GPU) and each batch is copied to the
-    device as it is drawn, asynchronously from pinned memory.
+    otherwise they stay in host memory and each batch, as it is drawn, is pinned and copied to the device
+    without blocking the host (pinning the whole split would only copy it: an indexed batch of a pinned
+    tensor is not pinned).
     """
 
     def __init__(
@@ -199,8 +200,6 @@ class TensorLoader:
         self.on_device = on_device
         store = self.device if on_device else torch.device("cpu")
         self.images = torch.from_numpy(np.ascontiguousarray(images)).to(store)
-        if not on_device and self.device.type == "cuda":
-            self.images = self.images.pin_memory()
         n = self.images.shape[0]
         self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long).to(store)
         self.indices = torch.as_tensor(np.arange(n) if indices is None else np.asarray(indices), dtype=torch.long)

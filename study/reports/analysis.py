@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from study.noise import RECORDED
+from study.noise import recorded_source
 
 
 def summary_table(
@@ -137,7 +137,7 @@ def ranking_by_kind(res: pd.DataFrame, metric: str, method: str, groups: list[st
     if res.empty:
         return pd.DataFrame(columns=cols)
     keys = list(dict.fromkeys(["noise_kind", *groups]))
-    recorded = res["noise_kind"].astype(str).str.startswith(f"{RECORDED}:")
+    recorded = res["noise_kind"].astype(str).map(recorded_source).notna()
     noisy = res[recorded | (res["noise_rate"] > 0)]
     rows = []
     for gkey, g in noisy.groupby(keys, dropna=False):

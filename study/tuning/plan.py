@@ -344,7 +344,7 @@ def _inputs_line(spec: Spec) -> str:
         sizes.append(f"{d.key} {'unknown until decoded' if nbytes is None else f'{nbytes / 1e9:.2g} GB'}")
     share, gpus = spec.resources.device_data_share, spec.resources.trial.gpus
     where = (
-        f"on the GPU when within {share:g} x the trial's {min(gpus, 1.0):g} of the device, else in pinned host memory"
+        f"on the GPU when within {share:g} x the trial's {min(gpus, 1.0):g} of the device, else in host memory"
         if gpus
         else "in host memory (trials use no GPU)"
     )

@@ -759,8 +759,8 @@ class ResourcesSpec(Strict):
     trial: Resources = Resources()
     max_concurrent_trials: int | None = Field(None, gt=0)
     #: the share of a trial's device memory (its ``trial.gpus`` of the GPU) that its training and validation
-    #: inputs may take on the device; splits that need more stay in pinned host memory and move batch by
-    #: batch (``study.experiment.data_on_device``; on a CPU the inputs are in host memory either way)
+    #: inputs may take on the device; splits that need more stay in host memory and move batch by batch
+    #: (``study.experiment.data_on_device``; on a CPU the inputs are in host memory either way)
     device_data_share: float = Field(0.25, gt=0.0, le=1.0)
 
 
