@@ -116,7 +116,7 @@ def test_linear_probe_variants_run_and_agree_at_a_tiny_size(tmp_path):
     spec, caches = prepare(size, tmp_path)
     _, f1_trial = per_trial(spec, size, caches["per_trial"])
     _, f1_once = embeddings_once(spec, size, caches["embeddings_once"])
-    _, batched_rate, single_rate = batched(spec, size, caches["batched"])
+    _, batched_rate, single_rate, chosen, probe_s = batched(spec, size, caches["batched"])
     assert len(f1_trial) == 2 and f1_trial == pytest.approx(f1_once, abs=1e-6)
-    assert batched_rate > 0 and single_rate > 0
+    assert batched_rate > 0 and single_rate > 0 and chosen in ("batched", "sequential") and probe_s > 0
     assert list((caches["embeddings_once"] / "embeddings").glob("*.npy"))  # computed once into the cache

@@ -90,3 +90,64 @@ def test_encoder_embeddings_keyed_by_encoder_file_and_dataset(tmp_path):
     assert len(files) == 1 and data.cache_key in files[0].name
     again = encoder_embeddings(build_backbone("small_cnn", 3, 16), path, data, tmp_path / "cache")
     assert np.array_equal(emb, again)  # same file hash: read from the cache, not recomputed
+
+
+def _grid(execution: str, patience: int | None = 3, noise=(0.0, 0.5, 0.2)):
+    xa, ya = blobs(390, seed=3)
+    x, y, xv, yv = xa[:300], ya[:300], xa[300:], ya[300:]
+    rng = np.random.default_rng(5)
+    flips = [np.where(rng.random(len(y)) < r, rng.integers(0, 3, len(y)), y) for r in (0.0, 0.4, 0.8)]
+    return train_heads(
+        x,
+        np.stack(flips),
+        xv,
+        np.stack([yv, yv, yv]),
+        num_classes=3,
+        hidden=(16, 8),
+        epochs=25,
+        lr=0.05,
+        batch_size=64,
+        feature_noise=list(noise),
+        patience=patience,
+        seeds=[11, 12, 13],
+        execution=execution,
+    )
+
+
+def test_a_head_trained_in_a_batch_equals_the_same_head_trained_alone():
+    """Each head has its own initialisation, data order, feature noise and patience: batched, sequential
+    and each head in a call of its own select the same epoch with the same F1 and weights."""
+    batched, sequential = _grid("batched"), _grid("sequential")
+    assert batched.execution == "batched" and sequential.execution == "sequential"
+    # the heads' patience runs out at different epochs, so the test covers per-head stopping
+    assert len(set(batched.last_epoch.tolist())) > 1 and batched.last_epoch.max() < 24
+    for res in (sequential,):
+        assert np.array_equal(res.best_epoch, batched.best_epoch)
+        assert np.array_equal(res.last_epoch, batched.last_epoch)
+        assert np.allclose(res.best_val_f1, batched.best_val_f1, atol=1e-6)
+        for k, v in batched.state.items():
+            assert torch.allclose(res.state[k], v, atol=1e-5), k
+    assert len(sequential.history) == len(batched.history)
+    for a, b in zip(sequential.history, batched.history):
+        assert [v is None for v in a["val_f1"]] == [v is None for v in b["val_f1"]]
+        assert [v or 0 for v in a["val_f1"]] == pytest.approx([v or 0 for v in b["val_f1"]], abs=1e-6)
+
+
+def test_auto_execution_follows_the_measured_crossover(monkeypatch):
+    from study.lnl import linear_probe as lp
+
+    monkeypatch.setattr(lp, "_CROSSOVER", {})
+    timings = iter([])
+
+    def clock():
+        return next(timings)
+
+    # batched 4 steps: 1.0 s; one head 4 steps: 0.1 s, x 3 heads = 0.3 s -> sequential
+    timings = iter([0.0, 1.0, 0.0, 0.1])
+    monkeypatch.setattr(lp, "_clock", clock)
+    assert _grid("auto").execution == "sequential"
+    monkeypatch.setattr(lp, "_CROSSOVER", {})
+    timings = iter([0.0, 0.2, 0.0, 0.1])  # batched 0.2 s against 0.3 s -> batched
+    assert _grid("auto").execution == "batched"
+    assert len(lp._CROSSOVER) == 1  # measured once per (device, heads, width, options): no timer call now
+    assert _grid("auto").execution == "batched"
