@@ -12,6 +12,11 @@ consecutive epoch ends, the plain loop run once before and once after the study.
 cluster start) and the last epoch (test evaluation, artifacts) are left out; the figure is the median
 interval. Target: ratio <= 1.05.
 
+The study is launched twice: as declared (a checkpoint every epoch, the default of
+``failures.checkpoint_every``), giving ``overhead_ratio``, and with ``checkpoint_every`` set to the number
+of epochs (a checkpoint only at the last), giving ``overhead_ratio_last_checkpoint_only``: their
+difference is what the per-epoch checkpoint costs.
+
 ``python -m benchmarks overhead [--quick]``
 """
 
@@ -49,6 +54,7 @@ early_stopping: {{enabled: false}}
 resources:
   pretrain: {{cpus: {cpus}}}
   trial: {{cpus: {cpus}}}
+failures: {{checkpoint_every: {every}}}
 """
 
 
@@ -99,13 +105,19 @@ def main(quick: bool = False) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         spec_path = work / "overhead.yaml"
-        spec_path.write_text(SPEC.format(n=n, epochs=epochs, cpus=cpus))
+        spec_path.write_text(SPEC.format(n=n, epochs=epochs, cpus=cpus, every=1))
         # the plain loop first also decodes the dataset into the cache the study then reads
         plain = plain_epoch_times(spec_path, work / "studies" / "cache" / "data", cpus)
         study, wall = study_epoch_times(work, spec_path)
+        last_only_path = work / "last_only" / "overhead.yaml"
+        last_only_path.parent.mkdir()
+        last_only_path.write_text(SPEC.format(n=n, epochs=epochs, cpus=cpus, every=epochs))
+        (work / "last_only" / "studies").mkdir()
+        (work / "last_only" / "studies" / "cache").symlink_to(work / "studies" / "cache")
+        last_only, _ = study_epoch_times(work / "last_only", last_only_path)
         # the plain loop again after the study, so drift of the machine's speed falls on both sides
         plain += plain_epoch_times(spec_path, work / "studies" / "cache" / "data", cpus)
-    p, s = statistics.median(plain), statistics.median(study)
+    p, s, lo = statistics.median(plain), statistics.median(study), statistics.median(last_only)
     print(f"overhead_images: {n}")
     print(f"overhead_epochs: {epochs}")
     print(f"overhead_threads: {cpus}")
@@ -114,4 +126,6 @@ def main(quick: bool = False) -> None:
     print(f"overhead_plain_epochs_s: {json.dumps([round(x, 3) for x in plain])}")
     print(f"overhead_study_epochs_s: {json.dumps([round(x, 3) for x in study])}")
     print(f"overhead_study_launch_wall_s: {wall:.1f}")
+    print(f"overhead_study_last_checkpoint_only_epoch_s: {lo:.3f}")
+    print(f"overhead_ratio_last_checkpoint_only: {lo / p:.3f}")
     print(f"overhead_ratio: {s / p:.3f}")

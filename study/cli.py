@@ -157,6 +157,14 @@ def _verbose(args) -> None:
         os.environ["STUDY_VERBOSE"] = "1"  # read by study.tuning.driver.route_library_logs
 
 
+def _physical_memory() -> float | None:
+    """This machine's memory in bytes (None where the system does not say)."""
+    try:
+        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
 def _launch(args) -> int:
     # Everything a launch needs from this machine is checked here, before the study directory exists
     # (docs/architecture.md: a bad input never leaves a half-written study directory behind): the flags
@@ -172,7 +180,7 @@ def _launch(args) -> int:
     if not (args.quiet or args.smoke):  # a smoke run samples once per cell by design
         _warn(spec, args.spec)
     if not args.address and not os.environ.get("RAY_ADDRESS"):
-        check_resources(spec, os.cpu_count() or 1, "this machine")
+        check_resources(spec, os.cpu_count() or 1, "this machine", _physical_memory())
     root = args.storage or spec.storage.root
     if not args.storage and _local(root):
         check_writable(expand(root, "storage.root"), "storage.root")

@@ -189,7 +189,10 @@ def encoder_file(
     """The stored stage-1 encoder of the trial (reused from the cache, or trained here under the cache's
     lock)."""
     request = pretrain_request(spec, point.dataset, point.ssl, point.seed)
-    return Path(pretrain(request, cache_dir, device=device, data_cache_dir=data_cache, owner=owner))
+    budget = device_budget(spec, device, "pretrain")
+    return Path(
+        pretrain(request, cache_dir, device=device, data_cache_dir=data_cache, owner=owner, device_budget=budget)
+    )
 
 
 def build_encoder(
@@ -431,16 +434,23 @@ def device_memory(device: torch.device) -> int | None:
     return int(torch.cuda.get_device_properties(device).total_memory)
 
 
-def data_on_device(spec: Spec, nbytes: int, device: torch.device) -> bool:
-    """Whether a trial's ``nbytes`` of training and validation inputs go to ``device``: they must fit within
-    ``resources.device_data_share`` of the trial's share of the device (``resources.trial.gpus``, at most one
-    device), leaving the rest to the model, activations and the other trials on the device. On a CPU
-    (``device_memory`` None) host and device are one, so always."""
+def device_budget(spec: Spec, device: torch.device, stage: str = "trial") -> int | None:
+    """Bytes of inputs a trial (``stage`` "trial") or a pretraining job ("pretrain") may hold on ``device``:
+    ``resources.device_data_share`` of its share of the device (``resources.<stage>.gpus``, at most one
+    device), leaving the rest to the model, activations and the other jobs on the device. None on a CPU
+    (``device_memory`` None), where host and device are one."""
     total = device_memory(device)
     if total is None:
-        return True
-    share = min(spec.resources.trial.gpus or 1.0, 1.0)
-    return nbytes <= spec.resources.device_data_share * share * total
+        return None
+    share = min(getattr(spec.resources, stage).gpus or 1.0, 1.0)
+    return int(spec.resources.device_data_share * share * total)
+
+
+def data_on_device(spec: Spec, nbytes: int, device: torch.device) -> bool:
+    """Whether a trial's ``nbytes`` of training and validation inputs go to ``device`` (``device_budget``);
+    on a CPU always."""
+    budget = device_budget(spec, device)
+    return budget is None or nbytes <= budget
 
 
 def build_trial(

@@ -201,6 +201,7 @@ def pretrain(
     imagenet_weights: str | Path | None = None,
     knn_bank_size: int = 10000,
     owner: str | None = None,
+    device_budget: int | None = None,
 ) -> Path:
     """The encoder checkpoint for ``request``: reused from ``cache_dir`` when its key is there, else trained
     and stored (under a file lock: a concurrent request for the same key waits and then reuses it).
@@ -208,7 +209,9 @@ def pretrain(
     The entry is ``<cache_dir>/ssl/<key>/`` with ``encoder.pt`` (backbone weights and metadata),
     ``meta.json`` and ``history.json`` (per-epoch ``ssl_loss``, ``knn_acc``, ``epoch_seconds``); its key
     combines ``request.key()`` with the decoded dataset's content key, so changed source files retrain.
-    ``on_epoch(epoch, metrics)`` is called after each trained epoch (not on reuse).
+    ``on_epoch(epoch, metrics)`` is called after each trained epoch (not on reuse). ``device_budget``: bytes
+    the training images may take on ``device``; larger sets stay in host memory and move batch by batch
+    (the same batches and encoder; None: always on the device).
 
     ``cache_dir`` may be an ``s3://``/``gs://`` URI (``study.storage``): the entry is then looked up in the
     bucket and downloaded to this node's mirror of the cache (``storage.local_mirror``), and the returned
@@ -262,7 +265,7 @@ def pretrain(
 
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
         try:
-            _train_entry(request, data, tmp, device, on_epoch, start, knn_bank_size, key)
+            _train_entry(request, data, tmp, device, on_epoch, start, knn_bank_size, key, device_budget)
             if remote:
                 storage.upload_dir(tmp, remote_entry, last=CHECKPOINT)
             if entry.exists():  # an incomplete entry left by a crash
@@ -306,6 +309,7 @@ def _train_entry(
     start: Path | None,
     knn_bank_size: int,
     key: str,
+    device_budget: int | None = None,
 ) -> None:
     cls = METHODS[request.method]
     hp = cls.resolve_hparams(request.hparams)
@@ -352,6 +356,7 @@ def _train_entry(
             patient_ids=patients,
             on_epoch=on_epoch,
             norm=normalization(init, request.backbone),
+            on_device=device_budget is None or train_images.nbytes <= device_budget,
         )
         backbone = method.backbone
     final_knn = (

@@ -107,8 +107,9 @@ class SSLMethod(nn.Module):
         """Create the method's heads and losses (self.hp is set)."""
 
     def bind(self, images: torch.Tensor, patient_ids: np.ndarray | None) -> None:
-        """Called once before training with the training images (N x H x W x C uint8, on the device) and
-        their patient ids; methods that draw extra images (MICLe) keep them."""
+        """Called once before training with the training images (N x H x W x C uint8, on the training
+        device or, beyond its budget, in host memory) and their patient ids; methods that draw extra images
+        (MICLe) keep them. The method is already on the training device."""
 
     # ------------------------------------------------------------------------------ views
 
@@ -284,20 +285,24 @@ def train_ssl(
     patient_ids: np.ndarray | None = None,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     norm: Normalization = STANDARD,
+    on_device: bool = True,
 ) -> list[dict[str, float]]:
     """Train ``method`` for ``epochs`` over ``train_images`` (N x H x W x C uint8); returns per-epoch metrics.
 
     ``knn`` = (bank images, bank labels, query images, query labels): each epoch reports the kNN accuracy of
     the backbone's embeddings of the queries (the clean validation split) against the bank (training images
     with their clean labels; a diagnostic only, nothing is selected by it). ``norm``: the encoder's input
-    normalisation (``study.data.pipeline.normalization`` of its initialisation).
+    normalisation (``study.data.pipeline.normalization`` of its initialisation). ``on_device``: False keeps
+    the images in host memory (each batch is copied to ``device``; the same batches).
     """
     torch.manual_seed(seed)
     method.generator.manual_seed(seed + 1)
     method.to(device)
     n = train_images.shape[0]
     bs = min(batch_size, n)
-    loader = TensorLoader(train_images, None, bs, shuffle=True, device=device, seed=seed, drop_last=True, norm=norm)
+    loader = TensorLoader(
+        train_images, None, bs, shuffle=True, device=device, seed=seed, drop_last=True, norm=norm, on_device=on_device
+    )
     method.norm = norm
     method.bind(loader.images, patient_ids)
     optimizers = method.configure_optimizers()

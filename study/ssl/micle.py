@@ -86,5 +86,5 @@ class MICLe(SimCLR):
 
     def pair(self, x: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         partners = micle_partners(index, self.groups, self.generator).to(self.images.device)
-        x_partner = to_float(self.images[partners], self.norm).to(x.device)
+        x_partner = to_float(self.images[partners].to(x.device), self.norm)  # uint8 across, if held on the host
         return self.view(x), self.view(x_partner)

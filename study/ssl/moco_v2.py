@@ -57,8 +57,9 @@ class MoCoV2(ContrastiveMethod):
             warnings.warn(
                 f"moco_v2: queue_size {self.hp.queue_size} capped at the {queue} training images", stacklevel=2
             )
+        device = next(self.parameters()).device  # the images may stay in host memory
         self.criterion = NTXentLoss(temperature=self.hp.temperature, memory_bank_size=(queue, self.hp.proj_dim)).to(
-            images.device
+            device
         )
 
     def training_step(self, x: torch.Tensor, index: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -186,8 +186,10 @@ def _start(spec: Spec, paths: StudyPaths, address: str | None, quiet: bool) -> b
     """Connect to Ray and create the study's MLflow experiment; whether the cluster has GPUs."""
     init_ray(address, quiet)
     route_library_logs(paths)
-    largest = max((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")), default=0.0)
-    check_resources(spec, largest, "the largest node of the Ray cluster")
+    alive = [n["Resources"] for n in ray.nodes() if n.get("Alive")]
+    largest = max((r.get("CPU", 0.0) for r in alive), default=0.0)
+    memory = max((r.get("memory", 0.0) for r in alive), default=0.0)
+    check_resources(spec, largest, "the largest node of the Ray cluster", memory)
     has_gpu = ray.cluster_resources().get("GPU", 0) > 0
     if not has_gpu and not quiet and (spec.resources.trial.gpus or spec.resources.pretrain.gpus):
         print("study: no GPU in this Ray cluster; trials run on CPU", file=sys.stderr)
@@ -429,7 +431,10 @@ def _trainable(stage: Stage, spec: Spec, paths: StudyPaths, has_gpu: bool):
 
 
 def _resources(res: Resources, has_gpu: bool) -> dict[str, float]:
-    return {"cpu": res.cpus, "gpu": res.gpus if has_gpu else 0}
+    out = {"cpu": res.cpus, "gpu": res.gpus if has_gpu else 0}
+    if res.memory_gb is not None:
+        out["memory"] = res.memory_gb * 1e9  # bytes: Ray's logical memory resource
+    return out
 
 
 def _run_config(paths: StudyPaths, stage: Stage, spec: Spec, callbacks: list) -> tune.RunConfig:

@@ -227,6 +227,7 @@ def make_plan(spec: Spec) -> Plan:
             # first value the cell has)
             cells[values] = Cell(values, p)
         finals.append((cells[values], p))
+    check_memory(spec)
     jobs = pretrain_jobs(spec, points)
     plan = Plan(list(cells.values()), jobs, len(cells) * spec.tuning.samples_per_cell, finals)
     plan.gpu_hours = estimate_gpu_hours(spec, plan)
@@ -342,13 +343,15 @@ def _inputs_line(spec: Spec) -> str:
     for d in spec.datasets:
         nbytes = input_bytes(spec, d.key)
         sizes.append(f"{d.key} {'unknown until decoded' if nbytes is None else f'{nbytes / 1e9:.2g} GB'}")
+    limit = spec.resources.trial.memory_gb
+    budget = f" (each within resources.trial.memory_gb: {limit:g} GB)" if limit is not None else ""
     share, gpus = spec.resources.device_data_share, spec.resources.trial.gpus
     where = (
         f"on the GPU when within {share:g} x the trial's {min(gpus, 1.0):g} of the device, else in host memory"
         if gpus
         else "in host memory (trials use no GPU)"
     )
-    return f"  inputs per trial (training + validation images, uint8, estimated): {', '.join(sizes)}; {where}"
+    return f"  inputs per trial (training + validation images, uint8, estimated): {', '.join(sizes)}{budget}; {where}"
 
 
 def _fixed_by_noise_lines(spec: Spec, plan: Plan) -> list[str]:
@@ -372,13 +375,39 @@ def _fixed_by_noise_lines(spec: Spec, plan: Plan) -> list[str]:
     return lines
 
 
-def check_resources(spec: Spec, cpus: float, where: str) -> None:
-    """Each trial's and pretraining job's CPUs fit on one node of ``cpus`` CPUs (else Ray keeps them pending
-    forever)."""
+def check_resources(spec: Spec, cpus: float, where: str, memory_bytes: float | None = None) -> None:
+    """Each trial's and pretraining job's CPUs (and declared memory) fit on one node of ``cpus`` CPUs and
+    ``memory_bytes`` of memory (else Ray keeps them pending forever)."""
     for stage in ("pretrain", "trial"):
-        need = getattr(spec.resources, stage).cpus
-        if need > cpus:
+        res = getattr(spec.resources, stage)
+        if res.cpus > cpus:
             raise StudyInputError(
-                f"resources.{stage}.cpus {need:g}: {where} has {cpus:g} CPUs, so no {stage} could ever start; "
-                f"lower it to at most {cpus:g}, or pass --address of a cluster whose nodes have {need:g}"
+                f"resources.{stage}.cpus {res.cpus:g}: {where} has {cpus:g} CPUs, so no {stage} could ever start; "
+                f"lower it to at most {cpus:g}, or pass --address of a cluster whose nodes have {res.cpus:g}"
             )
+        if res.memory_gb is not None and memory_bytes is not None and res.memory_gb * 1e9 > memory_bytes:
+            have = memory_bytes / 1e9
+            raise StudyInputError(
+                f"resources.{stage}.memory_gb {res.memory_gb:g}: {where} has {have:.3g} GB of memory for Ray's "
+                f"workers, so no {stage} could ever start; lower it to at most {have:.3g}, or pass --address of "
+                "a cluster with larger nodes"
+            )
+
+
+def check_memory(spec: Spec) -> None:
+    """Refuse a spec whose trials or pretraining jobs declare less memory (``resources.*.memory_gb``) than
+    the training and validation inputs of one of its datasets take (``input_bytes``): such a trial would be
+    killed by the operating system, or take its node's memory from the trials beside it."""
+    images = any(not ALGORITHMS[a.algorithm].on_embeddings for a in spec.lnl)
+    for stage in ("trial", "pretrain"):
+        limit = getattr(spec.resources, stage).memory_gb
+        if limit is None or (stage == "trial" and not images):  # trials on embeddings hold no images
+            continue
+        for d in spec.datasets:
+            need = input_bytes(spec, d.key)
+            if need is not None and need > limit * 1e9:
+                raise StudyInputError(
+                    f"resources.{stage}.memory_gb {limit:g}: dataset {d.key!r} alone needs about {need / 1e9:.3g} GB "
+                    f"per {stage} (its training and validation images, uint8); raise memory_gb above "
+                    f"{need / 1e9:.3g}, or lower the dataset's resolution"
+                )

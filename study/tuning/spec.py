@@ -752,6 +752,10 @@ class Resources(Strict):
     cpus: float = Field(1.0, gt=0)
     #: fractional GPUs share a device; ignored (with a warning) on a cluster without GPUs
     gpus: float = Field(0.0, ge=0)
+    #: host memory (GB) one trial or job may take: Ray starts no more of them on a node than its memory
+    #: holds (Ray's ``memory`` resource), and ``study plan``/``launch`` refuse a spec whose training and
+    #: validation inputs (estimated) exceed it, or a node that has less; unset: neither
+    memory_gb: float | None = Field(None, gt=0)
 
 
 class ResourcesSpec(Strict):
@@ -759,14 +763,19 @@ class ResourcesSpec(Strict):
     trial: Resources = Resources()
     max_concurrent_trials: int | None = Field(None, gt=0)
     #: the share of a trial's device memory (its ``trial.gpus`` of the GPU) that its training and validation
-    #: inputs may take on the device; splits that need more stay in host memory and move batch by batch
-    #: (``study.experiment.data_on_device``; on a CPU the inputs are in host memory either way)
+    #: inputs may take on the device, and of a pretraining job's (``pretrain.gpus``) for its training images;
+    #: inputs that need more stay in host memory and move batch by batch (``study.experiment.device_budget``;
+    #: on a CPU the inputs are in host memory either way)
     device_data_share: float = Field(0.25, gt=0.0, le=1.0)
 
 
 class FailuresSpec(Strict):
     #: retries of a trial that raised (from its last checkpoint); a non-finite loss is not retried
     max_retries: int = Field(1, ge=0)
+    #: an LNL trial reports an epoch checkpoint every this many epochs (and always at its last epoch); a
+    #: trial resumed or retried continues from its last checkpoint, so it computes at most this many
+    #: epochs again (with the same results: the checkpoint holds the data order's generator state)
+    checkpoint_every: int = Field(1, ge=1)
 
 
 class StorageSpec(Strict):

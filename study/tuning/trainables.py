@@ -31,7 +31,7 @@ from ray import tune
 
 from study import storage
 from study.errors import NonFiniteLossError
-from study.experiment import Trial, build_trial, pretrain_request
+from study.experiment import Trial, build_trial, device_budget, pretrain_request
 from study.ssl import pretrain
 from study.train import FitResult
 from study.tuning import results as R
@@ -82,9 +82,19 @@ def _report(
     result: FitResult,
     start: int,
     extra: dict[str, Any] | None = None,
+    checkpoint: bool = True,
 ) -> None:
-    """One epoch's report to Ray, with the checkpoint a restored trial continues from."""
+    """One epoch's report to Ray, with (``checkpoint``) the checkpoint a restored trial continues from."""
     tuning = trial.spec.tuning
+    report: R.TrialResult = {
+        "epoch": epoch,
+        "objective": objective(result, tuning.metric, tuning.mode),
+        "node_id": ray.get_runtime_context().get_node_id(),
+        "start_epoch": start,
+    }
+    if not checkpoint:
+        tune.report({**_scalars(metrics), **report, **(extra or {})})
+        return
     with tempfile.TemporaryDirectory() as d:
         torch.save(
             {
@@ -95,12 +105,6 @@ def _report(
             },
             Path(d) / "state.pt",
         )
-        report: R.TrialResult = {
-            "epoch": epoch,
-            "objective": objective(result, tuning.metric, tuning.mode),
-            "node_id": ray.get_runtime_context().get_node_id(),
-            "start_epoch": start,
-        }
         tune.report({**_scalars(metrics), **report, **(extra or {})}, checkpoint=tune.Checkpoint.from_directory(d))
 
 
@@ -129,10 +133,11 @@ def lnl_trainable(
     trial = build_trial(spec, cfg.point, cfg.hparams, _device(), cache_dir, data_cache, owner=trial_id)
     start, result = _restore(trial)
     last_epoch = trial.entry.epochs - 1
+    every = spec.failures.checkpoint_every
 
     def on_epoch(epoch: int, metrics: dict[str, Any], res: FitResult) -> None:
         if epoch < last_epoch and res.stopped_epoch is None:  # the last one is reported below, with the test
-            _report(trial, epoch, metrics, res, start)
+            _report(trial, epoch, metrics, res, start, checkpoint=(epoch + 1) % every == 0)
 
     # train, selecting the epoch by the entry's validation metric (noisy-validation macro-F1 by default)
     try:
@@ -171,14 +176,16 @@ def pretrain_trainable(config: dict[str, Any], spec_data: dict[str, Any], cache_
     def on_epoch(epoch: int, metrics: dict[str, Any]) -> None:
         tune.report({**{k: float(v) for k, v in _scalars(metrics).items()}, R.EPOCH: epoch})
 
+    device = _device()
     try:
         path = pretrain(
             request,
             cache_dir,
-            device=_device(),
+            device=device,
             on_epoch=on_epoch,
             data_cache_dir=storage.node_data_cache(data_cache),
             owner=tune.get_context().get_trial_id(),
+            device_budget=device_budget(spec, device, "pretrain"),
         )
     except NonFiniteLossError as e:
         tune.report({R.EPOCH: request.epochs, R.ERROR: f"non-finite loss: {e}"})

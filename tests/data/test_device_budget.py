@@ -67,3 +67,42 @@ def test_a_split_over_the_budget_stays_on_the_host_and_trains_identically(tmp_pa
     assert held and not on_host
     assert [h["val_f1"] for h in host_history] == [h["val_f1"] for h in history]
     assert [h["train_loss"] for h in host_history] == [h["train_loss"] for h in history]
+
+
+@pytest.mark.parametrize("method", ["simclr", "moco_v2", "micle"])
+def test_pretraining_over_the_budget_keeps_its_images_on_the_host_and_trains_identically(tmp_path, method):
+    """``pretrain(device_budget=...)``: a training set larger than the budget stays in host memory (MoCo's
+    queue and MICLe's partner images still go to the training device) and the encoder is the same."""
+    from study.ssl import PretrainRequest, pretrain
+    from study.ssl import base as ssl_base
+
+    request = PretrainRequest(
+        dataset="synthetic",
+        dataset_options={"num_samples": 96, "num_classes": 3, "image_size": 16, "views_per_patient": 4},
+        split_seed=0,
+        method=method,
+        hparams={"queue_size": 16} if method == "moco_v2" else {},
+        backbone="small_cnn",
+        resolution=None,
+        epochs=2,
+        init="random",
+        seed=0,
+        batch_size=16,
+    )
+    held: list[bool] = []
+    real = ssl_base.TensorLoader
+
+    def spy(*args, **kw):
+        loader = real(*args, **kw)
+        held.append(loader.on_device)
+        return loader
+
+    states = []
+    for budget in (None, 1_000):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(ssl_base, "TensorLoader", spy)
+            path = pretrain(request, tmp_path / str(budget), device="cpu", device_budget=budget, knn_bank_size=32)
+        states.append(torch.load(path, map_location="cpu", weights_only=True))
+    assert held == [True, False]
+    a, b = (s["state_dict"] for s in states)  # encoder.pt: {"state_dict": backbone weights, "meta": ...}
+    assert a.keys() == b.keys() and len(a) > 0 and all(torch.equal(a[k], b[k]) for k in a)
