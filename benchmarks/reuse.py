@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from study.tuning.plan import dataset_images, images_per_second, make_plan
+from study.tuning.plan import make_plan, pretrain_hours
 from study.tuning.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +25,6 @@ def count(spec_path: str | Path) -> dict[str, float]:
     spec = load_spec(spec_path)
     plan = make_plan(spec)
     ssl = spec.ssl_map
-    ips = images_per_second(spec)
 
     def chain_cost(dataset: str, key: str) -> tuple[int, float]:
         """Pretraining jobs and GPU-hours one run needs for its encoder (an SSL entry started from another
@@ -34,7 +33,7 @@ def count(spec_path: str | Path) -> dict[str, float]:
         if not entry.needs_pretraining:
             return 0, 0.0
         jobs, hours = chain_cost(dataset, entry.init) if entry.init in ssl else (0, 0.0)
-        return jobs + 1, hours + dataset_images(spec, dataset) * 2 * entry.epochs_for(dataset) / ips / 3600
+        return jobs + 1, hours + pretrain_hours(spec, dataset, key, entry.epochs_for(dataset))
 
     runs = [c.tune_point for c in plan.cells for _ in range(spec.tuning.samples_per_cell)]
     runs += [p for _, p in plan.final_runs]

@@ -48,7 +48,8 @@ def render() -> str:
         lines += [f"### `{name}` (step cost {cls.step_cost:g}× CE)", "", *table([cls.Hparams])]
     lines += ["## SSL methods", ""]
     for name, cls in METHODS.items():
-        lines += [f"### `{name}`", "", *table([cls.Hparams])]
+        cost = f" (pretraining cost {cls.step_cost:g}× a supervised epoch)" if cls.trains else ""
+        lines += [f"### `{name}`{cost}", "", *table([cls.Hparams])]
     lines += ["## Dataset options", ""]
     for name, cls in DATASETS.items():
         lines += [f"### `{name}`", "", *table([cls.Options])]

@@ -22,6 +22,7 @@ EXPECTED = {
     "lnl",
     "disk",
     "ssl_effect",
+    "method_cost",
 }
 LINE = re.compile(r"^[a-z0-9_]+: \S")
 

@@ -75,7 +75,8 @@ class CoTeaching(Algorithm):
 
     name = "co_teaching"
     selects_samples = True
-    step_cost = 2.0
+    #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
+    step_cost = 2.17
 
     class Hparams(hparams.Hparams):
         forget_rate: ForgetRate | Literal["auto", "noise_rate"] = Field(

@@ -47,6 +47,8 @@ def disagreement_exchange(
 
 class CoTeachingPlus(CoTeaching):
     name = "co_teaching_plus"
+    #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
+    step_cost = 2.15
 
     class Hparams(CoTeaching.Hparams):
         init_epochs: int = Field(

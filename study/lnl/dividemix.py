@@ -93,7 +93,8 @@ def negative_entropy(logits: torch.Tensor) -> torch.Tensor:
 class DivideMix(Algorithm):
     name = "dividemix"
     selects_samples = True
-    step_cost = 3.0
+    #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
+    step_cost = 6.84
 
     class Hparams(hparams.Hparams):
         alpha: float = Field(4.0, gt=0, description="MixMatch's Beta(alpha, alpha) mixing coefficient")

@@ -35,6 +35,8 @@ def elr_loss(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor, lam: 
 
 class EarlyLearningRegularization(Algorithm):
     name = "elr"
+    #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
+    step_cost = 1.08
 
     class Hparams(hparams.Hparams):
         beta: float = Field(0.7, ge=0, lt=1, description="momentum of the temporal ensemble of predictions")

@@ -30,6 +30,8 @@ def gce_loss(logits: torch.Tensor, y: torch.Tensor, q: float = 0.7, k: float = 0
 
 class GeneralizedCrossEntropy(Algorithm):
     name = "gce"
+    #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
+    step_cost = 1.04
 
     class Hparams(hparams.Hparams):
         q: float = Field(0.7, gt=0, le=1, description="exponent of L_q: towards CE as q -> 0, MAE at q = 1")

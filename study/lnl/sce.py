@@ -34,6 +34,8 @@ def sce_loss(
 
 class SymmetricCrossEntropy(Algorithm):
     name = "sce"
+    #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
+    step_cost = 1.09
 
     class Hparams(hparams.Hparams):
         alpha: float = Field(0.1, ge=0, description="weight of cross-entropy")

@@ -24,6 +24,8 @@ class BarlowTwins(ContrastiveMethod):
     """
 
     name = "barlow_twins"
+    #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
+    step_cost = 3.58
     lr_reference_batch = 256
 
     class Hparams(ContrastiveMethod.Hparams):

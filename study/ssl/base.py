@@ -58,6 +58,10 @@ class SSLMethod(nn.Module):
     trains: ClassVar[bool] = True
     #: whether the backbone sees crops smaller than the images (tiles): it must then take any input size
     takes_tiles: ClassVar[bool] = False
+    #: compute of one pretraining epoch per image relative to a supervised epoch of the same backbone
+    #: (views, forward, backward, update), for ``study plan``'s estimate; measured by
+    #: ``python -m benchmarks method_cost`` (docs/benchmarks.md) and set on each method
+    step_cost: ClassVar[float] = 1.0
     #: the batch size the paper's learning rates are given for; the loop scales them by batch / this
     lr_reference_batch: ClassVar[int | None] = None
     #: the encoder's input normalisation (``train_ssl`` sets it: ImageNet's for an ImageNet-initialised one)

@@ -68,6 +68,8 @@ class BigBiGAN(SSLMethod):
     """
 
     name = "bigbigan"
+    #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
+    step_cost = 1.88
 
     class Hparams(SSLMethod.Hparams):
         optimizer: Literal["adam"] = Field("adam", description="optimiser (BigBiGAN's are Adam)")

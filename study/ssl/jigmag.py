@@ -32,6 +32,8 @@ class JigMag(SSLMethod):
     """
 
     name = "jigmag"
+    #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
+    step_cost = 1.26
     takes_tiles = True
 
     class Hparams(SSLMethod.Hparams):

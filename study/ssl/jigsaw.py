@@ -45,6 +45,8 @@ class Jigsaw(SSLMethod):
     """
 
     name = "jigsaw"
+    #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
+    step_cost = 0.63
     takes_tiles = True
 
     class Hparams(SSLMethod.Hparams):

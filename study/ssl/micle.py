@@ -73,6 +73,8 @@ class MICLe(SimCLR):
     MICLe never silently becomes SimCLR."""
 
     name = "micle"
+    #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
+    step_cost = 2.61
 
     class Hparams(SimCLR.Hparams):
         """SimCLR's, unchanged."""

@@ -29,6 +29,8 @@ class MoCoV2(ContrastiveMethod):
     """
 
     name = "moco_v2"
+    #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
+    step_cost = 2.71
 
     class Hparams(ContrastiveMethod.Hparams):
         optimizer: Optimizer = "sgd"

@@ -27,6 +27,8 @@ class Rotation(SSLMethod):
     """
 
     name = "rotation"
+    #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
+    step_cost = 6.98
 
     class Hparams(SSLMethod.Hparams):
         optimizer: Optimizer = "sgd"

@@ -20,6 +20,8 @@ class SimCLR(ContrastiveMethod):
     """
 
     name = "simclr"
+    #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
+    step_cost = 2.67
 
     class Hparams(ContrastiveMethod.Hparams):
         warmup_epochs: WarmupEpochs = 10

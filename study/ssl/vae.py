@@ -21,6 +21,8 @@ class VAE(SSLMethod):
     """
 
     name = "vae"
+    #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
+    step_cost = 1.3
 
     class Hparams(SSLMethod.Hparams):
         weight_decay: WeightDecay = 0.0

@@ -23,6 +23,7 @@ from study.data import DATASETS
 from study.lnl import ALGORITHMS
 from study.models import backbone_cost
 from study.noise import recorded_source
+from study.ssl import METHODS
 from study.tuning.errors import StudyInputError
 from study.tuning.spec import Spec
 
@@ -280,16 +281,18 @@ def images_per_second(spec: Spec, backbone: str | None = None) -> float:
     return cost.images_per_second * (cost.native_resolution / res) ** 2
 
 
+def pretrain_hours(spec: Spec, dataset: str, ssl_key: str, epochs: int) -> float:
+    """GPU-hours of one pretraining job: the dataset's images x epochs at the entry's backbone's supervised
+    throughput, times the SSL method's ``step_cost``."""
+    factor = METHODS[spec.ssl_map[ssl_key].method].step_cost
+    return dataset_images(spec, dataset) * epochs * factor / images_per_second(spec, spec.backbone_of(ssl_key)) / 3600
+
+
 def estimate_gpu_hours(spec: Spec, plan: Plan) -> dict[str, float]:
     """Upper bounds (no early stopping) in GPU-hours on one reference GPU, each job at its SSL entry's
-    backbone's throughput."""
-    pre = (
-        sum(
-            dataset_images(spec, j.dataset) * 2 * j.epochs / images_per_second(spec, spec.backbone_of(j.ssl))
-            for j in plan.pretrain_jobs
-        )
-        / 3600
-    )
+    backbone's supervised throughput times its method's ``step_cost`` (an SSL method's, or an LNL
+    algorithm's, compute per image relative to a supervised step, measured by ``benchmarks/method_cost.py``)."""
+    pre = sum(pretrain_hours(spec, j.dataset, j.ssl, j.epochs) for j in plan.pretrain_jobs)
 
     def lnl_cost(point: Point) -> float:
         a = spec.lnl_map[point.lnl]

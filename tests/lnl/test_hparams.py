@@ -110,21 +110,14 @@ def test_dividemix_draws_from_the_trial_seed():
     assert torch.equal(perms[0], perms[1]) and not torch.equal(perms[0], perms[2])
 
 
-def test_step_costs():
-    costs = {n: ALGORITHMS[n].step_cost for n in ALGORITHMS}
-    assert (
-        costs.items()
-        >= {
-            "ce": 1.0,
-            "co_teaching": 2.0,
-            "co_teaching_plus": 2.0,
-            "dividemix": 3.0,
-            "elr": 1.0,
-            "gce": 1.0,
-            "sce": 1.0,
-            "linear_probe": 0.4,
-        }.items()
-    )
+def test_step_costs_are_declared_by_each_algorithm():
+    """Each algorithm states its measured cost (``python -m benchmarks method_cost``), not the base's 1.0 by
+    inheritance; CE is the reference."""
+    assert ALGORITHMS["ce"].step_cost == 1.0
+    for name, cls in ALGORITHMS.items():
+        assert "step_cost" in vars(cls), f"{name} does not declare its step_cost"
+        assert cls.step_cost > 0
+    assert ALGORITHMS["dividemix"].step_cost > ALGORITHMS["co_teaching"].step_cost > ALGORITHMS["ce"].step_cost
 
 
 def test_optim_config_is_checked():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from study.tuning.plan import make_plan
@@ -41,3 +42,21 @@ def test_seed_as_cell_axis_tunes_per_seed():
     plan = make_plan(parse_spec(d))
     n = len(d["noise"]["rates"]) * len(d["seeds"]) * len(d["ssl"]) * len(d["lnl"])
     assert len(plan.cells) == n and len(plan.final_runs) == n
+
+
+def test_pretraining_hours_follow_each_methods_measured_cost():
+    """``study plan`` charges a pretraining job its SSL method's ``step_cost`` (measured per image against
+    a supervised step by ``benchmarks/method_cost.py``), so methods of different cost differ."""
+    from study.ssl import METHODS
+
+    d = yaml.safe_load((SPECS / "smoke.yaml").read_text())
+
+    def hours(method: str) -> float:
+        d["ssl"] = [{"method": method, "epochs": 10}]
+        return make_plan(parse_spec(d)).gpu_hours["pretraining"]
+
+    ratio = hours("barlow_twins") / hours("rotation")
+    assert ratio == pytest.approx(METHODS["barlow_twins"].step_cost / METHODS["rotation"].step_cost)
+    for name, cls in METHODS.items():
+        if cls.trains:
+            assert "step_cost" in vars(cls) and cls.step_cost > 0, name
