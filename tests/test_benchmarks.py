@@ -23,6 +23,7 @@ EXPECTED = {
     "disk",
     "ssl_effect",
     "method_cost",
+    "packing",
 }
 LINE = re.compile(r"^[a-z0-9_]+: \S")
 
