@@ -300,34 +300,34 @@ def _train_group(
     dev: torch.device,
     max_steps: int | None = None,
 ) -> HeadsResult:
-    """The heads of ``yt`` as one grouped model (``max_steps``: stop after that many steps, for timing)."""
+    """The heads of ``yt`` as one grouped model (``max_steps``: stop after that many steps, for timing).
+    A head whose patience runs out leaves the group: the others train on without it (``_compact``)."""
     h, n = yt.shape
     sigma = torch.as_tensor(sigmas, device=dev)[:, None, None]  # H x 1 x 1
     heads = HeadGroup(h, xt.shape[1], o.num_classes, o.hidden, seeds).to(dev)
-    opt = torch.optim.SGD(heads.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    opt = _sgd(heads, o)
     gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
     noise_gens = [torch.Generator(device=dev).manual_seed(int(s) + 1) for s in seeds]  # each head its own
     best_f1 = torch.full((h,), -1.0)
-    best_epoch, last_epoch = np.full(h, -1), np.full(h, -1)
+    best_epoch, last_epoch, stale = np.full(h, -1), np.full(h, -1), np.zeros(h, dtype=int)
     best_state = {k: v.detach().clone() for k, v in heads.state_dict().items()}
-    active, stale = np.ones(h, dtype=bool), np.zeros(h, dtype=int)
+    live = np.arange(h)  # the head of each row of the group (a stopped head's row is dropped)
     history: list[dict[str, Any]] = []
     steps, done = math.ceil(n / o.batch_size), 0
-    noisy = bool((sigma > 0).any())
     for epoch in range(o.epochs):
         # each head its own order of the training rows: H x N
         order = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(dev)
-        losses = torch.zeros(h, device=dev)
+        losses = torch.zeros(len(live), device=dev)
         for s in range(steps):
             rows = order[:, s * o.batch_size : (s + 1) * o.batch_size]  # H x B
             x = xt[rows]  # H x B x D
-            if noisy:
+            if bool((sigma > 0).any()):
                 x = x + sigma * torch.stack([torch.randn(x.shape[1:], generator=g, device=dev) for g in noise_gens])
             logits = heads(x)  # H x B x K
             y = torch.gather(yt, 1, rows)  # H x B
             # the sum of per-head mean losses: each head's gradient is its own
             per_head = F.cross_entropy(logits.reshape(-1, o.num_classes), y.reshape(-1), reduction="none")
-            per_head = per_head.view(h, -1).mean(1)
+            per_head = per_head.view(len(live), -1).mean(1)
             opt.zero_grad(set_to_none=True)
             torch.autograd.backward(per_head.sum())
             opt.step()
@@ -336,30 +336,59 @@ def _train_group(
             if max_steps is not None and done >= max_steps:
                 return HeadsResult(best_epoch, best_f1.numpy(), best_state, history, o.hidden, last_epoch)
         loss = (losses / steps).cpu().numpy()
-        if not np.isfinite(loss[active]).all():
+        if not np.isfinite(loss).all():
             raise FloatingPointError(f"train_heads: non-finite loss at epoch {epoch}")
-        probs = predict_heads(heads, xv)  # H x Nv x K
-        f1 = macro_f1_batched(yv, probs.argmax(2), o.num_classes).cpu()  # H
-        improved = (f1 > best_f1) & torch.from_numpy(active)
-        if bool(improved.any()):
+        f1 = macro_f1_batched(yv, predict_heads(heads, xv).argmax(2), o.num_classes).cpu()  # per row
+        improved = (f1 > best_f1[live]).numpy()
+        if improved.any():
             for k, v in heads.state_dict().items():
-                best_state[k][improved.to(v.device)] = v.detach()[improved.to(v.device)]
-            best_f1 = torch.where(improved, f1, best_f1)
-            best_epoch[improved.numpy()] = epoch
-        stale = np.where(improved.numpy(), 0, stale + 1)
-        last_epoch[active] = epoch
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": [float(v) if a else None for v, a in zip(loss, active)],
-                "val_f1": [float(v) if a else None for v, a in zip(f1.numpy(), active)],
-            }
-        )
-        if o.patience is not None:
-            active &= stale < o.patience  # a stopped head's best epoch and weights no longer change
-        if not active.any():
+                best_state[k][torch.as_tensor(live[improved], device=v.device)] = v.detach()[torch.from_numpy(improved)]
+            best_f1[live[improved]] = f1[torch.from_numpy(improved)]
+            best_epoch[live[improved]] = epoch
+        stale[live] = np.where(improved, 0, stale[live] + 1)
+        last_epoch[live] = epoch
+        history.append({"epoch": epoch, **_rows_to_heads(h, live, train_loss=loss, val_f1=f1.numpy())})
+        keep = stale[live] < o.patience if o.patience is not None else np.ones(len(live), dtype=bool)
+        if not keep.any():
             break
+        if not keep.all():  # stopped heads leave the group: their best epoch and weights no longer change
+            index = torch.as_tensor(np.flatnonzero(keep), device=dev)
+            opt = _compact(heads, opt, index, o)
+            yt, yv, sigma, live = yt[index], yv[index], sigma[index], live[keep]
+            gens = [g for g, k in zip(gens, keep) if k]
+            noise_gens = [g for g, k in zip(noise_gens, keep) if k]
     return HeadsResult(best_epoch, best_f1.numpy(), best_state, history, o.hidden, last_epoch)
+
+
+def _sgd(heads: HeadGroup, o: HeadOptions) -> torch.optim.SGD:
+    return torch.optim.SGD(heads.parameters(), lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def _compact(heads: HeadGroup, opt: torch.optim.SGD, index: torch.Tensor, o: HeadOptions) -> torch.optim.SGD:
+    """Keep only the heads ``index`` of the group, with their momentum buffers; the new optimiser."""
+    buffers: list[tuple[nn.Parameter, torch.Tensor | None]] = []
+    for params in (heads.weights, heads.biases):
+        for i, p in enumerate(params):
+            buf = opt.state[p].get("momentum_buffer") if p in opt.state else None
+            kept = nn.Parameter(p.detach()[index].clone())
+            params[i] = kept
+            buffers.append((kept, None if buf is None else buf[index].clone()))
+    new = _sgd(heads, o)
+    for p, buf in buffers:
+        if buf is not None:
+            new.state[p]["momentum_buffer"] = buf
+    return new
+
+
+def _rows_to_heads(h: int, live: np.ndarray, **per_row: np.ndarray) -> dict[str, list[float | None]]:
+    """Per-row values as lists over all ``h`` heads (None for heads no longer in the group)."""
+    out: dict[str, list[float | None]] = {}
+    for key, values in per_row.items():
+        full: list[float | None] = [None] * h
+        for row, head in enumerate(live):
+            full[int(head)] = float(values[row])
+        out[key] = full
+    return out
 
 
 def _stack(alone: list[HeadsResult], o: HeadOptions) -> HeadsResult:

@@ -151,3 +151,20 @@ def test_auto_execution_follows_the_measured_crossover(monkeypatch):
     assert _grid("auto").execution == "batched"
     assert len(lp._CROSSOVER) == 1  # measured once per (device, heads, width, options): no timer call now
     assert _grid("auto").execution == "batched"
+
+
+def test_stopped_heads_leave_the_group(monkeypatch):
+    """A head whose patience ran out stops costing compute: the group shrinks to the heads still training."""
+    from study.lnl import linear_probe as lp
+
+    sizes = []
+    real = lp._compact
+
+    def spy(heads, opt, index, o):
+        sizes.append(len(index))
+        return real(heads, opt, index, o)
+
+    monkeypatch.setattr(lp, "_compact", spy)
+    res = _grid("batched")
+    assert sizes == [2, 1]  # the three heads stop at three different epochs
+    assert sorted(res.last_epoch.tolist()) == sorted(set(res.last_epoch.tolist()))
