@@ -391,9 +391,9 @@ def check_resources(spec: Spec, cpus: float, where: str, memory_bytes: float | N
         if res.memory_gb is not None and memory_bytes is not None and res.memory_gb * 1e9 > memory_bytes:
             have = memory_bytes / 1e9
             raise StudyInputError(
-                f"resources.{stage}.memory_gb {res.memory_gb:g}: {where} has {have:.3g} GB of memory for Ray's "
-                f"workers, so no {stage} could ever start; lower it to at most {have:.3g}, or pass --address of "
-                "a cluster with larger nodes"
+                f"resources.{stage}.memory_gb {res.memory_gb:g}: {where} has {have:.3g} GB of memory, so no "
+                f"{stage} could ever start; lower it to at most {have:.3g}, or pass --address of a cluster with "
+                "larger nodes"
             )
 
 

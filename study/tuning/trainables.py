@@ -1,8 +1,9 @@
 """The Ray Tune trainables: a stage-1 pretraining job and an LNL trial (tuning or final).
 
 An LNL trial is the trial recipe (``study.experiment.build_trial``) made restartable: it reports every
-epoch with a ``ray.tune.Checkpoint`` holding the algorithm state, the fit result and the loader's
-shuffling state, so a restored trial continues from its last epoch. The last report adds the clean-test
+epoch, every ``failures.checkpoint_every`` epochs (and at its last) with a ``ray.tune.Checkpoint`` holding
+the algorithm state, the fit result and the loader's shuffling state, so a restored trial continues from
+its last checkpointed epoch. The last report adds the clean-test
 metrics at the best-validation epoch and ``results.FINISHED``. A non-finite loss is reported as
 ``results.ERROR`` and not retried (it would recur); other exceptions propagate so Ray retries the trial.
 Report keys are named in ``study.tuning.results``; the trial's config is a ``plan.TrialConfig``.
