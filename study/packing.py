@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -103,8 +103,20 @@ class PackedNets:
         self.buffers = {k: v.index_select(0, index.to(v.device)) for k, v in self.buffers.items()}
 
 
-#: the probe's clock (a test replaces it)
+#: the clock of ``elapsed`` (a test replaces it)
 _clock = time.perf_counter
+
+
+def elapsed(device: torch.device, run: Callable[[], object]) -> float:
+    """Seconds ``run()`` takes on ``device``: work queued on a GPU is finished before the clock starts and
+    before it stops. The timer of the batched-or-not probes (``choose_execution``, ``train_heads``)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = _clock()
+    run()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return _clock() - start
 
 
 def choose_execution(nets: PackedNets, x: torch.Tensor, y: torch.Tensor, steps: int = 3) -> str:
@@ -112,18 +124,18 @@ def choose_execution(nets: PackedNets, x: torch.Tensor, y: torch.Tensor, steps: 
     batched ("vmap") and one member after another ("loop"), after a warm-up pass each; set and return the
     faster. The members' BatchNorm statistics and gradients are restored afterwards: the probe leaves no
     trace in the training."""
+
+    def passes(n: int) -> None:
+        for _ in range(n):
+            loss = packed_cross_entropy(nets(x), y).sum()
+            loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
+
     saved = {k: v.clone() for k, v in nets.buffers.items()}
     times = {}
     for mode in ("vmap", "loop"):
         nets.execution = mode
-        for i in range(steps + 1):
-            if i == 1:
-                _sync(x.device)
-                start = _clock()
-            loss = packed_cross_entropy(nets(x), y).sum()
-            loss.backward()  # type: ignore[no-untyped-call]  # torch's Tensor.backward is unannotated
-        _sync(x.device)
-        times[mode] = _clock() - start
+        passes(1)
+        times[mode] = elapsed(x.device, lambda: passes(steps))
     with torch.no_grad():
         for k, v in nets.buffers.items():
             v.copy_(saved[k])
@@ -131,11 +143,6 @@ def choose_execution(nets: PackedNets, x: torch.Tensor, y: torch.Tensor, steps: 
         p.grad = None
     nets.execution = min(times, key=lambda m: times[m])
     return nets.execution
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 class PackedSGD:
@@ -200,4 +207,4 @@ def packed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return loss.view(p, b).mean(1)
 
 
-__all__ = ["PackedNets", "PackedSGD", "choose_execution", "packed_cross_entropy"]
+__all__ = ["PackedNets", "PackedSGD", "choose_execution", "elapsed", "packed_cross_entropy"]

@@ -22,7 +22,6 @@ import hashlib
 import itertools
 import json
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from study.data.pipeline import STANDARD, Normalization, TensorLoader, center_cr
 from study.lnl.base import Algorithm, StepOutput, TrainViews
 from study.metrics import macro_f1_batched
 from study.models import Classifier, mlp_head
+from study.packing import elapsed
 
 DEFAULT_HIDDEN = (512, 128, 64)
 
@@ -419,8 +419,6 @@ def _stack(alone: list[HeadsResult], o: HeadOptions) -> HeadsResult:
 _CROSSOVER: dict[tuple[Any, ...], bool] = {}
 #: training steps timed per variant (after one warm-up step each)
 PROBE_STEPS = 4
-#: the probe's clock (a test replaces it)
-_clock = time.perf_counter
 
 
 def batching_pays(
@@ -447,21 +445,15 @@ def batching_pays(
         def timed(label_sets: torch.Tensor, val_sets: torch.Tensor, s: np.ndarray) -> float:
             seeds = list(range(len(s)))
             _train_group(xt, label_sets, xv, val_sets, s, seeds, probe, device, max_steps=1)
-            _sync(device)
-            t0 = _clock()
-            _train_group(xt, label_sets, xv, val_sets, s, seeds, probe, device, max_steps=PROBE_STEPS)
-            _sync(device)
-            return _clock() - t0
+            return elapsed(
+                device,
+                lambda: _train_group(xt, label_sets, xv, val_sets, s, seeds, probe, device, max_steps=PROBE_STEPS),
+            )
 
         together = timed(yt, yv, sig)
         alone = timed(yt[:1], yv[:1], sig[:1]) * heads
         _CROSSOVER[key] = together <= alone
     return _CROSSOVER[key]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # -- the Algorithm entry

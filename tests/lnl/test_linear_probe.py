@@ -134,6 +134,7 @@ def test_a_head_trained_in_a_batch_equals_the_same_head_trained_alone():
 
 
 def test_auto_execution_follows_the_measured_crossover(monkeypatch):
+    from study import packing
     from study.lnl import linear_probe as lp
 
     monkeypatch.setattr(lp, "_CROSSOVER", {})
@@ -144,7 +145,7 @@ def test_auto_execution_follows_the_measured_crossover(monkeypatch):
 
     # batched 4 steps: 1.0 s; one head 4 steps: 0.1 s, x 3 heads = 0.3 s -> sequential
     timings = iter([0.0, 1.0, 0.0, 0.1])
-    monkeypatch.setattr(lp, "_clock", clock)
+    monkeypatch.setattr(packing, "_clock", clock)  # the clock of study.packing.elapsed
     assert _grid("auto").execution == "sequential"
     monkeypatch.setattr(lp, "_CROSSOVER", {})
     timings = iter([0.0, 0.2, 0.0, 0.1])  # batched 0.2 s against 0.3 s -> batched
