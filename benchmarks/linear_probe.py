@@ -14,8 +14,10 @@ seeds, an MLP head 512-128-64 per cell) three ways, timed end to end on one mach
 ``linear_probe_embeddings_once_speedup`` is ``per_trial / embeddings_once`` (what the study gains today).
 Heads/s of ``train_heads`` against one head at a time, on the same cached embeddings, follow
 (``linear_probe_batched_vs_alone``). ``train_heads`` runs with ``execution="auto"``: it times a few steps of
-the grouped model against one head on this machine (``batching_pays``, included in its time) and trains
-the heads grouped or one after another, whichever is faster; ``linear_probe_execution`` says which.
+the grouped model against one head on this machine (``batching_pays``: measured once before the timed
+calls, its seconds counted in the grid's time, not in the heads/s, and printed as
+``linear_probe_crossover_probe_seconds``) and trains the heads grouped or one after another, whichever is
+faster; ``linear_probe_execution`` says which.
 
 Declared before running (``FULL``, ``QUICK``): synthetic 64 px RGB images (``synthetic`` stands in for a
 histopathology dataset: the cost does not depend on the pixels), a torchvision ResNet-18 with random weights
