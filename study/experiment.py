@@ -7,7 +7,9 @@ trains with ``study.train.fit`` (noisy-validation selection), ``Trial.final_metr
 clean test split (and the shifted test set, where the spec has one) at the selected epoch, and
 ``Trial.write_artifacts`` writes what MLflow records. The Ray trainable (``study.tuning.trainables``),
 ``python -m study.single`` and the benchmarks' plain loop (``benchmarks/_plain.py``) all use it, so the
-three train the same thing; only the trainable adds Ray's parts (checkpoints, reports).
+three train the same thing; only the trainable adds Ray's parts (checkpoints, reports). ``build_pack``
+builds the members of a packed trial (several hyperparameter settings at one point) on one copy of the
+data, each as ``build_trial`` would build it alone.
 """
 
 from __future__ import annotations
@@ -464,7 +466,30 @@ def build_trial(
 ) -> Trial:
     """The trial of ``point`` with ``hparams`` (a cell's fixed and sampled values), ready to ``fit``. Names
     the LNL entry fixes take the values it fixes at the point's noise setting (``LNLSpec.point_hparams``), so a
-    caller that passes the entry's plain ``fixed`` still trains with its ``by_noise_kind`` values."""
+    caller that passes the entry's plain ``fixed`` still trains with its ``by_noise_kind`` values. A pack of
+    one member (``build_pack``)."""
+    return build_pack(spec, point, [hparams], device, cache_dir, data_cache, owner)[0]
+
+
+def build_pack(
+    spec: Spec,
+    point: Point,
+    hparams: list[dict[str, Any]],
+    device: torch.device,
+    cache_dir: str | Path,
+    data_cache: str | Path,
+    owner: str | None = None,
+) -> list[Trial]:
+    """The trials of a packed trial: one per entry of ``hparams``, all at ``point`` (``study.train.fit_pack``).
+
+    The members share the decoded data, splits, noisy labels, encoder, validation loader and, among those
+    with the same batch size, the training loader (one object, seeded by the point's seed as
+    ``build_trial``'s: the same batches). Member ``i``'s algorithm starts from exactly the weights
+    ``build_trial(spec, point, hparams[i], ...)`` gives: torch's (and NumPy's) global generators are put
+    back, before each member's algorithm is built, to their state before the first's.
+    """
+    if not hparams:
+        raise ValueError("build_pack needs the hyperparameters of at least one member")
     entry = spec.lnl_map[point.lnl]
     on_gpu = device.type == "cuda"
     torch.manual_seed(point.seed)
@@ -474,7 +499,7 @@ def build_trial(
     splits = trial_splits(spec, data, point)
     labels, noise = corrupt(spec, data, splits, point)
     # model: the stage-1 encoder and the entry's head; the fixed hyperparameters of the point's noise setting
-    optim, batch, own = split_hparams(entry, entry.point_hparams(point.noise_kind, point.noise_rate, hparams))
+    settings = [split_hparams(entry, entry.point_hparams(point.noise_kind, point.noise_rate, hp)) for hp in hparams]
     # inputs: the images, normalised as the encoder's initialisation expects and cut to the model's side;
     # or, for an algorithm on a frozen encoder's embeddings, those (computed once into the cache) and an
     # identity encoder, so that no pass of the trial runs the encoder
@@ -489,33 +514,42 @@ def build_trial(
     else:
         inputs, rows = image_rows, data.images
         encoder = build_encoder(spec, point, cache_dir, data_cache, device, owner)
-    made: list[torch.nn.Module] = []
 
-    def make_model() -> torch.nn.Module:
-        # an algorithm's second network (Co-teaching, DivideMix) starts from the same encoder, except at
-        # random init, where each network has its own draw, as the papers' independently initialised nets
-        start = encoder if not made or not random_init(spec, point) else random_twin(spec, data, point, len(made))
-        made.append(start)
-        return Classifier(copy.deepcopy(start), data.num_classes, tuple(entry.head.hidden), frozen=entry.head.frozen)
+    def model_maker() -> Callable[[], torch.nn.Module]:
+        made: list[torch.nn.Module] = []  # one algorithm's networks
 
-    # loaders: the training split with its noisy labels, random crops and the spec's augmentation; noisy
-    # validation centre-cropped; held on the device when both fit its budget, else in host memory
+        def make_model() -> torch.nn.Module:
+            # an algorithm's second network (Co-teaching, DivideMix) starts from the same encoder, except at
+            # random init, where each network has its own draw, as the papers' independently initialised nets
+            start = encoder if not made or not random_init(spec, point) else random_twin(spec, data, point, len(made))
+            made.append(start)
+            return Classifier(
+                copy.deepcopy(start), data.num_classes, tuple(entry.head.hidden), frozen=entry.head.frozen
+            )
+
+        return make_model
+
+    # loaders: the training split with its noisy labels, random crops and the spec's augmentation (one per
+    # batch size); noisy validation centre-cropped; held on the device when both fit its budget, else in
+    # host memory
     on_device = data_on_device(spec, rows[splits.train].nbytes + rows[splits.val].nbytes, device)
-    train = TensorLoader(
-        rows[splits.train],
-        labels[splits.train],
-        batch,
-        shuffle=True,
-        augment_cfg=augment,
-        device=device,
-        seed=point.seed,
-        indices=splits.train,
-        channels_last=on_gpu,
-        crop=crop,
-        random_crop=True,
-        norm=norm,
-        on_device=on_device,
-    )
+    trains: dict[int, TensorLoader] = {}
+    for batch in dict.fromkeys(b for _, b, _ in settings):
+        trains[batch] = TensorLoader(
+            rows[splits.train],
+            labels[splits.train],
+            batch,
+            shuffle=True,
+            augment_cfg=augment,
+            device=device,
+            seed=point.seed,
+            indices=splits.train,
+            channels_last=on_gpu,
+            crop=crop,
+            random_crop=True,
+            norm=norm,
+            on_device=on_device,
+        )
     val = TensorLoader(
         rows[splits.val],
         labels[splits.val],
@@ -526,28 +560,40 @@ def build_trial(
         norm=norm,
         on_device=on_device,
     )
-    algo = ALGORITHMS[entry.algorithm](
-        make_model,
-        data.num_classes,
-        len(data),
-        optim,
-        device,
-        noise_rate=point.noise_rate,
-        expected_noise=expected_noise_fraction(
-            noise.transition, class_priors(data.labels, splits.train, data.num_classes)
-        ),
-        amp=on_gpu,
-        seed=point.seed,
-        **own,
+    expected_noise = expected_noise_fraction(
+        noise.transition, class_priors(data.labels, splits.train, data.num_classes)
     )
-    if on_gpu:
-        for net in algo.nets:
-            net.to(memory_format=torch.channels_last)
-    return Trial(spec, point, data, splits, labels, noise, algo, train, val, device, inputs)
+    # algorithms: each member's networks drawn from the generators' state before the first member's
+    rng = torch.get_rng_state(), np.random.get_state()
+    cuda_rng = torch.cuda.get_rng_state(device) if on_gpu else None
+    trials = []
+    for optim, batch, own in settings:
+        torch.set_rng_state(rng[0])
+        np.random.set_state(rng[1])
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state(cuda_rng, device)
+        algo = ALGORITHMS[entry.algorithm](
+            model_maker(),
+            data.num_classes,
+            len(data),
+            optim,
+            device,
+            noise_rate=point.noise_rate,
+            expected_noise=expected_noise,
+            amp=on_gpu,
+            seed=point.seed,
+            **own,
+        )
+        if on_gpu:
+            for net in algo.nets:
+                net.to(memory_format=torch.channels_last)
+        trials.append(Trial(spec, point, data, splits, labels, noise, algo, trains[batch], val, device, inputs))
+    return trials
 
 
 __all__ = [
     "Trial",
+    "build_pack",
     "build_trial",
     "corrupt",
     "dataset_options",

@@ -20,18 +20,30 @@ leaves most of the device idle.
 tensors in turn: the same arithmetic, the same results); ``choose_execution`` times both on the pack's real
 shapes and keeps the faster, so packing is never slower than training the members one by one.
 
-This is the engine of packed trials (#21); trials do not use it yet.
+``PackStep`` is the trial-side engine of packed trials (#21): P members of one tuning cell (the same data,
+labels and batches; each its own hyperparameters, ``Algorithm``, networks and torch optimisers) stepped on
+one shared batch, either one after another (``train_step``) or with each network slot's live parameters
+stacked (differentiably: gradients flow back into each member's own parameters, which its own optimiser
+steps) and run once with ``vmap``. ``study.train.fit_pack`` drives it epoch by epoch.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
+
+if TYPE_CHECKING:  # study.lnl imports this module's timer
+    from study.lnl.base import Algorithm, StepOutput
+
+#: how ``PackStep`` runs its members: "auto" times the other two on the first batch and keeps the faster
+EXECUTIONS = ("auto", "vmap", "loop")
 
 
 class PackedNets:
@@ -207,4 +219,190 @@ def packed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return loss.view(p, b).mean(1)
 
 
-__all__ = ["PackedNets", "PackedSGD", "choose_execution", "elapsed", "packed_cross_entropy"]
+def _cloned(state: Any) -> Any:
+    """A copy of a nested state (dicts, lists, tuples) with its tensors cloned where they are."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    if isinstance(state, dict):
+        return {k: _cloned(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_cloned(v) for v in state)
+    return state
+
+
+def _stochastic(net: nn.Module) -> bool:
+    """Whether a forward pass of ``net`` in its present mode draws random numbers (an active dropout)."""
+    for m in net.modules():
+        p = getattr(m, "p", None) if isinstance(m, nn.modules.dropout._DropoutNd) else getattr(m, "drop_prob", None)
+        if m.training and isinstance(p, float) and p > 0:
+            return True
+    return False
+
+
+class PackStep:
+    """One training step of P members of a packed trial on one shared batch ``(x, y, index)``.
+
+    The members are ``Algorithm`` s of one class with networks of one architecture; each keeps its own
+    networks, optimisers, learning-rate schedule, GradScaler and training memory (ELR's targets), and its
+    step gives what its own ``train_step`` would (``study.train.fit_pack``; tests/test_packed_fit.py).
+
+    ``execution``: "loop" calls each member's ``train_step`` in turn (exactly separate trials' arithmetic;
+    any algorithm). "vmap" (``packable`` algorithms only) stacks, for each network slot, the members' live
+    parameters (``torch.stack``: differentiable) and copies of their buffers, runs the architecture once
+    with ``torch.func.vmap`` over ``functional_call`` under autocast, copies the updated BatchNorm
+    statistics back into each member's buffers, takes each member's ``step_loss`` of its slice, runs one
+    backward pass of the members' scaled losses (each member's gradient is its own) and steps each
+    member's optimisers through its scaler, as ``Algorithm.backward_many`` does: the same trajectories up to
+    floating-point reassociation. "auto" times both on the first batch (``choose``) and keeps the faster;
+    a pack of one member, or of algorithms that are not packable, runs "loop".
+
+    A network with an active dropout (training mode, p > 0) draws random numbers that ``vmap`` cannot give
+    each member as its own network would, so such steps run "loop" whatever ``execution`` says (members
+    then draw from the one global generator in turn). Other random operations in a forward pass make the
+    vmap path raise; "auto" then keeps "loop".
+    """
+
+    def __init__(self, members: Sequence[Algorithm], execution: str = "auto", probe_steps: int = 2) -> None:
+        if not members:
+            raise ValueError("PackStep needs at least one member")
+        if execution not in EXECUTIONS:
+            raise ValueError(f"PackStep: execution is one of {', '.join(EXECUTIONS)}, not {execution!r}")
+        kinds = {type(m) for m in members}
+        if len(kinds) != 1:
+            raise ValueError(f"PackStep: the members are of different algorithms ({sorted(k.name for k in kinds)})")
+        archs = {tuple(tuple((k, tuple(v.shape)) for k, v in n.state_dict().items()) for n in m.nets) for m in members}
+        if len(archs) != 1:
+            raise ValueError("PackStep: the members' networks differ in number or architecture")
+        if execution == "vmap" and not members[0].packable:
+            raise ValueError(f"PackStep: {members[0].name} is not packable (its own train_step); use loop or auto")
+        self.members = list(members)
+        #: "vmap" or "loop" once chosen; "auto" until the first call chooses
+        self.execution = execution
+        self.probe_steps = probe_steps
+        #: the probe's seconds per execution (``choose``), for logging
+        self.timings: dict[str, float] = {}
+        self._templates = [copy.deepcopy(n).to("meta") for n in members[0].nets]
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def drop(self, members: Iterable[Algorithm]) -> None:
+        """Stop stepping ``members`` (pruned, failed or stopped): the others go on as they were."""
+        gone = {id(m) for m in members}
+        self.members = [m for m in self.members if id(m) not in gone]
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> list[StepOutput]:
+        """Step every member on the batch; their step outputs, in member order."""
+        if not self.members:
+            return []
+        if self.execution == "auto":
+            self.choose(x, y, index, epoch)
+        if self.execution == "loop" or self._stochastic():
+            return [m.train_step(x, y, index, epoch) for m in self.members]
+        losses, outs = self._losses(self._batched_logits(x), y, index, epoch)
+        for m in self.members:
+            for opt in m.optimizers:
+                opt.zero_grad(set_to_none=True)
+        torch.autograd.backward([m.scaler.scale(loss) for m, loss in zip(self.members, losses)])
+        for m in self.members:
+            for opt in m.optimizers:
+                m.scaler.step(opt)
+            m.scaler.update()
+        return outs
+
+    def choose(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> str:
+        """Time ``probe_steps`` forward and backward passes of the members on this batch, batched ("vmap")
+        and one after another ("loop"), after a warm-up pass each; set and return the faster.
+
+        No optimiser steps: the members' BatchNorm statistics, training memory (``extra_state``), gradients
+        and torch's random generators are restored afterwards, so the probe changes no member's trajectory."""
+        if len(self.members) < 2 or not self.members[0].packable or self._stochastic():
+            self.execution = "loop"
+            return self.execution
+        device = self.members[0].device
+        buffers = [[b.detach().clone() for n in m.nets for b in n.buffers()] for m in self.members]
+        extra = [_cloned(m.extra_state()) for m in self.members]
+        devices = [device] if device.type == "cuda" else []
+        self.timings = {}
+        try:
+            with torch.random.fork_rng(devices=devices):
+                for mode in ("vmap", "loop"):
+                    self._probe_pass(mode, x, y, index, epoch)  # warm-up
+                    passes = [functools.partial(self._probe_pass, mode, x, y, index, epoch)] * self.probe_steps
+                    self.timings[mode] = elapsed(device, lambda: [run() for run in passes])  # noqa: B023
+        except RuntimeError:  # vmap refused the forward (a random op) or ran out of memory: one by one
+            self.timings = {"loop": 0.0}
+        finally:
+            with torch.no_grad():
+                for m, saved, state in zip(self.members, buffers, extra):
+                    for b, v in zip((b for n in m.nets for b in n.buffers()), saved):
+                        b.copy_(v)
+                    m.load_extra_state(state)
+                    for n in m.nets:
+                        for p in n.parameters():
+                            p.grad = None
+        self.execution = min(self.timings, key=lambda k: self.timings[k])
+        return self.execution
+
+    def _probe_pass(self, mode: str, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> None:
+        """One forward and backward pass of every member (no optimiser step), batched or one by one."""
+        if mode == "vmap":
+            losses, _ = self._losses(self._batched_logits(x), y, index, epoch)
+            torch.autograd.backward(losses)
+            return
+        for m in self.members:
+            with torch.autocast(m.device.type, enabled=m.amp):
+                logits = [n(x) for n in m.nets]
+            loss, _ = m.step_loss(logits, y, index, epoch)
+            torch.autograd.backward(loss)
+
+    def _stochastic(self) -> bool:
+        return any(_stochastic(n) for m in self.members for n in m.nets)
+
+    def _batched_logits(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Per network slot, the members' outputs on ``x`` (P x B x K), from their stacked live parameters;
+        the BatchNorm statistics the pass updates are copied back into each member's buffers."""
+        lead = self.members[0]
+        out = []
+        with torch.autocast(lead.device.type, enabled=lead.amp):
+            for k, template in enumerate(self._templates):
+                nets = [m.nets[k] for m in self.members]
+                for t, n in zip(template.modules(), nets[0].modules()):  # the members' modes (frozen encoders)
+                    t.training = n.training
+                named = [dict(n.named_parameters()) for n in nets]
+                params = {name: torch.stack([p[name] for p in named]) for name in named[0]}  # P x ...
+                owned = [dict(n.named_buffers()) for n in nets]
+                buffers = {name: torch.stack([b[name].detach() for b in owned]) for name in owned[0]}
+
+                def one(p: dict[str, torch.Tensor], b: dict[str, torch.Tensor], xb: torch.Tensor) -> torch.Tensor:
+                    logits: torch.Tensor = functional_call(template, (p, b), (xb,))  # noqa: B023 (called at once)
+                    return logits
+
+                out.append(vmap(one, in_dims=(0, 0, None), randomness="error")(params, buffers, x))
+                with torch.no_grad():  # BatchNorm's running statistics and counters, member by member
+                    for i, b in enumerate(owned):
+                        for name, v in b.items():
+                            v.copy_(buffers[name][i])
+        return out
+
+    def _losses(
+        self, logits: list[torch.Tensor], y: torch.Tensor, index: torch.Tensor, epoch: int
+    ) -> tuple[list[torch.Tensor], list[StepOutput]]:
+        """Each member's ``step_loss`` of its slice of the batched outputs."""
+        losses, outs = [], []
+        for i, m in enumerate(self.members):
+            loss, out = m.step_loss([lg[i] for lg in logits], y, index, epoch)
+            losses.append(loss)
+            outs.append(out)
+        return losses, outs
+
+
+__all__ = [
+    "EXECUTIONS",
+    "PackStep",
+    "PackedNets",
+    "PackedSGD",
+    "choose_execution",
+    "elapsed",
+    "packed_cross_entropy",
+]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,8 +22,9 @@ import torch
 
 from study.data.pipeline import TensorLoader
 from study.errors import NonFiniteLossError
-from study.lnl.base import Algorithm
+from study.lnl.base import Algorithm, StepOutput
 from study.metrics import auroc, balanced_accuracy, classification_metrics, selection_quality, study_metrics
+from study.packing import PackStep
 
 #: the epochs at the end of training whose clean-test F1 is averaged into ``test_f1_last5``
 LAST_EPOCHS = 5
@@ -127,22 +128,92 @@ def predict_probs(algo: Algorithm, loader: TensorLoader) -> tuple[np.ndarray, np
     return torch.cat(probs).numpy(), torch.cat(labels).numpy()
 
 
+class EpochTally:
+    """A member's training loss and selected samples over one epoch, batch by batch (``train_one_epoch``'s
+    bookkeeping, shared with ``fit_pack``)."""
+
+    def __init__(self) -> None:
+        self.total, self.count = 0.0, 0
+        self.selected: list[np.ndarray] = []
+
+    def add(self, out: StepOutput, batch: int, epoch: int, step: int) -> None:
+        """Count a step's output; a non-finite loss raises ``NonFiniteLossError``."""
+        loss = float(out["loss"])
+        if not math.isfinite(loss):
+            raise NonFiniteLossError(f"non-finite loss ({loss}) at epoch {epoch}, step {step}")
+        self.total += loss * batch
+        self.count += batch
+        if "selected" in out:
+            self.selected.append(out["selected"].detach().cpu().numpy())
+
+    def result(self) -> tuple[float, np.ndarray | None]:
+        """The mean loss per sample and the indices selected as clean (None: the algorithm selects none)."""
+        sel = np.unique(np.concatenate(self.selected)) if self.selected else None
+        return self.total / max(self.count, 1), sel
+
+
 def train_one_epoch(algo: Algorithm, loader: TensorLoader, epoch: int) -> tuple[float, np.ndarray | None]:
     """One pass over the noisy training set; the mean loss and the indices selected as clean (if any)."""
     algo.start_epoch(epoch, loader)
     algo.train()
-    total, count, selected = 0.0, 0, []
+    tally = EpochTally()
     for step, (x, y, index) in enumerate(labelled_batches(loader)):
-        out = algo.train_step(x, y, index, epoch)
-        loss = float(out["loss"])
-        if not math.isfinite(loss):
-            raise NonFiniteLossError(f"non-finite loss ({loss}) at epoch {epoch}, step {step}")
-        total += loss * x.shape[0]
-        count += x.shape[0]
-        if "selected" in out:
-            selected.append(out["selected"].detach().cpu().numpy())
-    sel = np.unique(np.concatenate(selected)) if selected else None
-    return total / max(count, 1), sel
+        tally.add(algo.train_step(x, y, index, epoch), x.shape[0], epoch, step)
+    return tally.result()
+
+
+def epoch_metrics(
+    algo: Algorithm,
+    val: TensorLoader,
+    epoch: int,
+    loss: float,
+    selected: np.ndarray | None,
+    started: float,
+    train_indices: torch.Tensor,
+    clean_train_labels: np.ndarray | None = None,
+    noisy_train_labels: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """An epoch's metrics: the training loss, every validation metric a study may tune on, the seconds since
+    ``started`` (``time.perf_counter``) and, for a sample-selecting algorithm, the precision and recall of
+    its selection among ``train_indices`` (from the clean labels, outside the algorithm)."""
+    probs, y = predict_probs(algo, val)
+    metrics = {
+        "epoch": epoch,
+        "train_loss": loss,
+        **classification_metrics(y, probs, prefix="val_"),
+        # every tuning metric the spec may name (``tuning.spec.METRICS``), each epoch
+        "val_balanced_acc": balanced_accuracy(y, probs.argmax(axis=1)),
+        "val_auroc": auroc(y, probs, quiet=True),
+        "val_loss": validation_loss(y, probs),
+        "epoch_time": time.perf_counter() - started,
+    }
+    if selected is not None and clean_train_labels is not None and noisy_train_labels is not None:
+        metrics.update(
+            selection_quality(selected, noisy_train_labels, clean_train_labels, among=train_indices.cpu().numpy())
+        )
+    return metrics
+
+
+def record_epoch(
+    res: FitResult, algo: Algorithm, metrics: dict[str, Any], epochs: int, stopping: EarlyStopping
+) -> None:
+    """Add an epoch's metrics to the result: its history, the best epoch by ``stopping``'s metric and its
+    weights, the last epochs' weights, and ``stopped_epoch`` when patience runs out before the last epoch."""
+    epoch = int(metrics["epoch"])
+    res.history.append(metrics)
+    # weights only, and the last epochs' only once they may be among the last (with patience, any
+    # epoch may be): a checkpoint carries these
+    kept = stopping.patience is not None or epoch >= epochs - LAST_EPOCHS
+    score = stopping.score(metrics)
+    if score > res.best_score or kept:
+        state = cpu_state(algo.weights())
+        if score > res.best_score:
+            res.best_epoch, res.best_score, res.best_state = epoch, score, state
+            res.best_val_f1 = metrics["val_f1"]
+        if kept:
+            res.last_states = [*res.last_states, state][-LAST_EPOCHS:]
+    if stopping.stops(res.history) and epoch < epochs - 1:
+        res.stopped_epoch = epoch
 
 
 def fit(
@@ -177,40 +248,117 @@ def fit(
         except NonFiniteLossError as e:  # recorded on the result, which the caller may hold
             res.error = str(e)
             raise
-        probs, y = predict_probs(algo, val)
-        metrics = {
-            "epoch": epoch,
-            "train_loss": loss,
-            **classification_metrics(y, probs, prefix="val_"),
-            # every tuning metric the spec may name (``tuning.spec.METRICS``), each epoch
-            "val_balanced_acc": balanced_accuracy(y, probs.argmax(axis=1)),
-            "val_auroc": auroc(y, probs, quiet=True),
-            "val_loss": validation_loss(y, probs),
-            "epoch_time": time.perf_counter() - t0,
-        }
-        if selected is not None and clean_train_labels is not None and noisy_train_labels is not None:
-            metrics.update(
-                selection_quality(selected, noisy_train_labels, clean_train_labels, among=train.indices.cpu().numpy())
-            )
-        res.history.append(metrics)
-        # weights only, and the last epochs' only once they may be among the last (with patience, any
-        # epoch may be): a checkpoint carries these
-        kept = stopping.patience is not None or epoch >= epochs - LAST_EPOCHS
-        score = stopping.score(metrics)
-        if score > res.best_score or kept:
-            state = cpu_state(algo.weights())
-            if score > res.best_score:
-                res.best_epoch, res.best_score, res.best_state = epoch, score, state
-                res.best_val_f1 = metrics["val_f1"]
-            if kept:
-                res.last_states = [*res.last_states, state][-LAST_EPOCHS:]
-        if stopping.stops(res.history) and epoch < epochs - 1:
-            res.stopped_epoch = epoch
+        metrics = epoch_metrics(
+            algo, val, epoch, loss, selected, t0, train.indices, clean_train_labels, noisy_train_labels
+        )
+        record_epoch(res, algo, metrics, epochs, stopping)
         if on_epoch is not None:
             on_epoch(epoch, metrics, res)
         if res.stopped_epoch is not None:
             break
     return res
+
+
+@dataclass
+class PackMember:
+    """One member of a packed trial: its algorithm, its training loader (members holding the same loader
+    object are stepped together, on the same batches) and its result."""
+
+    algo: Algorithm
+    train: TensorLoader
+    result: FitResult = field(default_factory=FitResult)
+    #: False once pruned (``on_epoch``), failed (a non-finite loss) or stopped by patience; a member that
+    #: trained every epoch stays live
+    live: bool = True
+
+
+def fit_pack(
+    members: list[PackMember],
+    val: TensorLoader,
+    epochs: int,
+    clean_train_labels: np.ndarray | None = None,
+    noisy_train_labels: np.ndarray | None = None,
+    start_epoch: int = 0,
+    on_epoch: Callable[[int, dict[int, dict[str, Any]]], Iterable[int] | None] | None = None,
+    stopping: EarlyStopping = EarlyStopping(),
+    execution: str = "auto",
+) -> None:
+    """``fit`` for the members of a packed trial at once, epoch by epoch in lockstep; each member's result
+    is what ``fit`` would give it alone (``tests/test_packed_fit.py``).
+
+    Each epoch every live member starts its epoch (its schedule) on its loader; each distinct loader's
+    batches are drawn once and each batch steps its members together (``study.packing.PackStep`` with
+    ``execution``; members sharing a loader must be ``packable`` algorithms, whose steps read nothing of
+    the loader but its batches). Then, per member, the validation metrics and its result's bookkeeping
+    (``record_epoch``, as ``fit``); ``epoch_time`` is the pack's wall time of the epoch (every member's
+    training and validation), the same for all. ``on_epoch(epoch, {member index: metrics})`` sees the
+    members that finished the epoch (it is not called for an epoch none finished) and returns the indices
+    of those to stop (pruned), or None.
+
+    A member whose loss turns non-finite gets ``fit``'s ``NonFiniteLossError`` message as its result's
+    ``error`` and stops there; the others go on. A member stops after ``on_epoch`` once its patience has
+    run out (``stopped_epoch``). Training ends when no member is live or at ``epochs``. To resume, give
+    each member its restored algorithm and result and pass ``start_epoch``: members whose result has an
+    error or has stopped are not trained.
+    """
+    for m in members:
+        if m.result.error is not None or m.result.stopped_epoch is not None or stopping.stops(m.result.history):
+            m.live = False
+    # one PackStep per distinct loader, over the live members that hold it
+    groups: dict[int, list[Algorithm]] = {}
+    for m in members:
+        if m.live:
+            groups.setdefault(id(m.train), []).append(m.algo)
+    for algos in groups.values():
+        if len(algos) > 1 and not algos[0].packable:
+            raise ValueError(f"fit_pack: {algos[0].name} is not packable; give each of its members its own loader")
+    steps = {key: PackStep(algos, execution) for key, algos in groups.items()}
+    for epoch in range(start_epoch, epochs):
+        live = [i for i, m in enumerate(members) if m.live]
+        if not live:
+            break
+        t0 = time.perf_counter()
+        tallies = {i: EpochTally() for i in live}
+        # training: each loader's batches once, each batch one step of the members that hold it
+        for key, step in steps.items():
+            group = [i for i in live if id(members[i].train) == key]
+            if not group:
+                continue
+            loader = members[group[0]].train
+            for i in group:
+                members[i].algo.start_epoch(epoch, loader)
+                members[i].algo.train()
+            for s, (x, y, index) in enumerate(labelled_batches(loader)):
+                for i, out in zip(group, step(x, y, index, epoch)):
+                    try:
+                        tallies[i].add(out, x.shape[0], epoch, s)
+                    except NonFiniteLossError as e:  # this member stops; the others go on
+                        members[i].result.error, members[i].live = str(e), False
+                        step.drop([members[i].algo])
+                group = [i for i in group if members[i].live]
+                if not group:
+                    break
+        # validation and each member's bookkeeping, as ``fit``
+        done = [i for i in live if members[i].live]
+        metrics = {}
+        for i in done:
+            loss, selected = tallies[i].result()
+            m = members[i]
+            metrics[i] = epoch_metrics(
+                m.algo, val, epoch, loss, selected, t0, m.train.indices, clean_train_labels, noisy_train_labels
+            )
+        seconds = time.perf_counter() - t0
+        for i in done:
+            metrics[i]["epoch_time"] = seconds
+            record_epoch(members[i].result, members[i].algo, metrics[i], epochs, stopping)
+        if not done:  # every member that trained this epoch failed
+            continue
+        pruned = set(on_epoch(epoch, metrics) or ()) if on_epoch is not None else set()
+        for i in done:
+            m = members[i]
+            if i in pruned or m.result.stopped_epoch is not None:
+                m.live = False
+                steps[id(m.train)].drop([m.algo])
 
 
 def final_test(
@@ -241,13 +389,18 @@ def final_test(
 __all__ = [
     "LAST_EPOCHS",
     "EarlyStopping",
+    "EpochTally",
     "FitResult",
     "NonFiniteLossError",
+    "PackMember",
     "cpu_state",
+    "epoch_metrics",
     "final_test",
     "fit",
+    "fit_pack",
     "labelled_batches",
     "predict_probs",
+    "record_epoch",
     "train_one_epoch",
     "validation_loss",
 ]

@@ -204,7 +204,8 @@ class TrainViews:
 
 
 class Algorithm:
-    """Base: one network trained with ``loss_fn``; subclasses override ``loss_fn`` or ``train_step``.
+    """Base: one network trained with ``loss_fn``; subclasses override ``loss_fn``, ``step_loss`` (the loss of
+    their networks' outputs) or ``train_step`` (a step of their own, which a packed trial runs member by member).
 
     A subclass declares its hyperparameters once, as a nested ``class Hparams(study.hparams.Hparams)``
     with the paper's defaults and the allowed ranges, and reads them from ``self.hp``; the spec checks
@@ -218,6 +219,10 @@ class Algorithm:
     Hparams: ClassVar[type[hparams.Hparams]] = hparams.Hparams
     #: compute of one training step relative to plain cross-entropy (``study plan``'s estimate)
     step_cost: ClassVar[float] = 1.0
+    #: its step is the base ``train_step`` (``step_loss`` of its networks' outputs on the batch) and reads
+    #: nothing of the loader but the batch: a packed trial (``study.train.fit_pack``) can step several
+    #: members on one loader's batches, and ``study.packing.PackStep`` run their networks as one batched call
+    packable: ClassVar[bool] = False
     #: trains a head on a frozen encoder's embeddings: a study trial gives it the cached embeddings of every
     #: split as its inputs (N x D rows) and an identity encoder, instead of images and the encoder
     on_embeddings: ClassVar[bool] = False
@@ -276,12 +281,24 @@ class Algorithm:
         for opt in self.optimizers:
             set_schedule(opt, epoch, self.optim_cfg)
 
+    def step_loss(
+        self, logits: list[torch.Tensor], y: torch.Tensor, index: torch.Tensor, epoch: int
+    ) -> tuple[torch.Tensor, StepOutput]:
+        """The step's differentiable loss and its output from the outputs of the networks on the batch
+        (``logits[k]`` = ``self.nets[k](x)``, B x K). Base: ``loss_fn`` of the first network's logits.
+
+        A packed trial (``study.packing.PackStep``) calls it with each member's slice of the batched
+        outputs; what it changes in the algorithm (ELR's targets) lives in ``extra_state``."""
+        loss = self.loss_fn(logits[0], y, index)
+        return loss, {"loss": loss.detach()}
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> StepOutput:
-        net, opt = self.nets[0], self.optimizers[0]
+        """Forward every network (under autocast), ``step_loss``, one backward and a step of each optimiser."""
         with torch.autocast(self.device.type, enabled=self.amp):
-            loss = self.loss_fn(net(x), y, index)
-        self.backward(loss, opt)
-        return {"loss": loss.detach()}
+            logits = [net(x) for net in self.nets]
+        loss, out = self.step_loss(logits, y, index, epoch)
+        self.backward_many(loss, self.optimizers)
+        return out
 
     # -- shared
     def backward(self, loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:

@@ -10,6 +10,7 @@ from study.lnl.base import Algorithm
 
 class CrossEntropy(Algorithm):
     name = "ce"
+    packable = True
     #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
     step_cost = 1.0
 

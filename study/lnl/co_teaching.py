@@ -75,6 +75,7 @@ class CoTeaching(Algorithm):
 
     name = "co_teaching"
     selects_samples = True
+    packable = True
     #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
     step_cost = 2.17
 
@@ -129,12 +130,12 @@ class CoTeaching(Algorithm):
         """The batch positions each network trains on (chosen by its peer): the small-loss exchange."""
         return small_loss_exchange(loss1, loss2, self.forget_at(epoch))
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> StepOutput:
-        net1, net2 = self.nets
-        with torch.autocast(self.device.type, enabled=self.amp):
-            logits1, logits2 = net1(x).float(), net2(x).float()
+    def step_loss(
+        self, logits: list[torch.Tensor], y: torch.Tensor, index: torch.Tensor, epoch: int
+    ) -> tuple[torch.Tensor, StepOutput]:
+        """Each network's mean loss on the samples its peer kept; the output's loss is their mean."""
+        logits1, logits2 = logits[0].float(), logits[1].float()
         loss1, loss2 = self.sample_losses(logits1, logits2, y, epoch)  # B each
         for1, for2 = self.select(logits1, logits2, loss1, loss2, epoch)
         loss = loss1[for1].mean() + loss2[for2].mean()
-        self.backward_many(loss, self.optimizers)
-        return {"loss": loss.detach() / 2, "selected": torch.cat([index[for1], index[for2]])}
+        return loss, {"loss": loss.detach() / 2, "selected": torch.cat([index[for1], index[for2]])}

@@ -35,6 +35,7 @@ def elr_loss(logits: torch.Tensor, y: torch.Tensor, targets: torch.Tensor, lam: 
 
 class EarlyLearningRegularization(Algorithm):
     name = "elr"
+    packable = True
     #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
     step_cost = 1.08
 

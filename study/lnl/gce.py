@@ -30,6 +30,7 @@ def gce_loss(logits: torch.Tensor, y: torch.Tensor, q: float = 0.7, k: float = 0
 
 class GeneralizedCrossEntropy(Algorithm):
     name = "gce"
+    packable = True
     #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
     step_cost = 1.04
 

@@ -34,6 +34,7 @@ def sce_loss(
 
 class SymmetricCrossEntropy(Algorithm):
     name = "sce"
+    packable = True
     #: measured by ``python -m benchmarks method_cost`` (2026-12-04, 2 CPU cores; docs/benchmarks.md)
     step_cost = 1.09
 
