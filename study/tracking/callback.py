@@ -13,10 +13,16 @@ every few seconds; so a trial restored after a node loss or a driver kill may re
 checkpoint before the last epoch it reported and compute that epoch again. Its recomputed metrics are
 not logged a second time (the loader's shuffling state is restored with the checkpoint, so on CPU the
 values are the same), and the run's tag ``study.resumed_from_epoch`` says where it continued.
+
+A packed trial (``TrialConfig.members``) has one run per member, under the member's id
+(``plan.member_trial_id``), with the member's own hyperparameters as params; each report's
+``results.MEMBERS`` is logged member by member, and a member whose report says it ended (finished, failed,
+pruned) has its run ended then; the rest end with the trial.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -35,15 +41,17 @@ from study.tracking.store import (
     TAG_STATE,
     Tracker,
 )
-from study.tuning.plan import TrialConfig
+from study.tuning.plan import TrialConfig, member_trial_id
 from study.tuning.results import (
     ARTIFACT_DIR,
     EPOCH,
     ERROR,
     FINISHED,
     LABELLED_IMAGES,
+    MEMBERS,
     NODE_ID,
     PER_CLASS_F1,
+    PRUNED,
     START_EPOCH,
 )
 
@@ -91,6 +99,8 @@ class TrackingCallback(Callback):
         self._nodes: dict[str, set[str]] = {}
         self._last_step: dict[str, int] = {}
         self._resumed: dict[str, int] = {}
+        #: runs this driver ended (a packed trial's members end one by one)
+        self._done: set[str] = set()
 
     def __getstate__(self) -> dict:  # pickled into Ray's experiment state; the client is not
         d = dict(self.__dict__)
@@ -98,6 +108,7 @@ class TrackingCallback(Callback):
         d["_nodes"] = {}
         d["_last_step"] = {}
         d["_resumed"] = {}
+        d["_done"] = set()
         return d
 
     @property
@@ -113,11 +124,50 @@ class TrackingCallback(Callback):
         run_id, _ = self.tracker.trial_run(trial.trial_id, cfg.stage, name, tags, params, parent, cfg.continues)
         return run_id
 
+    def _member_runs(self, trial) -> list[str]:
+        """A packed trial's members' runs, by member index ([] for a trial of one configuration)."""
+        cfg = TrialConfig.from_ray(trial.config)
+        runs = []
+        for i in range(len(cfg.members)):
+            mid = member_trial_id(trial.trial_id, i)
+            name, tags, params, parent = run_identity(self.tracker, cfg.member(i), mid)
+            runs.append(self.tracker.trial_run(mid, cfg.stage, name, tags, params, parent)[0])
+        return runs
+
+    def _ended(self, run_id: str) -> bool:
+        return run_id in self.tracker.terminal or run_id in self._done
+
+    def _end(self, run_id: str, result: dict) -> None:
+        """End a run as its trial's (or member's) last report says: failed, finished, or pruned by ASHA."""
+        self._done.add(run_id)
+        if result.get(ERROR):
+            self.tracker.set_tags(run_id, {TAG_STATE: "failed", TAG_ERROR: result[ERROR]})
+            self.tracker.finish(run_id, "FAILED")
+        elif result.get(FINISHED):
+            self._finish(run_id, result)
+        else:  # stopped early by ASHA
+            self.tracker.set_tags(run_id, {TAG_STATE: "pruned", "study.pruned_at_epoch": result.get(EPOCH, -1)})
+            self.tracker.finish(run_id, "KILLED")
+
     def on_trial_start(self, iteration, trials, trial, **info):
-        self._run(trial)
+        if not self._member_runs(trial):
+            self._run(trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        run_id = self._run(trial)
+        runs = self._member_runs(trial)
+        if not runs:
+            self._log_result(self._run(trial), result)
+            return
+        for key, report in json.loads(result.get(MEMBERS) or "{}").items():
+            run_id = runs[int(key)]
+            if self._ended(run_id):
+                continue
+            self._log_result(run_id, {NODE_ID: result.get(NODE_ID), START_EPOCH: result.get(START_EPOCH), **report})
+            if report.get(FINISHED) or report.get(ERROR) or report.get(PRUNED):
+                self._end(run_id, report)
+
+    def _log_result(self, run_id: str, result: dict) -> None:
+        """One report's epoch metrics, node and resume point on ``run_id``."""
         if run_id in self.tracker.terminal:
             return
         if result.get(NODE_ID):
@@ -152,19 +202,22 @@ class TrackingCallback(Callback):
         return self._last_step[run_id]
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        run_id = self._run(trial)
         result = trial.last_result or {}
+        runs = self._member_runs(trial)
+        if runs:  # members still running when the trial ended (ASHA stopped the last of them)
+            reports = json.loads(result.get(MEMBERS) or "{}")
+            for i, run_id in enumerate(runs):
+                report = reports.get(str(i), {})
+                if self._ended(run_id):
+                    _drop_staging(report)
+                else:
+                    self._end(run_id, {EPOCH: result.get(EPOCH, -1), **report})
+            return
+        run_id = self._run(trial)
         if run_id in self.tracker.terminal:  # finished before an interruption; Ray replayed its last report
             _drop_staging(result)
             return
-        if result.get(ERROR):
-            self.tracker.set_tags(run_id, {TAG_STATE: "failed", TAG_ERROR: result[ERROR]})
-            self.tracker.finish(run_id, "FAILED")
-        elif result.get(FINISHED):
-            self._finish(run_id, result)
-        else:  # stopped early by ASHA
-            self.tracker.set_tags(run_id, {TAG_STATE: "pruned", "study.pruned_at_epoch": result.get(EPOCH, -1)})
-            self.tracker.finish(run_id, "KILLED")
+        self._end(run_id, result)
 
     def _finish(self, run_id: str, result: dict) -> None:
         """A trial that ran to its end: its final metrics, artifacts and per-class F1."""
@@ -182,12 +235,16 @@ class TrackingCallback(Callback):
         _drop_staging(result)  # MLflow has its copy
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        run_id = self._run(trial)
-        self.tracker.set_tags(run_id, {TAG_RETRIES: trial.num_failures, "study.last_error": _error_text(trial)})
+        for run_id in self._member_runs(trial) or [self._run(trial)]:
+            if not self._ended(run_id):
+                tags = {TAG_RETRIES: trial.num_failures, "study.last_error": _error_text(trial)}
+                self.tracker.set_tags(run_id, tags)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        run_id = self._run(trial)
-        self.tracker.set_tags(
-            run_id, {TAG_STATE: "failed", TAG_ERROR: _error_text(trial), TAG_RETRIES: trial.num_failures}
-        )
-        self.tracker.finish(run_id, "FAILED")
+        for run_id in self._member_runs(trial) or [self._run(trial)]:
+            if self._member_runs(trial) and self._ended(run_id):
+                continue
+            self.tracker.set_tags(
+                run_id, {TAG_STATE: "failed", TAG_ERROR: _error_text(trial), TAG_RETRIES: trial.num_failures}
+            )
+            self.tracker.finish(run_id, "FAILED")

@@ -41,8 +41,9 @@ from study.tuning.checkpoints import CheckpointPruner, prune_ended
 from study.tuning.embeddings import compute_embeddings
 from study.tuning.errors import StudyInterrupted
 from study.tuning.grow import generation_plan
-from study.tuning.plan import Plan, Point, TrialConfig, check_resources
+from study.tuning.plan import Plan, Point, TrialConfig, check_resources, pack_size, tuning_ray_trials
 from study.tuning.progress import ProgressCallback
+from study.tuning.prunes import board_name, open_board
 from study.tuning.results import ARTIFACT_DIR
 from study.tuning.scheduler import PerCellASHA, SchedulerState
 from study.tuning.searcher import ATTR_ORPHANED, CellSearcher, best_hparams, best_trial_run, open_study
@@ -325,11 +326,11 @@ def _tuner(
 ) -> tune.Tuner:
     """The stage's Tuner: restored where an earlier driver left it, else new."""
     trainable = _trainable(stage, spec, paths, has_gpu)
-    restored = _restore(stage, plan, paths, trainable, quiet)
+    restored = _restore(stage, spec, plan, paths, trainable, quiet, has_gpu)
     if restored is not None:
         return restored
     if stage == "lnl":
-        return _lnl_tuner(spec, plan, paths, trainable, quiet)
+        return _lnl_tuner(spec, plan, paths, trainable, quiet, has_gpu)
     configs = (
         finals if stage == "final" else [TrialConfig(stage="pretrain", id=j.id, job=j) for j in plan.pretrain_jobs]
     )
@@ -349,8 +350,20 @@ def _tune_config(spec: Spec, **options: Any) -> tune.TuneConfig:
     return tune.TuneConfig(max_concurrent_trials=spec.resources.max_concurrent_trials, reuse_actors=True, **options)
 
 
-def _lnl_tuner(spec: Spec, plan: Plan, paths: StudyPaths, trainable, quiet: bool) -> tune.Tuner:
-    """Every cell's tuning trials: one Optuna study and one ASHA per cell."""
+def packs(spec: Spec, has_gpu: bool) -> dict[str, int]:
+    """Members per packed tuning trial, per LNL entry key (``plan.pack_size``)."""
+    return {a.key: pack_size(spec, a.key, has_gpu) for a in spec.lnl}
+
+
+def _use_board(scheduler: Any, spec: Spec, paths: StudyPaths, has_gpu: bool) -> None:
+    """Where packed trials learn which members their cells' ASHA stopped (``study.tuning.prunes``)."""
+    if isinstance(scheduler, PerCellASHA) and max(packs(spec, has_gpu).values(), default=1) > 1:
+        scheduler.use_board(open_board(board_name(_stage_experiment("lnl", paths)[0])))
+
+
+def _lnl_tuner(spec: Spec, plan: Plan, paths: StudyPaths, trainable, quiet: bool, has_gpu: bool) -> tune.Tuner:
+    """Every cell's tuning trials: one Optuna study and one ASHA per cell; a cell's samples packed
+    ``resources.pack`` to a trial where its algorithm can be."""
     spaces = {a.key: {k: v.model_dump(exclude_none=True) for k, v in a.search_space.items()} for a in spec.lnl}
     fixed = {a.key: dict(a.fixed) for a in spec.lnl}
     t = spec.tuning
@@ -366,6 +379,7 @@ def _lnl_tuner(spec: Spec, plan: Plan, paths: StudyPaths, trainable, quiet: bool
         t.sampler_seed,
         n_startup_trials=t.n_startup_trials,
         cell_fixed={c.id: cell_fixed(spec, c.tune_point) for c in plan.cells},
+        pack=packs(spec, has_gpu),
     )
     es = spec.early_stopping
     scheduler = (
@@ -374,7 +388,8 @@ def _lnl_tuner(spec: Spec, plan: Plan, paths: StudyPaths, trainable, quiet: bool
         else None
     )
     searcher.use_scheduler(scheduler)
-    callbacks = _callbacks(paths, "lnl", plan.tuning_trials, quiet, scheduler)
+    _use_board(scheduler, spec, paths, has_gpu)
+    callbacks = _callbacks(paths, "lnl", tuning_ray_trials(spec, plan, has_gpu), quiet, scheduler)
     return tune.Tuner(
         trainable,
         param_space={},
@@ -383,7 +398,9 @@ def _lnl_tuner(spec: Spec, plan: Plan, paths: StudyPaths, trainable, quiet: bool
     )
 
 
-def _restore(stage: Stage, plan: Plan, paths: StudyPaths, trainable, quiet: bool) -> tune.Tuner | None:
+def _restore(
+    stage: Stage, spec: Spec, plan: Plan, paths: StudyPaths, trainable, quiet: bool, has_gpu: bool
+) -> tune.Tuner | None:
     """The stage's Tuner from its Ray Tune experiment state, or None when the stage never started."""
     if not _restorable(stage, paths):
         return None
@@ -397,12 +414,14 @@ def _restore(stage: Stage, plan: Plan, paths: StudyPaths, trainable, quiet: bool
     tune_config = getattr(internal, "_tune_config", None)
     run_config = getattr(internal, "_run_config", None)
     if run_config is not None:
-        total = {"pretrain": len(plan.pretrain_jobs), "lnl": plan.tuning_trials, "final": plan.final_trained}
+        lnl = tuning_ray_trials(spec, plan, has_gpu)
+        total = {"pretrain": len(plan.pretrain_jobs), "lnl": lnl, "final": plan.final_trained}
         run_config.callbacks = _callbacks(paths, stage, total[stage], quiet, getattr(tune_config, "scheduler", None))
     searcher = getattr(tune_config, "search_alg", None)
     if isinstance(searcher, CellSearcher):
         searcher.use_storage(paths.optuna_url)
         searcher.use_scheduler(getattr(tune_config, "scheduler", None))
+        _use_board(getattr(tune_config, "scheduler", None), spec, paths, has_gpu)
         state = paths.state
         searcher.use_recorded(Tracker(state.tracking_uri, state.experiment, state.artifact_location).run_ended)
     elif stage == "lnl" and paths.uri:
@@ -426,6 +445,7 @@ def _trainable(stage: Stage, spec: Spec, paths: StudyPaths, has_gpu: bool):
         data_cache=state.data_cache,
         artifacts_root=str(paths.artifacts),
         artifacts_uri=paths.artifacts_uri,
+        prune_board=board_name(_stage_experiment("lnl", paths)[0]) if stage == "lnl" else None,
     )
     return tune.with_resources(fn, _resources(spec.resources.trial, has_gpu))
 

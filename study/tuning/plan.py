@@ -81,6 +81,21 @@ class PretrainJob:
         return f"{self.dataset}|{self.ssl}|seed={self.seed}"
 
 
+class Member(BaseModel):
+    """One member of a packed trial: its Optuna trial in the cell's study and its hyperparameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    optuna_trial: int
+    hparams: dict[str, Any] = {}
+
+
+def member_trial_id(trial_id: str, member: int) -> str:
+    """The id of member ``member`` of the packed Ray trial ``trial_id``: its MLflow run's ``study.trial_id``
+    tag, the Ray trial its Optuna trial names, its artifact folder, its ASHA entry."""
+    return f"{trial_id}.m{member}"
+
+
 class TrialConfig(BaseModel):
     """What one Ray Tune trial runs: the message from the driver (grid stages) or the searcher (stage
     ``lnl``) to the trainables, the scheduler and the tracking callback. Ray holds it under ``KEY``."""
@@ -102,11 +117,17 @@ class TrialConfig(BaseModel):
     #: lnl: the Ray trial id that first ran this Optuna trial, when a restored driver hands out an orphan
     #: again (the killed driver started it after its last snapshot); its MLflow run is continued
     continues: str | None = None
+    #: lnl: a packed trial's members (``resources.pack``), each its own Optuna trial with its own
+    #: hyperparameters, trained together at ``point``; empty for a trial of one configuration
+    members: list[Member] = []
 
     @model_serializer(mode="wrap")
     def _without_axis_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """The point without the axes at their ``AXIS_DEFAULTS`` value (Ray's stored config, MLflow params)."""
+        """The point without the axes at their ``AXIS_DEFAULTS`` value, and no empty ``members`` (Ray's stored
+        config, MLflow params)."""
         data = handler(self)
+        if not data.get("members", True):  # a trial of one configuration stores no members (as before packing)
+            del data["members"]
         if isinstance(data.get("point"), dict):
             data["point"] = {k: v for k, v in data["point"].items() if _shown(k, v)}
         return data
@@ -121,6 +142,13 @@ class TrialConfig(BaseModel):
             return self.point.axes()
         assert self.job is not None
         return {"dataset": self.job.dataset, "ssl": self.job.ssl, "seed": self.job.seed}
+
+    def member(self, i: int) -> TrialConfig:
+        """Member ``i`` of a packed trial as the trial of one configuration it stands for (its MLflow params)."""
+        m = self.members[i]
+        return TrialConfig(
+            stage=self.stage, id=self.id, point=self.point, hparams=m.hparams, optuna_trial=m.optuna_trial
+        )
 
     def to_ray(self) -> dict[str, Any]:
         return {self.KEY: self.model_dump(mode="json")}
@@ -214,6 +242,28 @@ def _product(spec: Spec) -> list[Point]:
         for a in spec.lnl
         for seed in spec.seeds
     ]
+
+
+#: ``resources.pack: auto`` where trials get a GPU
+AUTO_PACK_GPU = 8
+#: a packed tuning trial's speed-up over its members one at a time (``python -m benchmarks packing``:
+#: ``packing_vs_unpacked``), per device kind; None where not measured (no GPU was lent: docs/benchmarks.md)
+PACKING_SPEEDUP: dict[str, float | None] = {"cpu": None, "gpu": None}
+
+
+def pack_size(spec: Spec, lnl_key: str, gpu: bool) -> int:
+    """Members per packed tuning trial of LNL entry ``lnl_key`` (``resources.pack``; ``auto``: 8 where trials
+    get a GPU (``gpu``), else 1), at most the cell's samples; 1 for an algorithm that cannot be packed."""
+    if not getattr(ALGORITHMS[spec.lnl_map[lnl_key].algorithm], "packable", False):
+        return 1
+    pack = spec.resources.pack
+    size = (AUTO_PACK_GPU if gpu else 1) if pack == "auto" else pack
+    return max(1, min(size, spec.tuning.samples_per_cell))
+
+
+def tuning_ray_trials(spec: Spec, plan: Plan, gpu: bool) -> int:
+    """Ray trials of stage lnl: per cell, its samples in packs of ``pack_size``."""
+    return sum(-(-spec.tuning.samples_per_cell // pack_size(spec, c.tune_point.lnl, gpu)) for c in plan.cells)
 
 
 def make_plan(spec: Spec) -> Plan:
@@ -335,9 +385,31 @@ def format_plan(spec: Spec, plan: Plan, source: str) -> str:
         "tuning trial, recorded, not retrained)",
         f"  estimated GPU-hours (upper bound, one A100-class GPU): pretraining {gh['pretraining']}, "
         f"tuning {gh['tuning']}, final {gh['final']}, total {gh['total']}",
+        *_packing_lines(spec, plan),
         _inputs_line(spec),
     ]
     return "\n".join(lines)
+
+
+def _packing_lines(spec: Spec, plan: Plan) -> list[str]:
+    """Packed tuning trials (``resources.pack``): Ray trials with and without packing, and the tuning
+    GPU-hours with packing where its speed-up on a GPU has been measured (``PACKING_SPEEDUP``)."""
+    gpu = spec.resources.trial.gpus > 0
+    packed = tuning_ray_trials(spec, plan, gpu)
+    sizes = sorted({pack_size(spec, a.key, gpu) for a in spec.lnl})
+    if sizes == [1]:
+        return [f"  packing: none (resources.pack {spec.resources.pack!r}{' on GPUs' if gpu else ' on CPUs'})"]
+    factor = PACKING_SPEEDUP["gpu" if gpu else "cpu"]
+    hours = (
+        "tuning GPU-hours with packing: not estimated (packing's speed-up on a GPU not measured: "
+        "`python -m benchmarks packing` on one)"
+        if factor is None
+        else f"tuning hours with packing: {plan.gpu_hours['tuning'] / factor:.1f} (measured speed-up {factor:g}x)"
+    )
+    return [
+        f"  packing: {packed} Ray trials for the {plan.tuning_trials} tuning trials "
+        f"(resources.pack {spec.resources.pack!r}: {'/'.join(map(str, sizes))} members per trial); {hours}"
+    ]
 
 
 def _inputs_line(spec: Spec) -> str:

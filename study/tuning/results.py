@@ -30,6 +30,12 @@ BEST_VAL_F1 = "best_val_f1"
 #: the number of labelled training images of a trial below the full label fraction (``Spec.labels``);
 #: absent at fraction 1
 LABELLED_IMAGES = "labelled_images"
+#: a packed trial's members' reports (a JSON object: member index -> a report with the keys above, for the
+#: members that trained this epoch or ended since the last report); a packed trial's report has no metrics
+#: of its own beside ``epoch``, ``node_id`` and ``start_epoch``
+MEMBERS = "members"
+#: in a member's report: the trial stopped it because its cell's ASHA said so
+PRUNED = "pruned"
 #: pretraining: the encoder checkpoint written to (or found in) the cache
 ENCODER_PATH = "encoder_path"
 
@@ -49,3 +55,5 @@ class TrialResult(TypedDict, total=False):
     encoder_path: str
     labelled_images: int
     stopped_epoch: int  # the last epoch trained, when early stopping's patience ran out
+    members: str
+    pruned: bool

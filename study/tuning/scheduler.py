@@ -4,22 +4,33 @@ Ray Tune takes one scheduler per Tuner; this one routes each trial to its cell's
 ``AsyncHyperBandScheduler`` (Li et al. 2020, "A System for Massively Parallel Hyperparameter Tuning"),
 created on the cell's first trial. Trials run first-in first-out. ``SchedulerState`` saves the rungs with
 Ray's experiment state so that a resumed study prunes as an uninterrupted one does.
+
+A packed trial (``TrialConfig.members``) is not one ASHA entry: each of its members is, under its own id
+(``plan.member_trial_id``), fed its own reports (``results.MEMBERS``); the members ASHA stops are posted to
+the ``study.tuning.prunes`` board, from which the trial learns to drop them, and the trial itself is
+stopped once none of its members trains on.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import pickle
 from types import SimpleNamespace
+from typing import Any
 
 from ray.tune import Callback
 from ray.tune.result import TRAINING_ITERATION
-from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
-from study.tuning.plan import TrialConfig
+from study.tuning.plan import TrialConfig, member_trial_id
+from study.tuning.results import EPOCH, ERROR, FINISHED, MEMBERS, OBJECTIVE, PRUNED
 
 
 class PerCellASHA(FIFOScheduler):
     """One ``AsyncHyperBandScheduler`` per cell, found by the trial's ``TrialConfig.id``."""
+
+    board: Any = None  # default of an attribute added after schedulers were first pickled into studies
 
     def __init__(
         self,
@@ -41,6 +52,18 @@ class PerCellASHA(FIFOScheduler):
         )
         self._metric, self._mode = metric, mode
         self.cells: dict[str, AsyncHyperBandScheduler] = {}
+        #: members of packed trials that ASHA stopped (their ids), posted again when their trial reports
+        self.pruned: set[str] = set()
+        self.board: Any = None
+
+    def __getstate__(self) -> dict:
+        d = dict(self.__dict__)
+        d["board"] = None  # an actor handle of this driver's Ray job
+        return d
+
+    def use_board(self, board: Any) -> None:
+        """Post packed trials' stopped members to ``board`` (a ``prunes.PruneBoard`` handle)."""
+        self.board = board
 
     def set_search_properties(self, metric, mode, **spec) -> bool:
         return True
@@ -51,20 +74,58 @@ class PerCellASHA(FIFOScheduler):
             self.cells[cell] = AsyncHyperBandScheduler(**self._cfg)
         return self.cells[cell]
 
+    @staticmethod
+    def _packed(trial) -> bool:
+        return bool(TrialConfig.from_ray(trial.config).members)
+
     def on_trial_add(self, tune_controller, trial) -> None:
-        self._asha(trial).on_trial_add(tune_controller, trial)
+        if not self._packed(trial):
+            self._asha(trial).on_trial_add(tune_controller, trial)
 
     def on_trial_result(self, tune_controller, trial, result: dict) -> str:
+        if self._packed(trial):
+            return self._on_packed_result(trial, result)
         return self._asha(trial).on_trial_result(tune_controller, trial, result)
 
     def on_trial_complete(self, tune_controller, trial, result: dict) -> None:
-        self._asha(trial).on_trial_complete(tune_controller, trial, result)
+        if not self._packed(trial):
+            self._asha(trial).on_trial_complete(tune_controller, trial, result)
 
     def on_trial_remove(self, tune_controller, trial) -> None:
-        self._asha(trial).on_trial_remove(tune_controller, trial)
+        if not self._packed(trial):
+            self._asha(trial).on_trial_remove(tune_controller, trial)
 
     def on_trial_error(self, tune_controller, trial) -> None:
-        self._asha(trial).on_trial_error(tune_controller, trial)
+        if not self._packed(trial):
+            self._asha(trial).on_trial_error(tune_controller, trial)
+
+    def _on_packed_result(self, trial, result: dict) -> str:
+        """Each member's report to its cell's ASHA as its own entry (rung time: epoch + 1); the members it
+        stops are posted to the board. STOP once every member of the report has ended or been stopped."""
+        reports: dict[str, dict] = json.loads(result.get(MEMBERS) or "{}")
+        asha = self._asha(trial)
+        bracket, op = asha._brackets[0], asha._metric_op
+        stop, going = [], 0
+        for key, report in reports.items():
+            mid = member_trial_id(trial.trial_id, int(key))
+            if report.get(ERROR) or report.get(PRUNED):
+                continue
+            value = report.get(OBJECTIVE)
+            epoch = int(report.get(EPOCH, result.get(EPOCH, 0)))
+            if mid not in self.pruned and value is not None and math.isfinite(float(value)):
+                stub = SimpleNamespace(trial_id=mid)
+                stopped = bracket.on_result(stub, epoch + 1, op * float(value)) == TrialScheduler.STOP
+                if stopped and not report.get(FINISHED):
+                    self.pruned.add(mid)
+            if report.get(FINISHED):
+                continue
+            if mid in self.pruned:
+                stop.append(int(key))
+            else:
+                going += 1
+        if self.board is not None and EPOCH in result:
+            self.board.post.remote(trial.trial_id, int(result[EPOCH]), stop)
+        return TrialScheduler.STOP if reports and not going else TrialScheduler.CONTINUE
 
     def debug_string(self) -> str:
         return f"PerCellASHA: {len(self.cells)} cells"
@@ -96,7 +157,10 @@ class SchedulerState(Callback):
         self.scheduler = scheduler
 
     def get_state(self) -> dict | None:
-        return {"cells": pickle.dumps(self.scheduler.cells)} if self.scheduler.cells else None
+        if not self.scheduler.cells:
+            return None
+        return {"cells": pickle.dumps(self.scheduler.cells), "pruned": sorted(getattr(self.scheduler, "pruned", ()))}
 
     def set_state(self, state: dict) -> None:
         self.scheduler.cells = pickle.loads(state["cells"])
+        self.scheduler.pruned = set(state.get("pruned", []))

@@ -23,6 +23,12 @@ Each suggestion is a ``TrialConfig`` (stage ``lnl``, the cell's id, its tuning p
 the cell's fixed ones, which may depend on its noise kind (``lnl[].by_noise_kind``), and the sampled ones,
 and the Optuna trial's number); the hyperparameters are also kept on the Optuna trial (user attr
 ``config``), where ``best_hparams`` reads the cell's best for stage ``final``.
+
+Packed trials (``resources.pack``, ``pack`` per LNL entry key): one suggestion asks up to ``pack`` trials of
+the cell's study at once and hands them out as one Ray trial's ``TrialConfig.members``. Each member is its
+own Optuna trial (user attr ``ray_trial_id``: the member's id, ``plan.member_trial_id``), told its reports
+(``results.MEMBERS``) and its end (complete, pruned, failed) as the member's report says, or when the Ray
+trial ends. An orphan handed out again after a restore runs unpacked.
 """
 
 from __future__ import annotations
@@ -38,8 +44,8 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from study.tuning.plan import Cell, TrialConfig
-from study.tuning.results import EPOCH, ERROR, FINISHED, OBJECTIVE
+from study.tuning.plan import Cell, Member, TrialConfig, member_trial_id
+from study.tuning.results import EPOCH, ERROR, FINISHED, MEMBERS, OBJECTIVE, PRUNED
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -115,6 +121,8 @@ class CellSearcher(Searcher):
     cell_fixed: dict[str, dict] | None = None
     scheduler: Any = None
     recorded: Callable[[str], bool] | None = None
+    pack: dict[str, int] | None = None
+    members: dict[str, list[tuple[str, int, int]]] | None = None
 
     def __init__(
         self,
@@ -129,8 +137,13 @@ class CellSearcher(Searcher):
         sampler_seed: int = 0,
         n_startup_trials: int = 10,
         cell_fixed: dict[str, dict] | None = None,
+        pack: dict[str, int] | None = None,
     ) -> None:
         super().__init__(metric=metric, mode=mode)
+        #: members per packed trial, per LNL entry key (1 or absent: one sample per trial)
+        self.pack = pack
+        #: packed Ray trial id -> its members' (cell, number, optuna trial id), by member index
+        self.members = {}
         self.cells, self.spaces, self.fixed, self.cell_fixed = cells, spaces, fixed, cell_fixed
         self.samples, self.storage = samples_per_cell, storage
         self.sampler, self.sampler_seed, self.n_startup_trials = sampler, sampler_seed, n_startup_trials
@@ -185,8 +198,11 @@ class CellSearcher(Searcher):
         self.turn += 1
         orphans = self.orphans.get(cell.id)
         continues = None
+        size = min((self.pack or {}).get(cell.tune_point.lnl, 1), self.samples - self.counts[cell.id])
         if orphans:  # asked before the driver died, not finished: the same trial and sample again
             number, tid, hparams, continues = self._reuse(cell, orphans.pop(0), trial_id)
+        elif size > 1:
+            return self._suggest_pack(cell, trial_id, size)
         else:
             number, tid, hparams = self._ask(cell, trial_id)
         self.assigned[trial_id] = (cell.id, number, tid)
@@ -194,6 +210,16 @@ class CellSearcher(Searcher):
         return TrialConfig(
             stage="lnl", id=cell.id, point=cell.tune_point, hparams=hparams, optuna_trial=number, continues=continues
         ).to_ray()
+
+    def _suggest_pack(self, cell: Cell, trial_id: str, size: int) -> dict[str, Any]:
+        """``size`` new trials of the cell's study as one packed Ray trial's members."""
+        asked = [self._ask(cell, member_trial_id(trial_id, i)) for i in range(size)]
+        if self.members is None:
+            self.members = {}
+        self.members[trial_id] = [(cell.id, number, tid) for number, tid, _ in asked]
+        self.counts[cell.id] += size
+        members = [Member(optuna_trial=number, hparams=hparams) for number, _, hparams in asked]
+        return TrialConfig(stage="lnl", id=cell.id, point=cell.tune_point, members=members).to_ray()
 
     def _ask(self, cell: Cell, trial_id: str) -> tuple[int, int, dict[str, Any]]:
         """A new trial of the cell's study: (number, Optuna trial id, hyperparameters)."""
@@ -225,9 +251,21 @@ class CellSearcher(Searcher):
         return frozen.number, frozen._trial_id, json.loads(frozen.user_attrs[ATTR_CONFIG]), before
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id not in self.assigned or self.metric not in result:
+        if self.members and trial_id in self.members:
+            for key, report in json.loads(result.get(MEMBERS) or "{}").items():
+                cell, number, tid = self.members[trial_id][int(key)]
+                self._report(cell, tid, report)
+                if report.get(FINISHED) or report.get(ERROR) or report.get(PRUNED):
+                    self._tell(cell, number, tid, report)
+            return
+        if trial_id not in self.assigned:
             return
         cell, _, tid = self.assigned[trial_id]
+        self._report(cell, tid, result)
+
+    def _report(self, cell: str, tid: int, result: dict) -> None:
+        if self.metric not in result:
+            return
         value = float(result[self.metric])
         if math.isfinite(value):
             with contextlib.suppress(RuntimeError, ValueError):  # already reported at this step (a resumed
@@ -235,11 +273,22 @@ class CellSearcher(Searcher):
                 optuna.Trial(self.study(cell), tid).report(value, int(result.get(EPOCH, 0)))
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if self.members and trial_id in self.members:  # members not told yet: as their last report says
+            reports = json.loads((result or {}).get(MEMBERS) or "{}")
+            for i, (cell, number, tid) in enumerate(self.members[trial_id]):
+                self._tell(cell, number, tid, reports.get(str(i), {}), error)
+            return
         if trial_id not in self.assigned:
             return
         cell, number, tid = self.assigned[trial_id]
+        self._tell(cell, number, tid, result or {}, error)
+
+    def _tell(self, cell: str, number: int, tid: int, result: dict, error: bool = False) -> None:
+        """Tell Optuna how a trial (or a packed trial's member) ended: failed (``error``: raised after its
+        retries, or a reported ``ERROR``), complete with its objective, or pruned."""
         study = self.study(cell)
-        result = result or {}
+        if study._storage.get_trial(tid).state.is_finished():  # a member told when its report said it ended
+            return
         if error or result.get(ERROR):
             reason = str(result.get(ERROR) or "the trial raised; see study status")
             study._storage.set_trial_user_attr(tid, ATTR_ERROR, reason)
@@ -252,18 +301,21 @@ class CellSearcher(Searcher):
     # -- persistence: Ray saves this with its experiment state and restores it on Tuner.restore
     def save(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "wb") as f:
-            pickle.dump({"assigned": self.assigned, "counts": self.counts, "turn": self.turn}, f)
+            state = {"assigned": self.assigned, "counts": self.counts, "turn": self.turn, "members": self.members}
+            pickle.dump(state, f)
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
         self.assigned, self.counts, self.turn = state["assigned"], state["counts"], state["turn"]
+        self.members = state.get("members") or {}
         self.orphans = None  # found at the next suggest, once the driver has pointed ``storage`` at its optuna.db
 
     def _find_orphans(self) -> dict[str, list[int]]:
         """Per cell, the trials asked after Ray's last snapshot and not finished (handed out again). One
         that finished before the driver died (told to Optuna, its MLflow run ended) is counted, not rerun."""
         known = {(c, n) for c, n, _ in self.assigned.values()}
+        known |= {(c, n) for members in (self.members or {}).values() for c, n, _ in members}
         orphans: dict[str, list[int]] = {}
         for c in self.cells:
             for t in self.study(c.id).get_trials(deepcopy=False):

@@ -767,6 +767,12 @@ class ResourcesSpec(Strict):
     #: inputs that need more stay in host memory and move batch by batch (``study.experiment.device_budget``;
     #: on a CPU the inputs are in host memory either way)
     device_data_share: float = Field(0.25, gt=0.0, le=1.0)
+    #: stage lnl: how many of a cell's samples one Ray trial trains together as one batched model (packed
+    #: trials, ``study.packing``), each still its own Optuna trial, MLflow run and ASHA entry; 1: one sample
+    #: per trial; ``auto``: 8 where trials get a GPU, 1 on CPUs (where packing saves only a trial's fixed
+    #: costs: docs/benchmarks.md). Algorithms that cannot be packed (``Algorithm.packable``: dividemix,
+    #: linear_probe) run one sample per trial
+    pack: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
 
 
 class FailuresSpec(Strict):

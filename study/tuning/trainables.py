@@ -10,6 +10,12 @@ Report keys are named in ``study.tuning.results``; the trial's config is a ``pla
 
 Trials use the GPU share Ray gives them (mixed precision, channels-last) and the CPU where there is none.
 
+A packed trial (``TrialConfig.members``, ``resources.pack``) trains its members together
+(``study.experiment.build_pack``, ``study.train.fit_pack``): each epoch's report carries every member's
+report under ``results.MEMBERS`` (a member that ends, by its last epoch, its patience, a non-finite loss or
+its cell's ASHA, says so in its report), and one checkpoint holds every member's state. After reporting an
+epoch the trial drops the members the scheduler stopped (``study.tuning.prunes``).
+
 Shared storage (``study.storage``): ``cache_dir`` may be an ``s3://``/``gs://`` URI, in which case the
 encoder is downloaded from it to this node's mirror (and a pretraining job uploads the one it trains);
 an empty ``data_cache`` means this node's own decoded-dataset cache; ``artifacts_uri``, when set, receives
@@ -32,11 +38,12 @@ from ray import tune
 
 from study import storage
 from study.errors import NonFiniteLossError
-from study.experiment import Trial, build_trial, device_budget, pretrain_request
+from study.experiment import Trial, build_pack, build_trial, device_budget, pretrain_request
 from study.ssl import pretrain
-from study.train import FitResult
+from study.train import EarlyStopping, FitResult, PackMember, fit_pack
 from study.tuning import results as R
-from study.tuning.plan import TrialConfig
+from study.tuning.plan import TrialConfig, member_trial_id
+from study.tuning.prunes import stopped_members
 from study.tuning.spec import Spec
 
 os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
@@ -122,14 +129,19 @@ def lnl_trainable(
     data_cache: str,
     artifacts_root: str,
     artifacts_uri: str | None = None,
+    prune_board: str | None = None,
 ) -> None:
-    """One LNL trial (stage ``lnl`` or ``final``) of ``TrialConfig.from_ray(config)``."""
+    """One LNL trial (stage ``lnl`` or ``final``) of ``TrialConfig.from_ray(config)``; a packed one
+    (``members``) learns which members its cells' ASHA stopped from the board ``prune_board``."""
     cfg = TrialConfig.from_ray(config)
     assert cfg.point is not None, "an LNL trial has a point"
     spec = Spec.model_validate(spec_data)
     data_cache = str(storage.node_data_cache(data_cache))
     trial_id = tune.get_context().get_trial_id()
     _use_trial_cpus()
+    if cfg.members:
+        _packed_trial(cfg, spec, cache_dir, data_cache, artifacts_root, artifacts_uri, prune_board)
+        return
     # build the trial (data, noisy labels, encoder, model, loaders, algorithm), then restore its last epoch
     trial = build_trial(spec, cfg.point, cfg.hparams, _device(), cache_dir, data_cache, owner=trial_id)
     start, result = _restore(trial)
@@ -146,12 +158,20 @@ def lnl_trainable(
     except NonFiniteLossError as e:
         _report_failure(result, e)  # fit recorded the epochs before the failure on ``result``
         return
-    # clean test at the selected epoch; artifacts for MLflow (uploaded where the driver cannot read this disk)
+    done = _finish(trial, result, trial_id, data_cache, artifacts_root, artifacts_uri)
+    _report(trial, result.history[-1]["epoch"], result.history[-1], result, start, done)
+
+
+def _finish(
+    trial: Trial, result: FitResult, run_key: str, data_cache: str, artifacts_root: str, artifacts_uri: str | None
+) -> dict[str, Any]:
+    """What the last report of a trial (or member) adds: the clean test at the selected epoch, and its
+    artifacts for MLflow under ``artifacts_root/run_key`` (uploaded where the driver cannot read this disk)."""
     final = trial.final_metrics(result, data_cache)
-    art = Path(artifacts_root) / trial_id
+    art = Path(artifacts_root) / run_key
     trial.write_artifacts(art, result, final)
     if artifacts_uri:
-        storage.upload_dir(art, storage.join(artifacts_uri, trial_id))
+        storage.upload_dir(art, storage.join(artifacts_uri, run_key))
     done: R.TrialResult = {
         "best_val_f1": result.best_val_f1,
         "trial_finished": True,
@@ -162,7 +182,148 @@ def lnl_trainable(
         done["labelled_images"] = len(trial.splits.train)
     if result.stopped_epoch is not None:
         done["stopped_epoch"] = result.stopped_epoch
-    _report(trial, result.history[-1]["epoch"], result.history[-1], result, start, {**_scalars(final), **done})
+    return {**_scalars(final), **done}
+
+
+def _packed_trial(
+    cfg: TrialConfig,
+    spec: Spec,
+    cache_dir: str,
+    data_cache: str,
+    artifacts_root: str,
+    artifacts_uri: str | None,
+    prune_board: str | None,
+) -> None:
+    """A packed trial: ``cfg.members`` trained together at ``cfg.point``, each reported as its own trial."""
+    assert cfg.point is not None, "a packed trial has a point"
+    trial_id = tune.get_context().get_trial_id()
+    trials = build_pack(
+        spec, cfg.point, [m.hparams for m in cfg.members], _device(), cache_dir, data_cache, owner=trial_id
+    )
+    pack = _Pack(spec, trials, trial_id, data_cache, artifacts_root, artifacts_uri, prune_board)
+    entry = trials[0].entry
+    fit_pack(
+        pack.members,
+        trials[0].val,
+        entry.epochs,
+        clean_train_labels=trials[0].clean,
+        noisy_train_labels=trials[0].labels,
+        start_epoch=pack.start,
+        on_epoch=pack.on_epoch,
+        stopping=EarlyStopping(entry.model_selection.monitor, entry.model_selection.patience),
+    )
+    pack.last_report()
+
+
+class _Pack:
+    """A packed trial's reporting: each member's epoch reports and its end (its last epoch, patience, a
+    non-finite loss, or stopped by the scheduler), one checkpoint of every member."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        trials: list[Trial],
+        trial_id: str,
+        data_cache: str,
+        artifacts_root: str,
+        artifacts_uri: str | None,
+        prune_board: str | None,
+    ) -> None:
+        self.spec, self.trials, self.trial_id = spec, trials, trial_id
+        self.data_cache, self.artifacts_root, self.artifacts_uri = data_cache, artifacts_root, artifacts_uri
+        self.board = prune_board
+        self.members = [PackMember(t.algo, t.train) for t in trials]
+        self.loaders = list({id(t.train): t.train for t in trials}.values())
+        #: members whose end has been reported (or is pending), and ends to report with the next report
+        self.start, self.ended = _restore_pack(self.members, self.loaders)
+        self.pending: dict[int, dict[str, Any]] = {}
+        self.last_epoch = trials[0].entry.epochs - 1
+
+    def failures(self, epoch: int) -> dict[int, dict[str, Any]]:
+        """Members whose loss went non-finite since the last report (they stopped training)."""
+        out = {}
+        for i, m in enumerate(self.members):
+            if m.result.error is not None and i not in self.ended:
+                last = m.result.history[-1] if m.result.history else {}
+                out[i] = {**_scalars(last), R.EPOCH: epoch, R.ERROR: f"non-finite loss: {m.result.error}"}
+                self.ended.add(i)
+        return out
+
+    def member_report(self, i: int, metrics: dict[str, Any], epoch: int) -> dict[str, Any]:
+        """Member ``i``'s report of ``epoch``; at its end, with its clean test and artifacts."""
+        res, tuning = self.members[i].result, self.spec.tuning
+        out = {**_scalars(metrics), R.EPOCH: epoch, R.OBJECTIVE: objective(res, tuning.metric, tuning.mode)}
+        if epoch == self.last_epoch or res.stopped_epoch is not None:
+            key = member_trial_id(self.trial_id, i)
+            out.update(_finish(self.trials[i], res, key, self.data_cache, self.artifacts_root, self.artifacts_uri))
+            self.ended.add(i)
+        return out
+
+    def report(self, epoch: int, reports: dict[int, dict[str, Any]]) -> None:
+        """One report to Ray: the members' reports; a checkpoint every ``failures.checkpoint_every`` epochs,
+        at the last epoch, and when no member trains on."""
+        state: R.TrialResult = {
+            "epoch": epoch,
+            "node_id": ray.get_runtime_context().get_node_id(),
+            "start_epoch": self.start,
+            "members": json.dumps({str(i): r for i, r in reports.items()}),
+        }
+        going = any(m.live and i not in self.ended for i, m in enumerate(self.members))
+        if going and (epoch + 1) % self.spec.failures.checkpoint_every != 0 and epoch < self.last_epoch:
+            tune.report(dict(state))
+            return
+        with tempfile.TemporaryDirectory() as d:
+            _save_pack(Path(d) / "state.pt", self.members, self.loaders, epoch, self.ended)
+            tune.report(dict(state), checkpoint=tune.Checkpoint.from_directory(d))
+
+    def on_epoch(self, epoch: int, metrics: dict[int, dict[str, Any]]) -> list[int]:
+        """Report the epoch, then learn which members the scheduler stopped: ``fit_pack`` drops them."""
+        reports = {**self.pending, **self.failures(epoch)}
+        self.pending.clear()
+        reports.update({i: self.member_report(i, m, epoch) for i, m in metrics.items()})
+        self.report(epoch, reports)
+        if epoch >= self.last_epoch:
+            return []
+        stop = [i for i in stopped_members(self.board, self.trial_id, epoch) if i not in self.ended]
+        for i in stop:  # reported with the next epoch; the trial ends when its last member is stopped
+            self.pending[i] = {R.EPOCH: epoch, R.PRUNED: True}
+            self.ended.add(i)
+        return stop
+
+    def last_report(self) -> None:
+        """Ends no epoch report carried (every member still training failed in one epoch)."""
+        epoch = max((len(m.result.history) for m in self.members), default=1) - 1
+        left = {**self.pending, **self.failures(epoch)}
+        if left:
+            self.report(max(int(r[R.EPOCH]) for r in left.values()), left)
+
+
+def _save_pack(path: Path, members: list[PackMember], loaders: list[Any], epoch: int, ended: set[int]) -> None:
+    torch.save(
+        {
+            "members": [{"algo": m.algo.state_dict(), "result": m.result.to_state(), "live": m.live} for m in members],
+            "generators": [loader.generator.get_state() for loader in loaders],
+            "epoch": epoch,
+            "ended": sorted(ended),
+        },
+        path,
+    )
+
+
+def _restore_pack(members: list[PackMember], loaders: list[Any]) -> tuple[int, set[int]]:
+    """(first epoch to train, members whose end was reported) from the packed trial's last checkpoint."""
+    ckpt = tune.get_checkpoint()
+    if ckpt is None:
+        return 0, set()
+    with ckpt.as_directory() as d:
+        state = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=True)
+    for m, saved in zip(members, state["members"], strict=True):
+        m.algo.load_state_dict(saved["algo"])
+        m.result = FitResult.from_state(saved["result"])
+        m.live = bool(saved["live"])
+    for loader, gen in zip(loaders, state["generators"], strict=True):
+        loader.generator.set_state(gen)
+    return state["epoch"] + 1, set(state["ended"])
 
 
 def pretrain_trainable(config: dict[str, Any], spec_data: dict[str, Any], cache_dir: str, data_cache: str) -> None:
