@@ -19,6 +19,7 @@ its own state, so the bucket's copies are never older than Ray's.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -41,10 +42,18 @@ from study.tuning.checkpoints import CheckpointPruner, prune_ended
 from study.tuning.embeddings import compute_embeddings
 from study.tuning.errors import StudyInterrupted
 from study.tuning.grow import generation_plan
-from study.tuning.plan import Plan, Point, TrialConfig, check_resources, pack_size, tuning_ray_trials
+from study.tuning.plan import (
+    Plan,
+    Point,
+    TrialConfig,
+    check_resources,
+    member_trial_id,
+    pack_size,
+    tuning_ray_trials,
+)
 from study.tuning.progress import ProgressCallback
 from study.tuning.prunes import board_name, open_board
-from study.tuning.results import ARTIFACT_DIR
+from study.tuning.results import ARTIFACT_DIR, MEMBERS
 from study.tuning.scheduler import PerCellASHA, SchedulerState
 from study.tuning.searcher import ATTR_ORPHANED, CellSearcher, best_hparams, best_trial_run, open_study
 from study.tuning.spec import Resources, Spec
@@ -502,10 +511,21 @@ class StorageSync(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         art = (trial.last_result or {}).get(ARTIFACT_DIR)
         if art and self.paths.artifacts_uri:
-            try:
-                st.download_dir(st.join(self.paths.artifacts_uri, trial.trial_id), art)
-            except OSError as e:
-                print(f"study: could not fetch the artifacts of trial {trial.trial_id}: {e}", file=sys.stderr)
+            self._fetch(trial.trial_id, art)
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        """A packed trial's members that finished with this report: their artifacts, before they are logged."""
+        if not self.paths.artifacts_uri:
+            return
+        for key, report in json.loads(result.get(MEMBERS) or "{}").items():
+            if report.get(ARTIFACT_DIR):
+                self._fetch(member_trial_id(trial.trial_id, int(key)), report[ARTIFACT_DIR])
+
+    def _fetch(self, run_key: str, folder: str) -> None:
+        try:
+            st.download_dir(st.join(self.paths.artifacts_uri, run_key), folder)
+        except OSError as e:
+            print(f"study: could not fetch the artifacts of trial {run_key}: {e}", file=sys.stderr)
 
     def on_experiment_end(self, trials, **info):
         self.paths.push()

@@ -5,6 +5,7 @@ board; the tracking callback keeps one MLflow run per member."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 from optuna.trial import TrialState
@@ -127,3 +128,38 @@ def test_callback_keeps_one_run_per_member(tmp_path):
     assert [m.step for m in client.get_metric_history(first.info.run_id, "val_f1")] == [0, 1, 2]
     assert [m.step for m in client.get_metric_history(second.info.run_id, "val_f1")] == [0]
     assert second.data.tags["study.pruned_at_epoch"] == "1"
+
+
+def test_storage_sync_fetches_each_finished_members_artifacts(monkeypatch):
+    from study.tuning import driver
+
+    fetched = []
+    monkeypatch.setattr(driver.st, "download_dir", lambda uri, local: fetched.append((uri, local)))
+    sync = driver.StorageSync(SimpleNamespace(artifacts_uri="s3://b/art"))
+    t = packed("p", 3)
+    report = members_report(3, **{"0": {FINISHED: True, "artifact_dir": "/a/p.m0"}, "2": {PRUNED: True}})
+    sync.on_trial_result(0, [], t, report)
+    assert fetched == [("s3://b/art/p.m0", "/a/p.m0")]  # before TrackingCallback logs them (it comes later)
+    sync.on_trial_result(0, [], t, members_report(4, **{"1": {OBJECTIVE: 0.5}}))
+    assert len(fetched) == 1
+
+
+def test_plan_counts_packed_trials_and_says_what_is_not_measured():
+    import yaml
+
+    from study.tuning.plan import PACKING_SPEEDUP, format_plan, make_plan, pack_size, tuning_ray_trials
+    from study.tuning.spec import Spec, load_spec
+
+    root = Path(__file__).resolve().parents[2] / "search_spaces"
+    smoke = load_spec(root / "smoke.yaml")
+    plan = make_plan(smoke)
+    assert tuning_ray_trials(smoke, plan, gpu=True) == plan.tuning_trials // 2 == 8
+    text = format_plan(smoke, plan, "smoke.yaml")
+    assert "packing: 8 Ray trials for the 16 tuning trials" in text
+    assert PACKING_SPEEDUP["gpu"] is None and "not estimated" in text  # no GPU figure is made up
+    data = yaml.safe_load((root / "khanal2024.yaml").read_text())
+    data["resources"]["pack"] = "auto"
+    khanal = Spec.model_validate(data)
+    assert {a.key: pack_size(khanal, a.key, gpu=True) for a in khanal.lnl} == {"co_teaching": 8, "dividemix": 1}
+    assert {a.key: pack_size(khanal, a.key, gpu=False) for a in khanal.lnl} == {"co_teaching": 1, "dividemix": 1}
+    assert tuning_ray_trials(khanal, make_plan(khanal), gpu=True) == 2000 // 8 + 2000
