@@ -122,3 +122,21 @@ def test_linear_probe_variants_run_and_agree_at_a_tiny_size(tmp_path):
     assert len(f1_trial) == 2 and f1_trial == pytest.approx(f1_once, abs=1e-6)
     assert batched_rate > 0 and single_rate > 0 and chosen in ("batched", "sequential") and probe_s > 0
     assert list((caches["embeddings_once"] / "embeddings").glob("*.npy"))  # computed once into the cache
+
+
+def test_packing_study_is_one_cell_of_eight_samples_packed_or_not(tmp_path):
+    from benchmarks import packing
+    from study.tuning.plan import make_plan, tuning_ray_trials
+    from study.tuning.spec import load_spec
+
+    n, epochs = packing.STUDY_QUICK
+    trials = {}
+    for pack, cpus in ((packing.MEMBERS, 2), (1, 1)):
+        path = tmp_path / f"p{pack}.yaml"
+        path.write_text(packing.SPEC.format(name=f"p{pack}", n=n, epochs=epochs, pack=pack, cpus=cpus))
+        spec = load_spec(path)
+        plan = make_plan(spec)
+        assert len(plan.cells) == 1 and plan.tuning_trials == packing.MEMBERS
+        assert spec.lnl[0].epochs == epochs and not spec.early_stopping.enabled
+        trials[pack] = tuning_ray_trials(spec, plan, gpu=False)
+    assert trials == {packing.MEMBERS: 1, 1: packing.MEMBERS}

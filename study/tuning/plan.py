@@ -248,7 +248,7 @@ def _product(spec: Spec) -> list[Point]:
 AUTO_PACK_GPU = 8
 #: a packed tuning trial's speed-up over its members one at a time (``python -m benchmarks packing``:
 #: ``packing_vs_unpacked``), per device kind; None where not measured (no GPU was lent: docs/benchmarks.md)
-PACKING_SPEEDUP: dict[str, float | None] = {"cpu": None, "gpu": None}
+PACKING_SPEEDUP: dict[str, float | None] = {"cpu": 0.98, "gpu": None}
 
 
 def pack_size(spec: Spec, lnl_key: str, gpu: bool) -> int:
@@ -396,8 +396,8 @@ def _packing_lines(spec: Spec, plan: Plan) -> list[str]:
     GPU-hours with packing where its speed-up on a GPU has been measured (``PACKING_SPEEDUP``)."""
     gpu = spec.resources.trial.gpus > 0
     packed = tuning_ray_trials(spec, plan, gpu)
-    sizes = sorted({pack_size(spec, a.key, gpu) for a in spec.lnl})
-    if sizes == [1]:
+    sizes = {a.key: pack_size(spec, a.key, gpu) for a in spec.lnl}
+    if set(sizes.values()) == {1}:
         return [f"  packing: none (resources.pack {spec.resources.pack!r}{' on GPUs' if gpu else ' on CPUs'})"]
     factor = PACKING_SPEEDUP["gpu" if gpu else "cpu"]
     hours = (
@@ -407,8 +407,8 @@ def _packing_lines(spec: Spec, plan: Plan) -> list[str]:
         else f"tuning hours with packing: {plan.gpu_hours['tuning'] / factor:.1f} (measured speed-up {factor:g}x)"
     )
     return [
-        f"  packing: {packed} Ray trials for the {plan.tuning_trials} tuning trials "
-        f"(resources.pack {spec.resources.pack!r}: {'/'.join(map(str, sizes))} members per trial); {hours}"
+        f"  packing: {packed} Ray trials for the {plan.tuning_trials} tuning trials (resources.pack "
+        f"{spec.resources.pack!r}, members per trial: {', '.join(f'{k} {v}' for k, v in sizes.items())}); {hours}"
     ]
 
 
