@@ -24,7 +24,7 @@ from ray.tune.result import TRAINING_ITERATION
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
 
 from study.tuning.plan import TrialConfig, member_trial_id
-from study.tuning.results import EPOCH, ERROR, FINISHED, MEMBERS, OBJECTIVE, PRUNED
+from study.tuning.results import EPOCH, ERROR, FINISHED, MEMBERS, PRUNED
 
 
 class PerCellASHA(FIFOScheduler):
@@ -110,7 +110,7 @@ class PerCellASHA(FIFOScheduler):
             mid = member_trial_id(trial.trial_id, int(key))
             if report.get(ERROR) or report.get(PRUNED):
                 continue
-            value = report.get(OBJECTIVE)
+            value = report.get(self._metric)  # the epoch's value of the tuning metric, as for a whole trial
             epoch = int(report.get(EPOCH, result.get(EPOCH, 0)))
             if mid not in self.pruned and value is not None and math.isfinite(float(value)):
                 stub = SimpleNamespace(trial_id=mid)

@@ -24,7 +24,7 @@ SPACE = {"lr": {"type": "float", "low": 1e-3, "high": 1e-1, "log": True}}
 
 def searcher(tmp_path, samples: int = 5, pack: int = 2) -> CellSearcher:
     return CellSearcher(
-        [CELL], {"ce": SPACE}, {"ce": {}}, samples, f"sqlite:///{tmp_path}/o.db", "objective", "max", "random",
+        [CELL], {"ce": SPACE}, {"ce": {}}, samples, f"sqlite:///{tmp_path}/o.db", "val_f1", "max", "random",
         pack={"ce": pack},
     )  # fmt: skip
 
@@ -45,17 +45,18 @@ def test_searcher_packs_a_cells_samples_and_tells_each_member(tmp_path):
     study = s.study(CELL.id)
     assert study.trials[1].user_attrs[ATTR_RAY_TRIAL] == member_trial_id("a", 1)
 
-    s.on_trial_result("a", members_report(0, **{"0": {OBJECTIVE: 0.5}, "1": {OBJECTIVE: 0.3}}))
-    s.on_trial_result("a", members_report(1, **{"0": {OBJECTIVE: 0.6}, "1": {PRUNED: True}}))
+    s.on_trial_result("a", members_report(0, **{"0": {"val_f1": 0.5}, "1": {"val_f1": 0.3}}))
+    s.on_trial_result("a", members_report(1, **{"0": {"val_f1": 0.6}, "1": {PRUNED: True}}))
     assert study.trials[1].state == TrialState.PRUNED  # told when its report said so, the other runs on
     assert study.trials[0].state == TrialState.RUNNING
     assert study.trials[0].intermediate_values == {0: 0.5, 1: 0.6}  # reported per member and epoch
-    s.on_trial_result("a", members_report(2, **{"0": {OBJECTIVE: 0.7, FINISHED: True}}))
-    s.on_trial_complete("a", members_report(2, **{"0": {OBJECTIVE: 0.7, FINISHED: True}}))
-    assert (study.trials[0].state, study.trials[0].value) == (TrialState.COMPLETE, 0.7)
+    last = {"0": {"val_f1": 0.55, OBJECTIVE: 0.6, FINISHED: True}}  # the best epoch's value is the objective
+    s.on_trial_result("a", members_report(2, **last))
+    s.on_trial_complete("a", members_report(2, **last))
+    assert (study.trials[0].state, study.trials[0].value) == (TrialState.COMPLETE, 0.6)
 
-    s.on_trial_result("b", members_report(0, **{"0": {OBJECTIVE: 0.2, ERROR: "non-finite loss"}}))
-    s.on_trial_complete("b", members_report(1, **{"1": {OBJECTIVE: 0.4}}))  # ASHA stopped the trial
+    s.on_trial_result("b", members_report(0, **{"0": {"val_f1": 0.2, ERROR: "non-finite loss"}}))
+    s.on_trial_complete("b", members_report(1, **{"1": {"val_f1": 0.4}}))  # ASHA stopped the trial
     assert study.trials[2].state == TrialState.FAIL
     assert study.trials[3].state == TrialState.PRUNED
 
@@ -84,26 +85,26 @@ def packed(tid: str, n: int) -> SimpleNamespace:
 
 
 def test_asha_prunes_members_one_by_one_and_posts_them(tmp_path):
-    s = PerCellASHA("objective", "max", max_t=4, grace_period=1, reduction_factor=2)
+    s = PerCellASHA("val_f1", "max", max_t=4, grace_period=1, reduction_factor=2)
     board = Board()
     s.use_board(board)
     t = packed("p", 3)
     s.on_trial_add(None, t)
-    r = members_report(0, **{"0": {OBJECTIVE: 0.9}, "1": {OBJECTIVE: 0.1}, "2": {OBJECTIVE: 0.8}})
+    r = members_report(0, **{"0": {"val_f1": 0.9}, "1": {"val_f1": 0.1, OBJECTIVE: 0.95}, "2": {"val_f1": 0.8}})
     assert s.on_trial_result(None, t, r) == TrialScheduler.CONTINUE
     # member 0 set the first rung; 1 fell below it, 2 did not
     assert board.posts == [("p", 0, [1])]
     assert s.pruned == {member_trial_id("p", 1)}
     # a restored driver posts it again if the trial reports it (restored from an older checkpoint)
     state = SchedulerState(s).get_state()
-    again = PerCellASHA("objective", "max", max_t=4, grace_period=1, reduction_factor=2)
+    again = PerCellASHA("val_f1", "max", max_t=4, grace_period=1, reduction_factor=2)
     SchedulerState(again).set_state(state)
     again.use_board(board)
-    r = members_report(1, **{"0": {OBJECTIVE: 0.9}, "1": {OBJECTIVE: 0.95}, "2": {OBJECTIVE: 0.92}})
+    r = members_report(1, **{"0": {"val_f1": 0.9}, "1": {"val_f1": 0.95}, "2": {"val_f1": 0.92}})
     assert again.on_trial_result(None, t, r) == TrialScheduler.CONTINUE
     assert board.posts[-1] == ("p", 1, [1])
     # every member ended or stopped: the trial stops
-    r = members_report(2, **{"0": {OBJECTIVE: 0.9, FINISHED: True}, "2": {ERROR: "non-finite loss"}})
+    r = members_report(2, **{"0": {"val_f1": 0.9, FINISHED: True}, "2": {ERROR: "non-finite loss"}})
     assert again.on_trial_result(None, t, r) == TrialScheduler.STOP
 
 
