@@ -364,10 +364,19 @@ def packs(spec: Spec, has_gpu: bool) -> dict[str, int]:
     return {a.key: pack_size(spec, a.key, has_gpu) for a in spec.lnl}
 
 
+def _board(spec: Spec, paths: StudyPaths, has_gpu: bool) -> str | None:
+    """The name of the board where packed trials learn which members their cells' ASHA stopped
+    (``study.tuning.prunes``); None where no trial is packed or nothing is pruned."""
+    if not spec.early_stopping.enabled or max(packs(spec, has_gpu).values(), default=1) == 1:
+        return None
+    return board_name(_stage_experiment("lnl", paths)[0])
+
+
 def _use_board(scheduler: Any, spec: Spec, paths: StudyPaths, has_gpu: bool) -> None:
-    """Where packed trials learn which members their cells' ASHA stopped (``study.tuning.prunes``)."""
-    if isinstance(scheduler, PerCellASHA) and max(packs(spec, has_gpu).values(), default=1) > 1:
-        scheduler.use_board(open_board(board_name(_stage_experiment("lnl", paths)[0])))
+    """The scheduler posts the members it stops to the board (created here, as long as this driver)."""
+    name = _board(spec, paths, has_gpu)
+    if isinstance(scheduler, PerCellASHA) and name is not None:
+        scheduler.use_board(open_board(name))
 
 
 def _lnl_tuner(spec: Spec, plan: Plan, paths: StudyPaths, trainable, quiet: bool, has_gpu: bool) -> tune.Tuner:
@@ -454,7 +463,7 @@ def _trainable(stage: Stage, spec: Spec, paths: StudyPaths, has_gpu: bool):
         data_cache=state.data_cache,
         artifacts_root=str(paths.artifacts),
         artifacts_uri=paths.artifacts_uri,
-        prune_board=board_name(_stage_experiment("lnl", paths)[0]) if stage == "lnl" else None,
+        prune_board=_board(spec, paths, has_gpu) if stage == "lnl" else None,
     )
     return tune.with_resources(fn, _resources(spec.resources.trial, has_gpu))
 
