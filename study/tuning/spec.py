@@ -772,7 +772,17 @@ class ResourcesSpec(Strict):
     #: per trial; ``auto``: 8 where trials get a GPU, 1 on CPUs (where packing saves only a trial's fixed
     #: costs: docs/benchmarks.md). Algorithms that cannot be packed (``Algorithm.packable``: dividemix,
     #: linear_probe) run one sample per trial
-    pack: Annotated[int, Field(ge=1)] | Literal["auto"] = 1
+    pack: int | Literal["auto"] = 1
+
+    @field_validator("pack", mode="before")
+    @classmethod
+    def _pack(cls, value: Any) -> Any:
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError(
+            f"{value!r} is not a pack size: give the number of a cell's samples one trial trains together "
+            "(1: one per trial, 8: eight) or auto (8 where trials get a GPU, 1 on CPUs)"
+        )
 
 
 class FailuresSpec(Strict):

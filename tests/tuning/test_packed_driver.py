@@ -164,3 +164,15 @@ def test_plan_counts_packed_trials_and_says_what_is_not_measured():
     assert {a.key: pack_size(khanal, a.key, gpu=True) for a in khanal.lnl} == {"co_teaching": 8, "dividemix": 1}
     assert {a.key: pack_size(khanal, a.key, gpu=False) for a in khanal.lnl} == {"co_teaching": 1, "dividemix": 1}
     assert tuning_ray_trials(khanal, make_plan(khanal), gpu=True) == 2000 // 8 + 2000
+
+
+def test_a_bad_pack_size_is_refused_at_the_door(tmp_path, capsys):
+    from study.cli import main
+
+    smoke = (Path(__file__).resolve().parents[2] / "search_spaces" / "smoke.yaml").read_text()
+    for bad in ("0", "eight", "true", "2.5"):
+        path = tmp_path / f"{bad}.yaml"
+        path.write_text(smoke.replace("  pack: 2", f"  pack: {bad}"))
+        assert main(["validate", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "resources.pack" in err and "is not a pack size" in err and "auto" in err, err
