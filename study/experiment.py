@@ -363,6 +363,11 @@ class Trial:
     def clean(self) -> np.ndarray:
         return np.asarray(self.data.labels)
 
+    @property
+    def stopping(self) -> EarlyStopping:
+        """The entry's model selection: the monitored validation metric and the patience."""
+        return EarlyStopping(self.entry.model_selection.monitor, self.entry.model_selection.patience)
+
     def fit(
         self,
         start_epoch: int = 0,
@@ -381,7 +386,7 @@ class Trial:
             start_epoch=start_epoch,
             result=result,
             on_epoch=on_epoch,
-            stopping=EarlyStopping(self.entry.model_selection.monitor, self.entry.model_selection.patience),
+            stopping=self.stopping,
         )
 
     def final_metrics(self, result: FitResult, data_cache: str | Path) -> dict[str, Any]:

@@ -82,8 +82,8 @@ def pack(algorithm: str, cache) -> tuple[list[PackMember], list]:
     return [PackMember(t.algo, t.train) for t in trials], trials
 
 
-def run_pack(algorithm: str, cache, execution: str, **kw) -> list[PackMember]:
-    members, trials = pack(algorithm, cache)
+def fit_members(members: list[PackMember], trials: list, execution: str, **kw) -> list[PackMember]:
+    """``fit_pack`` of ``pack``'s members over ``EPOCHS`` with their trials' validation split and labels."""
     fit_pack(
         members,
         trials[0].val,
@@ -94,6 +94,10 @@ def run_pack(algorithm: str, cache, execution: str, **kw) -> list[PackMember]:
         **kw,
     )
     return members
+
+
+def run_pack(algorithm: str, cache, execution: str, **kw) -> list[PackMember]:
+    return fit_members(*pack(algorithm, cache), execution, **kw)
 
 
 _ALONE: dict[str, list[FitResult]] = {}
@@ -195,14 +199,7 @@ def test_a_member_whose_loss_goes_non_finite_fails_alone(execution, cache):
         return loss, out
 
     victim.step_loss = poisoned  # type: ignore[method-assign]
-    fit_pack(
-        members,
-        trials[0].val,
-        EPOCHS,
-        clean_train_labels=trials[0].clean,
-        noisy_train_labels=trials[0].labels,
-        execution=execution,
-    )
+    fit_members(members, trials, execution)
     assert members[2].result.error == "non-finite loss (nan) at epoch 1, step 0"
     assert not members[2].live and len(members[2].result.history) == 1
     want = alone("ce", cache)

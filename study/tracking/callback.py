@@ -241,9 +241,8 @@ class TrackingCallback(Callback):
                 self.tracker.set_tags(run_id, tags)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        for run_id in self._member_runs(trial) or [self._run(trial)]:
-            if self._member_runs(trial) and self._ended(run_id):
-                continue
+        members = self._member_runs(trial)  # a packed trial's members that ended before stay as they ended
+        for run_id in [r for r in members if not self._ended(r)] if members else [self._run(trial)]:
             self.tracker.set_tags(
                 run_id, {TAG_STATE: "failed", TAG_ERROR: _error_text(trial), TAG_RETRIES: trial.num_failures}
             )

@@ -254,7 +254,7 @@ PACKING_SPEEDUP: dict[str, float | None] = {"cpu": 0.98, "gpu": None}
 def pack_size(spec: Spec, lnl_key: str, gpu: bool) -> int:
     """Members per packed tuning trial of LNL entry ``lnl_key`` (``resources.pack``; ``auto``: 8 where trials
     get a GPU (``gpu``), else 1), at most the cell's samples; 1 for an algorithm that cannot be packed."""
-    if not getattr(ALGORITHMS[spec.lnl_map[lnl_key].algorithm], "packable", False):
+    if not ALGORITHMS[spec.lnl_map[lnl_key].algorithm].packable:
         return 1
     pack = spec.resources.pack
     size = (AUTO_PACK_GPU if gpu else 1) if pack == "auto" else pack

@@ -40,7 +40,7 @@ from study import storage
 from study.errors import NonFiniteLossError
 from study.experiment import Trial, build_pack, build_trial, device_budget, pretrain_request
 from study.ssl import pretrain
-from study.train import EarlyStopping, FitResult, PackMember, fit_pack
+from study.train import FitResult, PackMember, fit_pack
 from study.tuning import results as R
 from study.tuning.plan import TrialConfig, member_trial_id
 from study.tuning.prunes import stopped_members
@@ -71,13 +71,21 @@ def objective(result: FitResult, metric: str, mode: str) -> float:
     return max(values) if mode == "max" else min(values)
 
 
-def _restore(trial: Trial) -> tuple[int, FitResult]:
-    """(first epoch to train, fit result so far) from Ray's last checkpoint of this trial, if any."""
+def _checkpoint_state() -> dict[str, Any] | None:
+    """The state saved with Ray's last checkpoint of this trial (weights only), or None before any."""
     ckpt = tune.get_checkpoint()
     if ckpt is None:
-        return 0, FitResult()
+        return None
     with ckpt.as_directory() as d:
-        state = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=True)
+        state: dict[str, Any] = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=True)
+    return state
+
+
+def _restore(trial: Trial) -> tuple[int, FitResult]:
+    """(first epoch to train, fit result so far) from Ray's last checkpoint of this trial, if any."""
+    state = _checkpoint_state()
+    if state is None:
+        return 0, FitResult()
     trial.algo.load_state_dict(state["algo"])
     trial.train.generator.set_state(state["generator"])
     return state["epoch"] + 1, FitResult.from_state(state["result"])
@@ -116,10 +124,16 @@ def _report(
         tune.report({**_scalars(metrics), **report, **(extra or {})}, checkpoint=tune.Checkpoint.from_directory(d))
 
 
-def _report_failure(result: FitResult, error: NonFiniteLossError) -> None:
+def _failure(result: FitResult, error: object) -> dict[str, Any]:
+    """The report of a trial (or member) whose loss went non-finite: its last finished epoch's metrics, the
+    epoch it failed in and why."""
     last = result.history[-1] if result.history else {}
     failure: R.TrialResult = {"epoch": len(result.history), "error": f"non-finite loss: {error}"}
-    tune.report({**_scalars(last), **failure})
+    return {**_scalars(last), **failure}
+
+
+def _report_failure(result: FitResult, error: NonFiniteLossError) -> None:
+    tune.report(_failure(result, error))
 
 
 def lnl_trainable(
@@ -140,7 +154,7 @@ def lnl_trainable(
     trial_id = tune.get_context().get_trial_id()
     _use_trial_cpus()
     if cfg.members:
-        _packed_trial(cfg, spec, cache_dir, data_cache, artifacts_root, artifacts_uri, prune_board)
+        _packed_trial(cfg, spec, trial_id, cache_dir, data_cache, artifacts_root, artifacts_uri, prune_board)
         return
     # build the trial (data, noisy labels, encoder, model, loaders, algorithm), then restore its last epoch
     trial = build_trial(spec, cfg.point, cfg.hparams, _device(), cache_dir, data_cache, owner=trial_id)
@@ -188,6 +202,7 @@ def _finish(
 def _packed_trial(
     cfg: TrialConfig,
     spec: Spec,
+    trial_id: str,
     cache_dir: str,
     data_cache: str,
     artifacts_root: str,
@@ -196,21 +211,19 @@ def _packed_trial(
 ) -> None:
     """A packed trial: ``cfg.members`` trained together at ``cfg.point``, each reported as its own trial."""
     assert cfg.point is not None, "a packed trial has a point"
-    trial_id = tune.get_context().get_trial_id()
     trials = build_pack(
         spec, cfg.point, [m.hparams for m in cfg.members], _device(), cache_dir, data_cache, owner=trial_id
     )
     pack = _Pack(spec, trials, trial_id, data_cache, artifacts_root, artifacts_uri, prune_board)
-    entry = trials[0].entry
     fit_pack(
         pack.members,
         trials[0].val,
-        entry.epochs,
+        trials[0].entry.epochs,
         clean_train_labels=trials[0].clean,
         noisy_train_labels=trials[0].labels,
         start_epoch=pack.start,
         on_epoch=pack.on_epoch,
-        stopping=EarlyStopping(entry.model_selection.monitor, entry.model_selection.patience),
+        stopping=trials[0].stopping,
     )
     pack.last_report()
 
@@ -239,13 +252,13 @@ class _Pack:
         self.pending: dict[int, dict[str, Any]] = {}
         self.last_epoch = trials[0].entry.epochs - 1
 
-    def failures(self, epoch: int) -> dict[int, dict[str, Any]]:
-        """Members whose loss went non-finite since the last report (they stopped training)."""
+    def failures(self) -> dict[int, dict[str, Any]]:
+        """Members whose loss went non-finite since the last report (they stopped training): their
+        reports, at the epoch each failed in."""
         out = {}
         for i, m in enumerate(self.members):
             if m.result.error is not None and i not in self.ended:
-                last = m.result.history[-1] if m.result.history else {}
-                out[i] = {**_scalars(last), R.EPOCH: epoch, R.ERROR: f"non-finite loss: {m.result.error}"}
+                out[i] = _failure(m.result, m.result.error)
                 self.ended.add(i)
         return out
 
@@ -278,7 +291,7 @@ class _Pack:
 
     def on_epoch(self, epoch: int, metrics: dict[int, dict[str, Any]]) -> list[int]:
         """Report the epoch, then learn which members the scheduler stopped: ``fit_pack`` drops them."""
-        reports = {**self.pending, **self.failures(epoch)}
+        reports = {**self.pending, **self.failures()}
         self.pending.clear()
         reports.update({i: self.member_report(i, m, epoch) for i, m in metrics.items()})
         self.report(epoch, reports)
@@ -292,8 +305,7 @@ class _Pack:
 
     def last_report(self) -> None:
         """Ends no epoch report carried (every member still training failed in one epoch)."""
-        epoch = max((len(m.result.history) for m in self.members), default=1) - 1
-        left = {**self.pending, **self.failures(epoch)}
+        left = {**self.pending, **self.failures()}
         if left:
             self.report(max(int(r[R.EPOCH]) for r in left.values()), left)
 
@@ -312,11 +324,9 @@ def _save_pack(path: Path, members: list[PackMember], loaders: list[Any], epoch:
 
 def _restore_pack(members: list[PackMember], loaders: list[Any]) -> tuple[int, set[int]]:
     """(first epoch to train, members whose end was reported) from the packed trial's last checkpoint."""
-    ckpt = tune.get_checkpoint()
-    if ckpt is None:
+    state = _checkpoint_state()
+    if state is None:
         return 0, set()
-    with ckpt.as_directory() as d:
-        state = torch.load(Path(d) / "state.pt", map_location="cpu", weights_only=True)
     for m, saved in zip(members, state["members"], strict=True):
         m.algo.load_state_dict(saved["algo"])
         m.result = FitResult.from_state(saved["result"])
