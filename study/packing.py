@@ -44,6 +44,8 @@ if TYPE_CHECKING:  # study.lnl imports this module's timer
 
 #: how ``PackStep`` runs its members: "auto" times the other two on the first batch and keeps the faster
 EXECUTIONS = ("auto", "vmap", "loop")
+#: one member's batch: inputs, labels, dataset indices
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class PackedNets:
@@ -281,7 +283,7 @@ class PackStep:
         self.probe_steps = probe_steps
         #: the probe's seconds per execution (``choose``), for logging
         self.timings: dict[str, float] = {}
-        self._templates = [copy.deepcopy(n).to("meta") for n in members[0].nets]
+        self._templates = [copy.deepcopy(n).to("meta") for n in members[0].step_nets]
 
     def __len__(self) -> int:
         return len(self.members)
@@ -292,49 +294,61 @@ class PackStep:
         self.members = [m for m in self.members if id(m) not in gone]
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> list[StepOutput]:
-        """Step every member on the batch; their step outputs, in member order."""
-        if not self.members:
+        """Step every member on the one batch; their step outputs, in member order."""
+        return self.step_each([(m, (x, y, index)) for m in self.members], epoch)
+
+    def step_each(self, steps: Sequence[tuple[Algorithm, Batch]], epoch: int) -> list[StepOutput]:
+        """Step each given member (of this pack) on its own batch ``(x, y, index)`` (members of different
+        points: their own samples and labels); their step outputs, in the order given. Batches of different
+        shapes run one after another."""
+        if not steps:
             return []
+        if len({tuple(b[0].shape) for _, b in steps}) > 1:  # batches of different sizes cannot be stacked
+            return [m.train_step(*b, epoch) for m, b in steps]
         if self.execution == "auto":
-            self.choose(x, y, index, epoch)
+            self.choose(steps, epoch)
         if self.execution == "loop" or self._stochastic():
-            return [m.train_step(x, y, index, epoch) for m in self.members]
-        losses, outs = self._losses(self._batched_logits(x), y, index, epoch)
-        for m in self.members:
+            return [m.train_step(*b, epoch) for m, b in steps]
+        members = [m for m, _ in steps]
+        inputs = [m.train_inputs(b[0], b[2], epoch) for m, b in steps]
+        losses, outs = self._losses(steps, self._batched_logits(members, inputs), epoch)
+        for m in members:
             for opt in m.optimizers:
                 opt.zero_grad(set_to_none=True)
-        torch.autograd.backward([m.scaler.scale(loss) for m, loss in zip(self.members, losses)])
-        for m in self.members:
+        torch.autograd.backward([m.scaler.scale(loss) for m, loss in zip(members, losses)])
+        for m in members:
             for opt in m.optimizers:
                 m.scaler.step(opt)
             m.scaler.update()
         return outs
 
-    def choose(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> str:
-        """Time ``probe_steps`` forward and backward passes of the members on this batch, batched ("vmap")
+    def choose(self, steps: Sequence[tuple[Algorithm, Batch]], epoch: int) -> str:
+        """Time ``probe_steps`` forward and backward passes of the members on these batches, batched ("vmap")
         and one after another ("loop"), after a warm-up pass each; set and return the faster.
 
-        No optimiser steps: the members' BatchNorm statistics, training memory (``extra_state``), gradients
-        and torch's random generators are restored afterwards, so the probe changes no member's trajectory."""
-        if len(self.members) < 2 or not self.members[0].packable or self._stochastic():
+        No optimiser steps: the members' BatchNorm statistics, training memory and own generators
+        (``extra_state``), gradients and torch's random generators are restored afterwards, so the probe
+        changes no member's trajectory."""
+        if len(steps) < 2 or not self.members[0].packable or self._stochastic():
             self.execution = "loop"
             return self.execution
-        device = self.members[0].device
-        buffers = [[b.detach().clone() for n in m.nets for b in n.buffers()] for m in self.members]
-        extra = [_cloned(m.extra_state()) for m in self.members]
+        members = [m for m, _ in steps]
+        device = members[0].device
+        buffers = [[b.detach().clone() for n in m.nets for b in n.buffers()] for m in members]
+        extra = [_cloned(m.extra_state()) for m in members]
         devices = [device] if device.type == "cuda" else []
         self.timings = {}
         try:
             with torch.random.fork_rng(devices=devices):
                 for mode in ("vmap", "loop"):
-                    self._probe_pass(mode, x, y, index, epoch)  # warm-up
-                    passes = [functools.partial(self._probe_pass, mode, x, y, index, epoch)] * self.probe_steps
+                    self._probe_pass(mode, steps, epoch)  # warm-up
+                    passes = [functools.partial(self._probe_pass, mode, steps, epoch)] * self.probe_steps
                     self.timings[mode] = elapsed(device, lambda: [run() for run in passes])  # noqa: B023
         except RuntimeError:  # vmap refused the forward (a random op) or ran out of memory: one by one
             self.timings = {"loop": 0.0}
         finally:
             with torch.no_grad():
-                for m, saved, state in zip(self.members, buffers, extra):
+                for m, saved, state in zip(members, buffers, extra):
                     for b, v in zip((b for n in m.nets for b in n.buffers()), saved):
                         b.copy_(v)
                     m.load_extra_state(state)
@@ -344,29 +358,36 @@ class PackStep:
         self.execution = min(self.timings, key=lambda k: self.timings[k])
         return self.execution
 
-    def _probe_pass(self, mode: str, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> None:
+    def _probe_pass(self, mode: str, steps: Sequence[tuple[Algorithm, Batch]], epoch: int) -> None:
         """One forward and backward pass of every member (no optimiser step), batched or one by one."""
         if mode == "vmap":
-            losses, _ = self._losses(self._batched_logits(x), y, index, epoch)
+            members = [m for m, _ in steps]
+            inputs = [m.train_inputs(b[0], b[2], epoch) for m, b in steps]
+            losses, _ = self._losses(steps, self._batched_logits(members, inputs), epoch)
             torch.autograd.backward(losses)
             return
-        for m in self.members:
+        for m, (x, y, index) in steps:
+            own = m.train_inputs(x, index, epoch)
             with torch.autocast(m.device.type, enabled=m.amp):
-                logits = [n(x) for n in m.nets]
+                logits = [n(own) for n in m.step_nets]
             loss, _ = m.step_loss(logits, y, index, epoch)
             torch.autograd.backward(loss)
 
     def _stochastic(self) -> bool:
-        return any(_stochastic(n) for m in self.members for n in m.nets)
+        return any(_stochastic(n) for m in self.members for n in m.step_nets)
 
-    def _batched_logits(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Per network slot, the members' outputs on ``x`` (P x B x K), from their stacked live parameters;
-        the BatchNorm statistics the pass updates are copied back into each member's buffers."""
-        lead = self.members[0]
+    def _batched_logits(self, members: Sequence[Algorithm], inputs: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Per network slot, the members' outputs on their inputs (P x B x K), from their stacked live
+        parameters: one input shared by all (the same tensor) or each member its own (stacked); the
+        BatchNorm statistics the pass updates are copied back into each member's buffers."""
+        lead = members[0]
+        shared = all(t is inputs[0] for t in inputs)
+        x: torch.Tensor = inputs[0] if shared else torch.stack(list(inputs))
+        in_dim = None if shared else 0
         out = []
         with torch.autocast(lead.device.type, enabled=lead.amp):
             for k, template in enumerate(self._templates):
-                nets = [m.nets[k] for m in self.members]
+                nets = [m.step_nets[k] for m in members]
                 for t, n in zip(template.modules(), nets[0].modules()):  # the members' modes (frozen encoders)
                     t.training = n.training
                 named = [dict(n.named_parameters()) for n in nets]
@@ -378,7 +399,7 @@ class PackStep:
                     logits: torch.Tensor = functional_call(template, (p, b), (xb,))  # noqa: B023 (called at once)
                     return logits
 
-                out.append(vmap(one, in_dims=(0, 0, None), randomness="error")(params, buffers, x))
+                out.append(vmap(one, in_dims=(0, 0, in_dim), randomness="error")(params, buffers, x))
                 with torch.no_grad():  # BatchNorm's running statistics and counters, member by member
                     for i, b in enumerate(owned):
                         for name, v in b.items():
@@ -386,11 +407,11 @@ class PackStep:
         return out
 
     def _losses(
-        self, logits: list[torch.Tensor], y: torch.Tensor, index: torch.Tensor, epoch: int
+        self, steps: Sequence[tuple[Algorithm, Batch]], logits: list[torch.Tensor], epoch: int
     ) -> tuple[list[torch.Tensor], list[StepOutput]]:
-        """Each member's ``step_loss`` of its slice of the batched outputs."""
+        """Each member's ``step_loss`` of its slice of the batched outputs, on its batch's labels."""
         losses, outs = [], []
-        for i, m in enumerate(self.members):
+        for i, (m, (_, y, index)) in enumerate(steps):
             loss, out = m.step_loss([lg[i] for lg in logits], y, index, epoch)
             losses.append(loss)
             outs.append(out)

@@ -11,6 +11,7 @@ trained).
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -262,7 +263,7 @@ def fit(
 @dataclass
 class PackMember:
     """One member of a packed trial: its algorithm, its training loader (members holding the same loader
-    object are stepped together, on the same batches) and its result."""
+    object take the same batches) and its result."""
 
     algo: Algorithm
     train: TensorLoader
@@ -270,11 +271,16 @@ class PackMember:
     #: False once pruned (``on_epoch``), failed (a non-finite loss) or stopped by patience; a member that
     #: trained every epoch stays live
     live: bool = True
+    #: a member at a point of its own (a final-stage seed: its own split and noisy labels): its validation
+    #: loader and the training labels its diagnostics read; None: ``fit_pack``'s
+    val: TensorLoader | None = None
+    clean_labels: np.ndarray | None = None
+    noisy_labels: np.ndarray | None = None
 
 
 def fit_pack(
     members: list[PackMember],
-    val: TensorLoader,
+    val: TensorLoader | None,
     epochs: int,
     clean_train_labels: np.ndarray | None = None,
     noisy_train_labels: np.ndarray | None = None,
@@ -286,14 +292,15 @@ def fit_pack(
     """``fit`` for the members of a packed trial at once, epoch by epoch in lockstep; each member's result
     is what ``fit`` would give it alone (``tests/test_packed_fit.py``).
 
-    Each epoch every live member starts its epoch (its schedule) on its loader; each distinct loader's
-    batches are drawn once and each batch steps its members together (``study.packing.PackStep`` with
-    ``execution``; members sharing a loader must be ``packable`` algorithms, whose steps read nothing of
-    the loader but its batches). Then, per member, the validation metrics and its result's bookkeeping
-    (``record_epoch``, as ``fit``); ``epoch_time`` is the pack's wall time of the epoch (every member's
-    training and validation), the same for all. ``on_epoch(epoch, {member index: metrics})`` sees the
-    members that finished the epoch (it is not called for an epoch none finished) and returns the indices
-    of those to stop (pruned), or None.
+    Each epoch every live member starts its epoch (its schedule) on its loader; then, step by step, each
+    distinct loader gives its next batch and every member steps on its loader's batch: ``packable``
+    algorithms all in one ``study.packing.PackStep`` (with ``execution``: members sharing a loader run on one
+    batch, members with loaders of their own (``PackMember.val``: other points) on theirs, stacked), others
+    each alone (they cannot share a loader). Then, per member, the validation metrics (its own ``val`` and
+    labels, or these) and its result's bookkeeping (``record_epoch``, as ``fit``); ``epoch_time`` is the
+    pack's wall time of the epoch (every member's training and validation), the same for all.
+    ``on_epoch(epoch, {member index: metrics})`` sees the members that finished the epoch (it is not called
+    for an epoch none finished) and returns the indices of those to stop (pruned), or None.
 
     A member whose loss turns non-finite gets ``fit``'s ``NonFiniteLossError`` message as its result's
     ``error`` and stops there; the others go on. A member stops after ``on_epoch`` once its patience has
@@ -304,48 +311,52 @@ def fit_pack(
     for m in members:
         if m.result.error is not None or m.result.stopped_epoch is not None or stopping.stops(m.result.history):
             m.live = False
-    # one PackStep per distinct loader, over the live members that hold it
-    groups: dict[int, list[Algorithm]] = {}
-    for m in members:
-        if m.live:
-            groups.setdefault(id(m.train), []).append(m.algo)
-    for algos in groups.values():
-        if len(algos) > 1 and not algos[0].packable:
-            raise ValueError(f"fit_pack: {algos[0].name} is not packable; give each of its members its own loader")
-    steps = {key: PackStep(algos, execution) for key, algos in groups.items()}
+    step_of = _pack_steps(members, execution)
     for epoch in range(start_epoch, epochs):
         live = [i for i, m in enumerate(members) if m.live]
         if not live:
             break
         t0 = time.perf_counter()
         tallies = {i: EpochTally() for i in live}
-        # training: each loader's batches once, each batch one step of the members that hold it
-        for key, step in steps.items():
-            group = [i for i in live if id(members[i].train) == key]
-            if not group:
-                continue
-            loader = members[group[0]].train
-            for i in group:
-                members[i].algo.start_epoch(epoch, loader)
-                members[i].algo.train()
-            for s, (x, y, index) in enumerate(labelled_batches(loader)):
-                for i, out in zip(group, step(x, y, index, epoch)):
+        for i in live:
+            members[i].algo.start_epoch(epoch, members[i].train)
+            members[i].algo.train()
+        # training: each loader's batches once, in lockstep; each step, every live member on its loader's batch
+        batches = {id(members[i].train): labelled_batches(members[i].train) for i in live}
+        for s in itertools.count():
+            drawn = {key: b for key, it in batches.items() if (b := next(it, None)) is not None}
+            going = [i for i in live if members[i].live and id(members[i].train) in drawn]
+            if not going:
+                break
+            for step in {id(step_of[i]): step_of[i] for i in going}.values():
+                mine = [i for i in going if step_of[i] is step]
+                outs = step.step_each([(members[i].algo, drawn[id(members[i].train)]) for i in mine], epoch)
+                for i, out in zip(mine, outs):
                     try:
-                        tallies[i].add(out, x.shape[0], epoch, s)
+                        tallies[i].add(out, drawn[id(members[i].train)][0].shape[0], epoch, s)
                     except NonFiniteLossError as e:  # this member stops; the others go on
                         members[i].result.error, members[i].live = str(e), False
                         step.drop([members[i].algo])
-                group = [i for i in group if members[i].live]
-                if not group:
-                    break
         # validation and each member's bookkeeping, as ``fit``
         done = [i for i in live if members[i].live]
         metrics = {}
         for i in done:
             loss, selected = tallies[i].result()
             m = members[i]
+            own = m.val is not None
+            loader = m.val if m.val is not None else val
+            if loader is None:
+                raise ValueError("fit_pack: a member without its own validation loader needs fit_pack's val")
             metrics[i] = epoch_metrics(
-                m.algo, val, epoch, loss, selected, t0, m.train.indices, clean_train_labels, noisy_train_labels
+                m.algo,
+                loader,
+                epoch,
+                loss,
+                selected,
+                t0,
+                m.train.indices,
+                m.clean_labels if own else clean_train_labels,
+                m.noisy_labels if own else noisy_train_labels,
             )
         seconds = time.perf_counter() - t0
         for i in done:
@@ -358,7 +369,21 @@ def fit_pack(
             m = members[i]
             if i in pruned or m.result.stopped_epoch is not None:
                 m.live = False
-                steps[id(m.train)].drop([m.algo])
+                step_of[i].drop([m.algo])
+
+
+def _pack_steps(members: list[PackMember], execution: str) -> dict[int, PackStep]:
+    """Each live member's ``PackStep``: one for all when their algorithm is ``packable``, else one each
+    (members that cannot be packed must not share a loader)."""
+    live = [i for i, m in enumerate(members) if m.live]
+    algos = [members[i].algo for i in live]
+    if len({type(a) for a in algos}) == 1 and algos and algos[0].packable:
+        step = PackStep(algos, execution)
+        return dict.fromkeys(live, step)
+    loaders = [id(members[i].train) for i in live]
+    if len(set(loaders)) < len(loaders):
+        raise ValueError(f"fit_pack: {algos[0].name} is not packable; give each of its members its own loader")
+    return {i: PackStep([members[i].algo], execution) for i in live}
 
 
 def final_test(

@@ -230,7 +230,10 @@ def test_the_probe_itself_changes_no_member(cache):
         a.targets[index] = 0.5  # training memory the probe's losses change
     before = [(weights(a), a.targets.clone(), [o.state_dict() for o in a.optimizers]) for a in algos]
     step = PackStep(algos, "auto")
-    assert step.choose(x, y, index, 0) in ("loop", "vmap") and set(step.timings) == {"loop", "vmap"}
+    assert step.choose([(m, (x, y, index)) for m in step.members], 0) in ("loop", "vmap") and set(step.timings) == {
+        "loop",
+        "vmap",
+    }
     for a, (w, targets, opts) in zip(algos, before):
         assert all(torch.equal(u, v) for u, v in zip(weights(a), w))  # BatchNorm statistics too
         assert torch.equal(a.targets, targets)
@@ -261,7 +264,7 @@ def test_an_active_dropout_runs_the_members_one_by_one():
         a.train_step = lambda *args, real=real: calls.append(1) or real(*args)  # type: ignore[method-assign]
     step(x, y, index, 0)
     assert len(calls) == 2  # each member's own train_step: vmap cannot give each its own dropout draws
-    assert PackStep(algos, "auto").choose(x, y, index, 0) == "loop"
+    assert PackStep(algos, "auto").choose([(a, (x, y, index)) for a in algos], 0) == "loop"
 
 
 def test_bad_packs_are_refused():
@@ -274,5 +277,6 @@ def test_bad_packs_are_refused():
     shared = TensorLoader(torch.zeros(8, 16, 16, 3, dtype=torch.uint8).numpy(), torch.zeros(8).long().numpy(), 4)
     with pytest.raises(ValueError, match="give each of its members its own loader"):
         fit_pack([PackMember(a, shared) for a in tiny_members("dividemix", 2)], shared, 1, execution="loop")
-    assert {ALGORITHMS[n].packable for n in ("ce", "gce", "sce", "elr", "co_teaching", "co_teaching_plus")} == {True}
-    assert not ALGORITHMS["dividemix"].packable and not ALGORITHMS["linear_probe"].packable
+    packable = ("ce", "gce", "sce", "elr", "co_teaching", "co_teaching_plus", "linear_probe")
+    assert {ALGORITHMS[n].packable for n in packable} == {True}
+    assert not ALGORITHMS["dividemix"].packable

@@ -219,8 +219,8 @@ class Algorithm:
     Hparams: ClassVar[type[hparams.Hparams]] = hparams.Hparams
     #: compute of one training step relative to plain cross-entropy (``study plan``'s estimate)
     step_cost: ClassVar[float] = 1.0
-    #: its step is the base ``train_step`` (``step_loss`` of its networks' outputs on the batch) and reads
-    #: nothing of the loader but the batch: a packed trial (``study.train.fit_pack``) can step several
+    #: its step is the base ``train_step`` (``step_loss`` of its ``step_nets``' outputs on its ``train_inputs``)
+    #: and reads nothing of the loader but the batch: a packed trial (``study.train.fit_pack``) can step several
     #: members on one loader's batches, and ``study.packing.PackStep`` run their networks as one batched call
     packable: ClassVar[bool] = False
     #: trains a head on a frozen encoder's embeddings: a study trial gives it the cached embeddings of every
@@ -292,10 +292,24 @@ class Algorithm:
         loss = self.loss_fn(logits[0], y, index)
         return loss, {"loss": loss.detach()}
 
+    @property
+    def step_nets(self) -> list[nn.Module]:
+        """The networks a training step forwards on ``train_inputs`` (``step_loss`` gets their outputs, in this
+        order); base: ``nets``. A packed trial stacks these across its members."""
+        return self.nets
+
+    def train_inputs(self, x: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        """What the step's networks take for the batch ``x`` (the samples ``index``); base: ``x`` itself.
+        An algorithm that perturbs or replaces its inputs (linear_probe's feature noise) draws from its own
+        generator here, so that in a packed trial each member draws what its own trial would."""
+        return x
+
     def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> StepOutput:
-        """Forward every network (under autocast), ``step_loss``, one backward and a step of each optimiser."""
+        """Forward every network (under autocast) on ``train_inputs``, ``step_loss``, one backward and a step
+        of each optimiser."""
+        inputs = self.train_inputs(x, index, epoch)
         with torch.autocast(self.device.type, enabled=self.amp):
-            logits = [net(x) for net in self.nets]
+            logits = [net(inputs) for net in self.step_nets]
         loss, out = self.step_loss(logits, y, index, epoch)
         self.backward_many(loss, self.optimizers)
         return out

@@ -37,7 +37,7 @@ from torch import nn
 from study import hparams
 from study.data.base import ImageData
 from study.data.pipeline import STANDARD, Normalization, TensorLoader, center_crop, to_float
-from study.lnl.base import Algorithm, StepOutput, TrainViews
+from study.lnl.base import Algorithm, TrainViews
 from study.metrics import macro_f1_batched
 from study.models import Classifier, mlp_head
 from study.packing import elapsed
@@ -478,6 +478,9 @@ class LinearProbe(Algorithm):
     #: charged once per dataset x encoder, not per trial)
     step_cost = 0.4
     on_embeddings = True
+    #: a step forwards the head alone on the batch's embeddings (``train_inputs``, with this trial's own
+    #: feature noise): the heads of a packed trial run as one batched call, as ``train_heads`` does
+    packable = True
 
     class Hparams(hparams.Hparams):
         hidden: list[Annotated[int, Field(gt=0)]] = Field(
@@ -490,6 +493,9 @@ class LinearProbe(Algorithm):
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
         self.embeddings: torch.Tensor | None = None  # num_samples x D, rows by dataset index
+        #: the feature noise's own generator, from the trial's seed: a packed member draws what its own
+        #: trial draws, and a restored trial what the uninterrupted one would (``extra_state``)
+        self.noise = torch.Generator(device=self.device).manual_seed(noise_seed(self.seed))
 
     @property
     def model(self) -> Classifier:
@@ -518,12 +524,32 @@ class LinearProbe(Algorithm):
                     emb[index] = encoder(x).float()
             self.embeddings = emb
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor, index: torch.Tensor, epoch: int) -> StepOutput:
+    @property
+    def step_nets(self) -> list[nn.Module]:
+        return [self.model.head]
+
+    def train_inputs(self, x: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
+        """The batch's rows of the training embeddings, with Gaussian ``feature_noise`` from this trial's own
+        generator."""
         if self.embeddings is None:
             raise RuntimeError("linear_probe: train_step before start_epoch")
         feats = self.embeddings[index]  # B x D
         if self.hp.feature_noise > 0:
-            feats = feats + self.hp.feature_noise * torch.randn_like(feats)
-        loss = F.cross_entropy(self.model.head(feats).float(), y)
-        self.backward(loss, self.optimizers[0])
-        return {"loss": loss.detach()}
+            draw = torch.randn(feats.shape, generator=self.noise, device=feats.device, dtype=feats.dtype)
+            feats = feats + self.hp.feature_noise * draw
+        return feats
+
+    def loss_fn(self, logits: torch.Tensor, y: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), y)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"noise": self.noise.get_state()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if "noise" in state:
+            self.noise.set_state(state["noise"].cpu())
+
+
+def noise_seed(seed: int) -> int:
+    """The seed of a trial's feature-noise generator: its own stream of the trial's seed."""
+    return int(np.random.SeedSequence([int(seed), 0x1EA7]).generate_state(1)[0])

@@ -48,6 +48,7 @@ from study.tuning.plan import (
     TrialConfig,
     check_resources,
     member_trial_id,
+    pack_finals,
     pack_size,
     tuning_ray_trials,
 )
@@ -341,7 +342,9 @@ def _tuner(
     if stage == "lnl":
         return _lnl_tuner(spec, plan, paths, trainable, quiet, has_gpu)
     configs = (
-        finals if stage == "final" else [TrialConfig(stage="pretrain", id=j.id, job=j) for j in plan.pretrain_jobs]
+        pack_finals(spec, finals, has_gpu)  # a cell's seeds in packed trials (``resources.pack``)
+        if stage == "final"
+        else [TrialConfig(stage="pretrain", id=j.id, job=j) for j in plan.pretrain_jobs]
     )
     space = {TrialConfig.KEY: tune.grid_search([c.model_dump(mode="json") for c in configs])}
     return tune.Tuner(

@@ -82,12 +82,15 @@ class PretrainJob:
 
 
 class Member(BaseModel):
-    """One member of a packed trial: its Optuna trial in the cell's study and its hyperparameters."""
+    """One member of a packed trial: its hyperparameters and, in stage lnl, its Optuna trial in the cell's
+    study; in stage final, its point (a seed of the cell: its own split and noisy labels)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    optuna_trial: int
+    optuna_trial: int | None = None
     hparams: dict[str, Any] = {}
+    #: final: the member's point (None: the trial's)
+    point: Point | None = None
 
 
 def member_trial_id(trial_id: str, member: int) -> str:
@@ -128,8 +131,11 @@ class TrialConfig(BaseModel):
         data = handler(self)
         if not data.get("members", True):  # a trial of one configuration stores no members (as before packing)
             del data["members"]
-        if isinstance(data.get("point"), dict):
-            data["point"] = {k: v for k, v in data["point"].items() if _shown(k, v)}
+        for holder in [data, *data.get("members", [])]:
+            if isinstance(holder.get("point"), dict):
+                holder["point"] = {k: v for k, v in holder["point"].items() if _shown(k, v)}
+            elif "point" in holder and holder is not data and holder["point"] is None:
+                del holder["point"]  # a tuning member trains at its trial's point
         return data
 
     @property
@@ -147,8 +153,13 @@ class TrialConfig(BaseModel):
         """Member ``i`` of a packed trial as the trial of one configuration it stands for (its MLflow params)."""
         m = self.members[i]
         return TrialConfig(
-            stage=self.stage, id=self.id, point=self.point, hparams=m.hparams, optuna_trial=m.optuna_trial
+            stage=self.stage, id=self.id, point=m.point or self.point, hparams=m.hparams, optuna_trial=m.optuna_trial
         )
+
+    def member_points(self) -> list[Point]:
+        """Each member's point (a packed final trial's members: seeds of its cell)."""
+        assert self.point is not None, "an LNL trial has a point"
+        return [m.point or self.point for m in self.members]
 
     def to_ray(self) -> dict[str, Any]:
         return {self.KEY: self.model_dump(mode="json")}
@@ -259,6 +270,39 @@ def pack_size(spec: Spec, lnl_key: str, gpu: bool) -> int:
     pack = spec.resources.pack
     size = (AUTO_PACK_GPU if gpu else 1) if pack == "auto" else pack
     return max(1, min(size, spec.tuning.samples_per_cell))
+
+
+def final_pack_size(spec: Spec, lnl_key: str, gpu: bool) -> int:
+    """Final runs of one cell per packed final trial of LNL entry ``lnl_key`` (``resources.pack``, as
+    ``pack_size`` but not capped by the tuning samples). Only heads on embeddings (``on_embeddings``: Dedieu
+    et al.'s grid, whose seeds share one embedding matrix) are packed here: each final run has its own split,
+    so a pack of image trials would hold a copy of the training images per member; 1 for the others."""
+    algorithm = ALGORITHMS[spec.lnl_map[lnl_key].algorithm]
+    if not (algorithm.packable and algorithm.on_embeddings):
+        return 1
+    pack = spec.resources.pack
+    return max(1, (AUTO_PACK_GPU if gpu else 1) if pack == "auto" else pack)
+
+
+def pack_finals(spec: Spec, finals: list[TrialConfig], gpu: bool) -> list[TrialConfig]:
+    """Stage final's trials: the final runs of each cell (its seeds, label fractions, noise settings that are
+    not cell axes) in packs of ``final_pack_size``, each run a member with its own point and hyperparameters;
+    a pack of one is the run itself."""
+    cells: dict[str, list[TrialConfig]] = {}
+    for cfg in finals:
+        cells.setdefault(cfg.id, []).append(cfg)
+    out = []
+    for runs in cells.values():
+        assert runs[0].point is not None, "a final run has a point"
+        size = final_pack_size(spec, runs[0].point.lnl, gpu)
+        for i in range(0, len(runs), size):
+            chunk = runs[i : i + size]
+            if len(chunk) == 1:
+                out.append(chunk[0])
+                continue
+            members = [Member(hparams=c.hparams, point=c.point) for c in chunk]
+            out.append(chunk[0].model_copy(update={"members": members}))
+    return out
 
 
 def tuning_ray_trials(spec: Spec, plan: Plan, gpu: bool) -> int:

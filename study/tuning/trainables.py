@@ -209,21 +209,28 @@ def _packed_trial(
     artifacts_uri: str | None,
     prune_board: str | None,
 ) -> None:
-    """A packed trial: ``cfg.members`` trained together at ``cfg.point``, each reported as its own trial."""
-    assert cfg.point is not None, "a packed trial has a point"
-    trials = build_pack(
-        spec, cfg.point, [m.hparams for m in cfg.members], _device(), cache_dir, data_cache, owner=trial_id
+    """A packed trial: ``cfg.members`` trained together, each reported as its own trial. Members at one point
+    (a tuning trial's samples) share its data and batches (``build_pack``); members at points of their own (a
+    cell's final seeds) each have theirs, and are stepped together on their own batches."""
+    points = cfg.member_points()
+    trials: list[Trial | None] = [None] * len(points)
+    for point in dict.fromkeys(points):
+        mine = [i for i, p in enumerate(points) if p == point]
+        built = build_pack(
+            spec, point, [cfg.members[i].hparams for i in mine], _device(), cache_dir, data_cache, owner=trial_id
+        )
+        for i, t in zip(mine, built):
+            trials[i] = t
+    pack = _Pack(
+        spec, [t for t in trials if t is not None], trial_id, data_cache, artifacts_root, artifacts_uri, prune_board
     )
-    pack = _Pack(spec, trials, trial_id, data_cache, artifacts_root, artifacts_uri, prune_board)
     fit_pack(
         pack.members,
-        trials[0].val,
-        trials[0].entry.epochs,
-        clean_train_labels=trials[0].clean,
-        noisy_train_labels=trials[0].labels,
+        None,
+        pack.trials[0].entry.epochs,
         start_epoch=pack.start,
         on_epoch=pack.on_epoch,
-        stopping=trials[0].stopping,
+        stopping=pack.trials[0].stopping,
     )
     pack.last_report()
 
@@ -245,7 +252,9 @@ class _Pack:
         self.spec, self.trials, self.trial_id = spec, trials, trial_id
         self.data_cache, self.artifacts_root, self.artifacts_uri = data_cache, artifacts_root, artifacts_uri
         self.board = prune_board
-        self.members = [PackMember(t.algo, t.train) for t in trials]
+        self.members = [
+            PackMember(t.algo, t.train, val=t.val, clean_labels=t.clean, noisy_labels=t.labels) for t in trials
+        ]
         self.loaders = list({id(t.train): t.train for t in trials}.values())
         #: members whose end has been reported (or is pending), and ends to report with the next report
         self.start, self.ended = _restore_pack(self.members, self.loaders)
