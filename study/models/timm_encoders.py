@@ -2,12 +2,14 @@
 
 They are here for external encoders (Dedieu et al. 2024, arXiv 2404.07605: frozen foundation encoders such as
 RetCCL, CTransPath, Phikon, Lunit's), whose weights come from a local file (``study.ssl.init``,
-``format: timm``) and whose architectures timm already has. Nothing is downloaded: models are always created
-with ``pretrained=False``; the ``pretrained_cfg`` read here (input size, mean and std, the names of the
-classifier and of the first convolution) is metadata that timm ships with its code.
+``format: timm``) and whose architectures timm has or this project registers with it (CTransPath, a Swin-T with a
+convolutional stem: ``timm:ctranspath``, ``study.models.ctranspath``). Nothing is downloaded: models are always
+created with ``pretrained=False``; the ``pretrained_cfg`` read here (input size, mean and std, the names of the
+classifier and of the first convolution) is metadata that timm ships with its code (or ``study.models.ctranspath``
+declares).
 
-timm is imported only where such a name is used (``_timm``), so validating or running a spec with the
-project's own backbones does not pay for importing it.
+timm is imported only where such a name is used (``_timm``, which also registers ``ctranspath``), so
+validating or running a spec with the project's own backbones does not pay for importing it.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ SUGGESTIONS = 5
 
 def _timm() -> ModuleType:
     import timm  # heavy (registers every architecture): only when a timm: backbone is named
+
+    from study.models import ctranspath  # noqa: F401  registers timm:ctranspath with timm, once
 
     return timm
 
@@ -97,6 +101,21 @@ def first_conv(name: str) -> str | None:
     a grayscale encoder adapts."""
     conv = pretrained_cfg(name).get("first_conv")
     return conv if isinstance(conv, str) else None
+
+
+def is_swin(name: str) -> bool:
+    """Whether the architecture is a Swin Transformer (Liu et al. 2021) of timm's ``swin_transformer`` module
+    or CTransPath (built on it): the architectures whose checkpoints in timm 0.5.4's layout ``study.ssl.init``
+    converts (``swin_from_old_layout``)."""
+    timm = _timm()
+    arch = architecture(name)
+    if not timm.is_model(arch):
+        return False
+    from timm.models import swin_transformer
+
+    from study.models import ctranspath
+
+    return timm.models.model_entrypoint(arch).__module__ in (swin_transformer.__name__, ctranspath.__name__)
 
 
 def create_timm(name: str, in_channels: int) -> nn.Module:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +25,14 @@ from safetensors.torch import load_file
 from torch import nn
 
 from study.models import build_backbone
-from study.models.timm_encoders import architecture, classifier_prefixes, create_timm, first_conv, fit_input_size
+from study.models.timm_encoders import (
+    architecture,
+    classifier_prefixes,
+    create_timm,
+    first_conv,
+    fit_input_size,
+    is_swin,
+)
 from study.ssl.base import SSLMethod
 
 #: torchvision's file name for ResNet18_Weights.IMAGENET1K_V1
@@ -34,6 +42,11 @@ ENV_VAR = "STUDY_IMAGENET_WEIGHTS"
 CLASSIFIER_PREFIX = "fc."
 #: how many missing / unexpected keys an error lists
 SHOWN_KEYS = 8
+#: the keys that mark a Swin checkpoint in timm 0.5.4's layout (patch merging at the end of stage 0)
+OLD_SWIN_MARKER = "layers.0.downsample."
+#: buffers such a checkpoint stores that timm 1.0 recomputes from the window size and grid (not persistent)
+OLD_SWIN_BUFFERS = ("relative_position_index", "attn_mask")
+_OLD_DOWNSAMPLE = re.compile(r"layers\.(\d+)\.downsample\.")
 
 StateDict = dict[str, torch.Tensor]
 
@@ -43,7 +56,8 @@ class WeightsInit(BaseModel):
 
     ``format: torchvision``: a torchvision-ResNet state dict (parameter names as ``torchvision.models.resnet50()``
     has them) for a torchvision ResNet backbone. ``format: timm``: the state dict of the spec's
-    ``timm:<architecture>`` backbone (names as ``timm.create_model(architecture)`` has them). Saved with
+    ``timm:<architecture>`` backbone (names as ``timm.create_model(architecture)`` has them; a Swin's,
+    CTransPath's included, may also be in timm 0.5.4's layout, see ``swin_from_old_layout``). Saved with
     ``torch.save`` (``.pt``/``.pth``/``.bin``, a plain dict or one under ``state_dict`` or ``model``) or as
     ``.safetensors``. With ``prefix``, only the keys that start with it are read, stripped of it
     (``"module.encoder."`` for a checkpoint that also holds a projection head). The classifier (``fc.*``;
@@ -262,11 +276,34 @@ def load_imagenet_weights(backbone: nn.Module, path: str | Path) -> None:
     load_torchvision_weights(backbone, path)
 
 
+def swin_from_old_layout(state: Mapping[str, torch.Tensor]) -> StateDict:
+    """A Swin checkpoint in timm 0.5.4's layout (Swin's original code's, and CTransPath's released file) renamed
+    to timm 1.0's: the patch merging at the end of stage i (``layers.{i}.downsample.*``) is the one at the start
+    of stage i + 1 (``layers.{i+1}.downsample.*``; the same weights, in the same order of the merged 2x2
+    neighbours); the classifier ``head.*`` is ``head.fc.*``; the buffers ``relative_position_index`` and
+    ``attn_mask``, functions of the window size and the grid that timm 1.0 recomputes and does not save, are
+    dropped. Every other key is timm 1.0's as it is."""
+    out: StateDict = {}
+    for key, value in state.items():
+        if key.rsplit(".", 1)[-1] in OLD_SWIN_BUFFERS:
+            continue
+        stage = _OLD_DOWNSAMPLE.match(key)
+        if stage:
+            key = f"layers.{int(stage.group(1)) + 1}.downsample.{key[stage.end() :]}"
+        elif key.startswith("head.") and not key.startswith("head.fc."):
+            key = "head.fc." + key[len("head.") :]
+        out[key] = value
+    return out
+
+
 def timm_state(state: Mapping[str, torch.Tensor], backbone_name: str, in_channels: int) -> StateDict:
-    """A timm architecture's state dict as its encoder loads it: the classifier's keys
+    """A timm architecture's state dict as its encoder loads it: a Swin's (``timm:ctranspath`` included) in
+    timm 0.5.4's layout converted (``swin_from_old_layout``), the classifier's keys
     (``pretrained_cfg["classifier"]``) dropped, and, for another channel count than the file's, the first
     convolution (``pretrained_cfg["first_conv"]``) adapted by timm's ``adapt_input_conv`` (for grayscale: the
     sum of the RGB filters, as for torchvision files)."""
+    if any(k.startswith(OLD_SWIN_MARKER) for k in state) and is_swin(backbone_name):
+        state = swin_from_old_layout(state)
     drop = classifier_prefixes(backbone_name)
     out = {k: v for k, v in state.items() if not k.startswith(drop)} if drop else dict(state)
     conv = first_conv(backbone_name)
