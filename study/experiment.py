@@ -35,7 +35,15 @@ from study.lnl.base import LoaderHparams, class_priors, expected_noise_fraction
 from study.lnl.linear_probe import EmbeddingInput, embeddings_dataset_key, encoder_embeddings, file_hash
 from study.metrics import classification_metrics
 from study.models import Classifier, build_backbone
-from study.noise import OPTION_KINDS, NoisyLabels, inject_noise, instance_features, recorded_noise, recorded_source
+from study.noise import (
+    OPTION_KINDS,
+    NoisyLabels,
+    class_targets,
+    inject_noise,
+    instance_features,
+    recorded_noise,
+    recorded_source,
+)
 from study.ssl import PretrainRequest, load_encoder, pretrain
 from study.train import EarlyStopping, FitResult, final_test, fit, predict_probs
 from study.tuning.plan import Point
@@ -67,7 +75,8 @@ def noise_options(
 ) -> dict[str, Any]:
     """``inject_noise`` options of one noise kind: the spec's options that apply to the kind
     (``study.noise.OPTION_KINDS``); for ``class_dependent`` the groups of the dataset entry (by class name or
-    index), else the dataset's own, and the entry's class scale; for ``instance_dependent`` and
+    index), else the dataset's own, and the entry's class scale; for ``asymmetric`` the spec's ``targets`` by
+    class name or index as class indices (``study.noise.class_targets``); for ``instance_dependent`` and
     ``hard_instance`` the features of the images whose labels are corrupted (``indices`` into ``data``,
     default all; ``study.noise.instance_features``)."""
     opts = {name: v for name, v in spec.noise.options.items() if kind in OPTION_KINDS.get(name, ())}
@@ -81,6 +90,8 @@ def noise_options(
     scale = spec.dataset_map[key].noise_class_scale
     if kind == "class_dependent" and scale:
         opts["class_scale"] = class_scale(scale, data.class_names)
+    if kind == "asymmetric" and "targets" in opts:
+        opts["targets"] = class_targets(opts["targets"], data.class_names)
     if kind in OPTION_KINDS["features"]:
         opts["features"] = instance_features(data.images, indices)
     return opts

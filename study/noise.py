@@ -7,7 +7,14 @@ true class ``i`` is given label ``j``); a noisy label set is a draw from the row
   never redrawn), as in Han et al. 2018 (Co-teaching) and Patrini et al. 2017.
 - ``uniform``: DivideMix-style (Li et al. 2020): a corrupted label is redrawn from all K classes, so the
   realized rate is about ``rate * (K-1)/K``.
-- ``pairflip``: class c goes to c+1 mod K with probability ``rate`` (Han et al. 2018).
+- ``pairflip``: class c goes to c+1 mod K with probability ``rate`` (Han et al. 2018); needs rate < 0.5.
+- ``asymmetric``: class-conditional flips of each class to one fixed other class (Patrini et al. 2017; Han
+  et al. 2018's pair flipping): ``T[c, c] = 1 - rate``, ``T[c, targets[c]] = rate``, ``targets`` default
+  c -> c+1 mod K (below 0.5 the same matrix as ``pairflip``), at any rate in [0, 1). Above 0.5 the noisy
+  label of class c is more often ``targets[c]`` than c: the clean class is no longer the most likely label
+  and cannot be recovered from the labels alone. That is what Dedieu et al. 2024's asymmetric noise at
+  rates up to 0.9 means; this kind is how the project expresses it (their definition was not available
+  to us, and their code has uniform noise only).
 - ``class_dependent``: flips only inside groups of confusable classes, uniformly to the other members of
   the group (Khanal et al. 2024); classes outside every group keep their labels. ``class_scale`` (one
   factor per class, default 1) makes the rates per class: class c flips with probability
@@ -29,9 +36,9 @@ true class ``i`` is given label ``j``); a noisy label set is a draw from the row
 
 With ``exact=True`` the number of changed labels of class c is exactly ``round((1 - T[c, c]) * n_c)``
 (rounded half up)
-(``round(rate * n_c)`` for symmetric, pairflip and grouped classes) and the changed samples are spread
-over their destination classes in proportion to ``T[c, j]`` by largest remainders; otherwise each sample
-is drawn independently from its row. Draws use NumPy's PCG64 generator, whose streams are the same on
+(``round(rate * n_c)`` for symmetric, pairflip, asymmetric and grouped classes) and the changed samples are
+spread over their destination classes in proportion to ``T[c, j]`` by largest remainders; otherwise each
+sample is drawn independently from its row. Draws use NumPy's PCG64 generator, whose streams are the same on
 every platform, so the same inputs give the same labels on any machine.
 
 The random stream of a draw is keyed by the seed and the kind's name (its CRC-32), so adding or
@@ -57,6 +64,7 @@ KINDS = (
     "symmetric",
     "uniform",
     "pairflip",
+    "asymmetric",
     "class_dependent",
     "transition",
     "instance_dependent",
@@ -76,6 +84,7 @@ OPTION_KINDS: dict[str, tuple[str, ...]] = {
     "exact": KINDS,
     "groups": ("class_dependent", "annotators"),
     "class_scale": ("class_dependent",),
+    "targets": ("asymmetric",),
     "transition": ("transition",),
     "features": ("instance_dependent", "hard_instance"),
     "annotators": ("annotators",),
@@ -283,6 +292,11 @@ def transition_matrix(num_classes: int, kind: str, rate: float, **options: Any) 
         if rate >= 0.5:
             raise ValueError(f"pairflip noise rate {rate} must be below 0.5")
         return (1.0 - rate) * eye + rate * np.roll(eye, 1, axis=1)
+    if kind == "asymmetric":
+        targets = _check_targets(options.get("targets"), k)
+        t_asym = (1.0 - rate) * eye
+        t_asym[np.arange(k), targets] += rate
+        return t_asym
     # class_dependent
     groups = _check_groups(options.get("groups"), k, kind)
     t = eye.copy()
@@ -314,9 +328,10 @@ def inject_noise(
     """Corrupt ``labels`` with the noise ``kind`` at ``rate``, deterministically in all inputs.
 
     Options (``OPTION_KINDS``: the kinds each applies to; any other kind refuses it): ``exact`` (bool, every
-    kind), ``groups`` (class_dependent, annotators), ``class_scale`` (class_dependent), ``transition``
-    (transition kind), ``features`` (instance_dependent: N x D, one row per label), ``annotators``,
-    ``skills``, ``coverage``, ``aggregate`` (annotators).
+    kind), ``groups`` (class_dependent, annotators), ``class_scale`` (class_dependent), ``targets``
+    (asymmetric: the destination class of each class, default c+1 mod K), ``transition`` (transition kind),
+    ``features`` (instance_dependent: N x D, one row per label), ``annotators``, ``skills``, ``coverage``,
+    ``aggregate`` (annotators).
 
     The random stream is keyed by ``seed`` and the kind's name, not by its position in ``KINDS`` as in
     earlier versions: labels of studies made before this change differ, once, from those drawn now
@@ -922,6 +937,64 @@ def _check_transition(t: Any, k: int) -> np.ndarray:
         )
     rows: np.ndarray = m / sums[:, None]
     return rows
+
+
+def class_targets(targets: Any, class_names: Sequence[str]) -> list[int]:
+    """The ``targets`` option of ``asymmetric`` noise given by class name or index (a spec's
+    ``noise.options.targets``) as class indices of a dataset with ``class_names``; a ``NoiseOptionError``
+    naming the entry otherwise (an unknown name, and everything ``_check_targets`` refuses)."""
+    names = list(class_names)
+    if isinstance(targets, (list, tuple)):
+        resolved: list[Any] = []
+        for c, v in enumerate(targets):
+            if isinstance(v, str):
+                if v not in names:
+                    raise NoiseOptionError(
+                        "targets",
+                        f"targets[{c}] = {v!r} is not a class of this dataset (classes: {', '.join(names)}); "
+                        "give a class name or index",
+                    )
+                if names.index(v) == c:
+                    raise NoiseOptionError(
+                        "targets", f"targets[{c}] = {v!r} maps class {c} ({v}) to itself; give each class another class"
+                    )
+                v = names.index(v)
+            resolved.append(v)
+        targets = resolved
+    return _check_targets(targets, len(names))
+
+
+def _check_targets(targets: Any, k: int) -> list[int]:
+    """``asymmetric``'s destination of each class: K class indices, none its own class; default c+1 mod K."""
+    if targets is None:
+        return [(c + 1) % k for c in range(k)]
+    example = f"e.g. {[(c + 1) % k for c in range(k)]}, the default"
+    if isinstance(targets, np.ndarray):
+        targets = targets.tolist()
+    if not isinstance(targets, (list, tuple)):
+        raise NoiseOptionError(
+            "targets",
+            f"targets must be a list of {k} class indices, targets[c] the class that labels of class c are "
+            f"flipped to ({example}); got {targets!r}",
+        )
+    if len(targets) != k:
+        raise NoiseOptionError(
+            "targets",
+            f"targets has {len(targets)} entries for {k} classes; give one destination class per class ({example})",
+        )
+    out = []
+    for c, v in enumerate(targets):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+            raise NoiseOptionError("targets", f"targets[{c}] = {v!r} is not a class index; give an integer in [0, {k})")
+        if not 0 <= v < k:
+            raise NoiseOptionError("targets", f"targets[{c}] = {v} is outside [0, {k}); give a class index in [0, {k})")
+        if v == c:
+            raise NoiseOptionError(
+                "targets",
+                f"targets[{c}] = {c} maps class {c} to itself; give each class another class ({example})",
+            )
+        out.append(int(v))
+    return out
 
 
 def _check_scale(scale: Any, k: int) -> np.ndarray:

@@ -34,6 +34,7 @@ from study.noise import (
     RECORDED,
     NoiseOptionError,
     annotator_settings,
+    class_targets,
     noise_settings,
     recorded_kind,
     recorded_source,
@@ -335,8 +336,9 @@ class NoiseSpec(Strict):
     #: noise kind ``recorded:<source>`` at rate 0 (no synthetic noise on top), beside kinds x rates
     recorded: list[str] = Field(default_factory=list)
     #: extra options of study.noise.inject_noise (NOISE_OPTIONS): exact (every kind), groups (class_dependent,
-    #: annotators), transition (kind transition), annotators, skills, coverage, aggregate (kind annotators);
-    #: an option of kinds that noise.kinds does not list is refused
+    #: annotators), targets (asymmetric: one destination class per class, by name or index, for every dataset),
+    #: transition (kind transition), annotators, skills, coverage, aggregate (kind annotators); an option of
+    #: kinds that noise.kinds does not list is refused
     options: dict[str, Any] = Field(default_factory=dict)
     #: corrupt the validation labels too (the default); Dedieu et al. keep them clean
     noisy_validation: bool = True
@@ -392,6 +394,8 @@ class NoiseSpec(Strict):
                 annotator_settings(v)
             except NoiseOptionError as e:
                 raise SubPathError(e.option, str(e)) from None
+        if "targets" in v:
+            _check_target_entries(v["targets"])
         return v
 
     @model_validator(mode="after")
@@ -862,6 +866,8 @@ class Spec(Strict):
             self._check_ssl_entry(i, entry)
         if "transition" in self.noise.options:
             _check_transition_option(self.noise.options["transition"])
+        if "targets" in self.noise.options:
+            _check_targets_option(self)
         self._check_by_noise_kind()
         self._check_optim()
         self._check_subset()
@@ -1048,6 +1054,46 @@ def _check_transition_option(t: Any) -> None:
         raise ValueError(
             f"{where}: {e}; each row gives the label probabilities of one true class and sums to 1"
         ) from None
+
+
+def _check_target_entries(targets: Any) -> None:
+    """noise.options.targets (asymmetric noise) as far as the spec alone shows: a list of class names or
+    indices, none an index equal to its own position (its size and names are checked against each dataset's
+    classes: ``_check_targets_option`` where the spec gives them, the data at launch otherwise)."""
+    fix = (
+        "give a list with one destination class (name or index) per class: targets[c] is where labels of class c "
+        "are flipped to; leave targets out for the default c -> c+1 mod K"
+    )
+    if not isinstance(targets, list) or not targets:
+        raise SubPathError("targets", f"{targets!r} is not a list of classes; {fix}")
+    for c, v in enumerate(targets):
+        if isinstance(v, bool) or not isinstance(v, (int, str)) or (isinstance(v, int) and v < 0) or v == "":
+            raise SubPathError("targets", f"targets[{c}] = {v!r} is neither a class name nor a class index; {fix}")
+        if v == c:
+            raise SubPathError("targets", f"targets[{c}] = {c} maps class {c} to itself; give each class another class")
+
+
+def _check_targets_option(spec: Spec) -> None:
+    """noise.options.targets against every dataset whose classes the spec alone gives (a dataset's fixed class
+    names, or its options' class_names or num_classes); the others are checked against their data at launch."""
+    targets = spec.noise.options["targets"]
+    for i, d in enumerate(spec.datasets):
+        options = DATASETS[d.name].check_options(d.options)
+        names = DATASETS[d.name].known_classes or getattr(options, "class_names", None)
+        count = len(names) if names else getattr(options, "num_classes", None)
+        if not isinstance(count, int) or (not names and any(isinstance(v, str) for v in targets)):
+            continue  # names the spec cannot resolve: checked against the data at launch
+        classes = list(names) if names else [str(c) for c in range(count)]
+        try:
+            class_targets(targets, classes)
+        except NoiseOptionError as e:
+            every = (
+                "; one list serves every dataset of the spec, so their class counts must agree (or leave targets out "
+                "for the default c -> c+1 mod K)"
+                if len(targets) != count
+                else ""
+            )
+            raise ValueError(f"noise.options.targets: {e} (on datasets[{i}], {d.key}){every}") from None
 
 
 # -- loading ----------------------------------------------------------------------------------------
