@@ -9,6 +9,10 @@ seeds, an MLP head 512-128-64 per cell) three ways, timed end to end on one mach
   trains, validates and tests on embedding rows. Heads are still trained one trial at a time.
 - ``batched``: the embeddings once, and the heads of one seed (its noise settings share the split) trained
   together by ``train_heads``, one call per seed.
+- ``packed``: the study's own path for a cell's final seeds (``resources.pack``): per noise setting, its
+  seeds as the members of one packed trial (``build_pack`` per point, ``fit_pack`` stepping the heads
+  together, each on its own split, labels and batches), the embeddings once
+  (``linear_probe_packed_speedup``, against ``per_trial``; its test F1 against ``embeddings_once``'s).
 
 ``linear_probe_speedup`` is ``per_trial / batched`` wall time (the issue's figure);
 ``linear_probe_embeddings_once_speedup`` is ``per_trial / embeddings_once`` (what the study gains today).
@@ -149,6 +153,26 @@ def embeddings_once(spec, size: Size, cache: Path) -> tuple[float, list[float]]:
     return time.perf_counter() - t0, f1
 
 
+def packed(spec, size: Size, cache: Path) -> tuple[float, list[float]]:
+    """The study's own path for a cell's final seeds (``resources.pack``, ``plan.pack_finals``): per noise
+    rate, its seeds as the members of one packed trial (``build_pack`` per point, ``fit_pack`` stepping their
+    heads together, each on its own split and labels), the embeddings once; test F1 per head, in the order
+    of ``_points``."""
+    from study.experiment import build_pack
+    from study.train import PackMember, fit_pack
+
+    f1: dict = {}
+    t0 = time.perf_counter()
+    for rate in size.rates:
+        points = [p for p in _points(spec, size) if p.noise_rate == rate]
+        trials = [build_pack(spec, p, [dict(spec.lnl[0].fixed)], torch.device("cpu"), cache, cache)[0] for p in points]
+        members = [PackMember(t.algo, t.train, val=t.val, clean_labels=t.clean, noisy_labels=t.labels) for t in trials]
+        fit_pack(members, None, trials[0].entry.epochs, stopping=trials[0].stopping)
+        for p, t, m in zip(points, trials, members):
+            f1[p] = t.final_metrics(m.result, cache)["test_f1"]
+    return time.perf_counter() - t0, [f1[p] for p in _points(spec, size)]
+
+
 def batched(spec, size: Size, cache: Path) -> tuple[float, float, float, str, float]:
     """The embeddings once, and per seed the heads of every noise rate in one ``train_heads`` call; then the
     same heads one at a time. Returns (grid wall time, batched heads/s, one-at-a-time heads/s, the
@@ -208,6 +232,7 @@ def main(quick: bool = False) -> None:
         t_trial, f1_trial = per_trial(spec, size, caches["per_trial"])
         t_once, f1_once = embeddings_once(spec, size, caches["embeddings_once"])
         t_batched, hps_batched, hps_single, chosen, probe_s = batched(spec, size, caches["batched"])
+        t_packed, f1_packed = packed(spec, size, caches["packed"])
     heads = len(size.rates) * len(size.seeds)
     print(f"linear_probe_heads: {heads}")
     print(f"linear_probe_images: {size.images}")
@@ -223,6 +248,11 @@ def main(quick: bool = False) -> None:
     print(f"linear_probe_crossover_probe_seconds: {probe_s:.2f}")
     print(f"linear_probe_execution: {chosen}")
     print(f"linear_probe_batched_vs_alone: {hps_batched / hps_single:.2f}")
+    print(f"linear_probe_packed_seconds: {t_packed:.1f}")
+    print(f"linear_probe_packed_speedup: {t_trial / t_packed:.2f}")
+    print(f"linear_probe_packed_vs_embeddings_once: {t_once / t_packed:.2f}")
+    # the study's packed heads are the heads its trials train one by one
+    print(f"linear_probe_packed_max_test_f1_difference: {max(abs(a - b) for a, b in zip(f1_packed, f1_once)):.2e}")
     # the same heads on cached rows as on images through the encoder: the same test F1 (float noise aside)
     diff = max(abs(a - b) for a, b in zip(f1_trial, f1_once, strict=True))
     print(f"linear_probe_max_test_f1_difference: {diff:.2e}")
@@ -237,7 +267,7 @@ def prepare(size: Size, root: Path):
     weights = root / "resnet18_random.pt"
     torch.save(resnet18(weights=None).state_dict(), weights)
     spec = _spec(size, weights)
-    caches = {v: root / v for v in ("per_trial", "embeddings_once", "batched")}
+    caches = {v: root / v for v in ("per_trial", "embeddings_once", "batched", "packed")}
     for c in caches.values():
         c.mkdir()
         _warm(spec, size, c)

@@ -112,14 +112,16 @@ def test_linear_probe_grid_is_a_valid_study_spec_with_its_declared_sizes(tmp_pat
 def test_linear_probe_variants_run_and_agree_at_a_tiny_size(tmp_path):
     """Each timed variant runs through the API it measures (a renamed call fails here, not after a long
     benchmark run), and heads on cached embeddings score what heads on images through the encoder do."""
-    from benchmarks.linear_probe import Size, batched, embeddings_once, per_trial, prepare
+    from benchmarks.linear_probe import Size, batched, embeddings_once, packed, per_trial, prepare
 
-    size = Size(150, 3, 32, (0.0, 0.4), (0,), 2)
+    size = Size(150, 3, 32, (0.0, 0.4), (0, 1), 2)
     spec, caches = prepare(size, tmp_path)
     _, f1_trial = per_trial(spec, size, caches["per_trial"])
     _, f1_once = embeddings_once(spec, size, caches["embeddings_once"])
     _, batched_rate, single_rate, chosen, probe_s = batched(spec, size, caches["batched"])
-    assert len(f1_trial) == 2 and f1_trial == pytest.approx(f1_once, abs=1e-6)
+    _, f1_packed = packed(spec, size, caches["packed"])  # two seeds per packed trial
+    assert len(f1_trial) == 4 and f1_trial == pytest.approx(f1_once, abs=1e-6)
+    assert f1_packed == pytest.approx(f1_once, abs=1e-4)  # the study's packed heads are its trials' heads
     assert batched_rate > 0 and single_rate > 0 and chosen in ("batched", "sequential") and probe_s > 0
     assert list((caches["embeddings_once"] / "embeddings").glob("*.npy"))  # computed once into the cache
 

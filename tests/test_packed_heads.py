@@ -14,20 +14,13 @@ from study.experiment import build_pack, build_trial
 from study.train import FitResult, PackMember, fit_pack
 from study.tuning.plan import Member, Point, TrialConfig, final_pack_size, pack_finals
 from study.tuning.spec import Spec, parse_spec
+from tests.test_packed_fit import one_thread  # noqa: F401  (autouse: one intra-op thread)
 
 EPOCHS = 6
 HPARAMS = {"lr": 0.05, "hidden": [16], "feature_noise": 0.3}
 #: the per-epoch metrics compared; vmap reassociates float sums, so it matches to a relative 1e-4
 COMPARED = ("train_loss", "val_f1", "val_loss")
 TOLERANCE = {"loop": 1e-6, "vmap": 1e-4}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def heads_spec(pack: int = 1, patience: int | None = None) -> Spec:

@@ -774,8 +774,9 @@ class ResourcesSpec(Strict):
     #: stage lnl: how many of a cell's samples one Ray trial trains together as one batched model (packed
     #: trials, ``study.packing``), each still its own Optuna trial, MLflow run and ASHA entry; 1: one sample
     #: per trial; ``auto``: 8 where trials get a GPU, 1 on CPUs (where packing saves only a trial's fixed
-    #: costs: docs/benchmarks.md). Algorithms that cannot be packed (``Algorithm.packable``: dividemix,
-    #: linear_probe) run one sample per trial
+    #: costs: docs/benchmarks.md). Algorithms that cannot be packed (``Algorithm.packable``: dividemix) run
+    #: one sample per trial. Stage final: heads on embeddings (linear_probe) train this many of a cell's final
+    #: runs (its seeds) together (``plan.pack_finals``)
     pack: int | Literal["auto"] = 1
 
     @field_validator("pack", mode="before")

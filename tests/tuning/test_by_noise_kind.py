@@ -68,8 +68,8 @@ def test_kinds_must_be_the_spec_noise_kinds():
     [(path, msg)] = problems(spec_data({"pairflip": {"fixed": {"forget_rate": 0.1}}}))
     assert path == "lnl[1].by_noise_kind.pairflip"
     assert "not a noise kind of this spec (allowed: symmetric, class_dependent)" in msg and "noise.kinds" in msg
-    [(path, msg)] = problems(spec_data({"asymmetric": {"fixed": {}}}))
-    assert path == "lnl[1].by_noise_kind.asymmetric" and "unknown noise kind 'asymmetric'" in msg
+    [(path, msg)] = problems(spec_data({"flipped": {"fixed": {}}}))
+    assert path == "lnl[1].by_noise_kind.flipped" and "unknown noise kind 'flipped'" in msg
 
 
 def test_a_searched_name_cannot_also_be_fixed_for_a_kind():
