@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from study.tuning import trainables
-from study.tuning.plan import Member, TrialConfig, make_plan
+from study.tuning.plan import Member, TrialConfig, make_plan, pack_finals
 from study.tuning.results import ERROR, FINISHED, MEMBERS, PRUNED
 from study.tuning.spec import Spec
 from tests.tuning.test_checkpoint_every import FakeSession
@@ -143,6 +143,48 @@ def test_a_killed_packed_trial_resumes_to_the_same_results(monkeypatch, tmp_path
     resumed = _run(monkeypatch, tmp_path / "r", spec, packed, _session(tmp_path / "kr", restore=saved[1]))
     assert [m["epoch"] for m, _ in resumed] == [2, 3] and all(m["start_epoch"] == 2 for m, _ in resumed)
     after, before = _by_member(resumed), _by_member(whole[2:])
+    for i in after:
+        for a, b in zip(after[i], before[i], strict=True):
+            _same(a, b, (*COMPARED, "test_f1"), tol=1e-6)
+
+
+def _heads_spec() -> Spec:
+    data = _spec("linear_probe").model_dump(mode="json", exclude_defaults=True)
+    data["lnl"][0]["fixed"] = {"optimizer": "sgd", "momentum": 0.9, "hidden": [16], "feature_noise": 0.2}
+    return Spec.model_validate({**data, "seeds": [0, 1, 2]})
+
+
+def _final_configs(spec: Spec) -> tuple[dict, list[dict]]:
+    """A cell's three final seeds packed into one trial (``plan.pack_finals``), and each seed's own trial."""
+    plan = make_plan(spec)
+    finals = [
+        TrialConfig(stage="final", id=c.id, point=p, hparams={**spec.lnl[0].fixed, "lr": 0.05})
+        for c, p in plan.final_runs
+    ]
+    [packed] = pack_finals(
+        spec.model_copy(update={"resources": spec.resources.model_copy(update={"pack": 3})}), finals, False
+    )
+    return packed.to_ray(), [f.to_ray() for f in finals]
+
+
+def test_final_seeds_of_heads_report_what_their_own_trials_report_and_resume(monkeypatch, tmp_path):
+    """Dedieu et al.'s seeds, packed: each member (its own split, labels and feature noise) reports what its
+    seed's own trial reports, and a packed trial killed after epoch 1 resumes every seed to the same results."""
+    spec = _heads_spec()
+    packed, alone = _final_configs(spec)
+    whole = _run(monkeypatch, tmp_path / "p", spec, packed, _session(tmp_path / "kp"))
+    members = _by_member(whole)
+    for i, config in enumerate(alone):
+        own = [m for m, _ in _run(monkeypatch, tmp_path / f"a{i}", spec, config, _session(tmp_path / f"ka{i}"))]
+        assert len(members[i]) == len(own) == EPOCHS
+        for mine, theirs in zip(members[i], own, strict=True):
+            _same(mine, theirs, tol=1e-4)
+        _same(members[i][-1], own[-1], ("test_f1", "best_val_f1"), tol=1e-4)
+    saved = [c for _, c in whole if c is not None]
+    resumed = _run(monkeypatch, tmp_path / "r", spec, packed, _session(tmp_path / "kr", restore=saved[1]))
+    assert [m["epoch"] for m, _ in resumed] == [2, 3]
+    after, before = _by_member(resumed), _by_member(whole[2:])
+    assert sorted(after) == [0, 1, 2]
     for i in after:
         for a, b in zip(after[i], before[i], strict=True):
             _same(a, b, (*COMPARED, "test_f1"), tol=1e-6)
