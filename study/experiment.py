@@ -548,11 +548,12 @@ def build_pack(
     # loaders: the training split with its noisy labels, random crops and the spec's augmentation (one per
     # batch size); noisy validation centre-cropped; held on the device when both fit its budget, else in
     # host memory
-    on_device = data_on_device(spec, rows[splits.train].nbytes + rows[splits.val].nbytes, device)
+    train_rows, val_rows = rows[splits.train], rows[splits.val]  # copies: taken once, shared by the loaders
+    on_device = data_on_device(spec, train_rows.nbytes + val_rows.nbytes, device)
     trains: dict[int, TensorLoader] = {}
     for batch in dict.fromkeys(b for _, b, _ in settings):
         trains[batch] = TensorLoader(
-            rows[splits.train],
+            train_rows,
             labels[splits.train],
             batch,
             shuffle=True,
@@ -567,7 +568,7 @@ def build_pack(
             on_device=on_device,
         )
     val = TensorLoader(
-        rows[splits.val],
+        val_rows,
         labels[splits.val],
         EVAL_BATCH,
         device=device,
