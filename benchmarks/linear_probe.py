@@ -159,15 +159,15 @@ def packed(spec, size: Size, cache: Path) -> tuple[float, list[float]]:
     heads together, each on its own split and labels), the embeddings once; test F1 per head, in the order
     of ``_points``."""
     from study.experiment import build_pack
-    from study.train import PackMember, fit_pack
+    from study.train import fit_pack
 
     f1: dict = {}
     t0 = time.perf_counter()
     for rate in size.rates:
         points = [p for p in _points(spec, size) if p.noise_rate == rate]
         trials = [build_pack(spec, p, [dict(spec.lnl[0].fixed)], torch.device("cpu"), cache, cache)[0] for p in points]
-        members = [PackMember(t.algo, t.train, val=t.val, clean_labels=t.clean, noisy_labels=t.labels) for t in trials]
-        fit_pack(members, None, trials[0].entry.epochs, stopping=trials[0].stopping)
+        members = [t.pack_member() for t in trials]
+        fit_pack(members, trials[0].entry.epochs, stopping=trials[0].stopping)
         for p, t, m in zip(points, trials, members):
             f1[p] = t.final_metrics(m.result, cache)["test_f1"]
     return time.perf_counter() - t0, [f1[p] for p in _points(spec, size)]

@@ -45,7 +45,7 @@ from study.noise import (
     recorded_source,
 )
 from study.ssl import PretrainRequest, load_encoder, pretrain
-from study.train import EarlyStopping, FitResult, final_test, fit, predict_probs
+from study.train import EarlyStopping, FitResult, PackMember, final_test, fit, predict_probs
 from study.tuning.plan import Point
 from study.tuning.spec import AugmentSpec, LNLSpec, ShiftedTestSpec, Spec
 
@@ -399,6 +399,11 @@ class Trial:
             on_epoch=on_epoch,
             stopping=self.stopping,
         )
+
+    def pack_member(self) -> PackMember:
+        """The trial as a member of a packed trial (``study.train.fit_pack``): its algorithm, its loaders and
+        the training labels its diagnostics read."""
+        return PackMember(self.algo, self.train, self.val, self.clean, self.labels)
 
     def final_metrics(self, result: FitResult, data_cache: str | Path) -> dict[str, Any]:
         """Clean-test metrics at the best noisy-validation epoch: ``test_*`` (``final_test``), ``test_study_*``

@@ -310,8 +310,7 @@ class PackStep:
         if self.execution == "loop" or self._stochastic():
             return [m.train_step(*b, epoch) for m, b in steps]
         members = [m for m, _ in steps]
-        inputs = [m.train_inputs(b[0], b[2], epoch) for m, b in steps]
-        losses, outs = self._losses(steps, self._batched_logits(members, inputs), epoch)
+        losses, outs = self._batched_losses(steps, epoch)
         for m in members:
             for opt in m.optimizers:
                 opt.zero_grad(set_to_none=True)
@@ -361,10 +360,7 @@ class PackStep:
     def _probe_pass(self, mode: str, steps: Sequence[tuple[Algorithm, Batch]], epoch: int) -> None:
         """One forward and backward pass of every member (no optimiser step), batched or one by one."""
         if mode == "vmap":
-            members = [m for m, _ in steps]
-            inputs = [m.train_inputs(b[0], b[2], epoch) for m, b in steps]
-            losses, _ = self._losses(steps, self._batched_logits(members, inputs), epoch)
-            torch.autograd.backward(losses)
+            torch.autograd.backward(self._batched_losses(steps, epoch)[0])
             return
         for m, (x, y, index) in steps:
             own = m.train_inputs(x, index, epoch)
@@ -406,10 +402,13 @@ class PackStep:
                             v.copy_(buffers[name][i])
         return out
 
-    def _losses(
-        self, steps: Sequence[tuple[Algorithm, Batch]], logits: list[torch.Tensor], epoch: int
+    def _batched_losses(
+        self, steps: Sequence[tuple[Algorithm, Batch]], epoch: int
     ) -> tuple[list[torch.Tensor], list[StepOutput]]:
-        """Each member's ``step_loss`` of its slice of the batched outputs, on its batch's labels."""
+        """Each member's ``step_loss`` of its slice of one batched forward pass over the members'
+        ``train_inputs``, on its batch's labels."""
+        inputs = [m.train_inputs(x, index, epoch) for m, (x, _, index) in steps]
+        logits = self._batched_logits([m for m, _ in steps], inputs)
         losses, outs = [], []
         for i, (m, (_, y, index)) in enumerate(steps):
             loss, out = m.step_loss([lg[i] for lg in logits], y, index, epoch)

@@ -263,27 +263,24 @@ def fit(
 @dataclass
 class PackMember:
     """One member of a packed trial: its algorithm, its training loader (members holding the same loader
-    object take the same batches) and its result."""
+    object take the same batches), its validation loader, the training labels its selection diagnostics read
+    (as ``fit``'s; members at one point share all of these, a cell's final seeds have their own) and its
+    result."""
 
     algo: Algorithm
     train: TensorLoader
+    val: TensorLoader
+    clean_labels: np.ndarray | None = None
+    noisy_labels: np.ndarray | None = None
     result: FitResult = field(default_factory=FitResult)
     #: False once pruned (``on_epoch``), failed (a non-finite loss) or stopped by patience; a member that
     #: trained every epoch stays live
     live: bool = True
-    #: a member at a point of its own (a final-stage seed: its own split and noisy labels): its validation
-    #: loader and the training labels its diagnostics read; None: ``fit_pack``'s
-    val: TensorLoader | None = None
-    clean_labels: np.ndarray | None = None
-    noisy_labels: np.ndarray | None = None
 
 
 def fit_pack(
     members: list[PackMember],
-    val: TensorLoader | None,
     epochs: int,
-    clean_train_labels: np.ndarray | None = None,
-    noisy_train_labels: np.ndarray | None = None,
     start_epoch: int = 0,
     on_epoch: Callable[[int, dict[int, dict[str, Any]]], Iterable[int] | None] | None = None,
     stopping: EarlyStopping = EarlyStopping(),
@@ -295,9 +292,9 @@ def fit_pack(
     Each epoch every live member starts its epoch (its schedule) on its loader; then, step by step, each
     distinct loader gives its next batch and every member steps on its loader's batch: ``packable``
     algorithms all in one ``study.packing.PackStep`` (with ``execution``: members sharing a loader run on one
-    batch, members with loaders of their own (``PackMember.val``: other points) on theirs, stacked), others
-    each alone (they cannot share a loader). Then, per member, the validation metrics (its own ``val`` and
-    labels, or these) and its result's bookkeeping (``record_epoch``, as ``fit``); ``epoch_time`` is the
+    batch, members with loaders of their own (other points) on theirs, stacked), others each alone (they
+    cannot share a loader). Then, per member, the validation metrics (on its ``val``, diagnostics against its
+    labels) and its result's bookkeeping (``record_epoch``, as ``fit``); ``epoch_time`` is the
     pack's wall time of the epoch (every member's training and validation), the same for all.
     ``on_epoch(epoch, {member index: metrics})`` sees the members that finished the epoch (it is not called
     for an epoch none finished) and returns the indices of those to stop (pruned), or None.
@@ -343,20 +340,8 @@ def fit_pack(
         for i in done:
             loss, selected = tallies[i].result()
             m = members[i]
-            own = m.val is not None
-            loader = m.val if m.val is not None else val
-            if loader is None:
-                raise ValueError("fit_pack: a member without its own validation loader needs fit_pack's val")
             metrics[i] = epoch_metrics(
-                m.algo,
-                loader,
-                epoch,
-                loss,
-                selected,
-                t0,
-                m.train.indices,
-                m.clean_labels if own else clean_train_labels,
-                m.noisy_labels if own else noisy_train_labels,
+                m.algo, m.val, epoch, loss, selected, t0, m.train.indices, m.clean_labels, m.noisy_labels
             )
         seconds = time.perf_counter() - t0
         for i in done:

@@ -79,20 +79,12 @@ def point_of(spec: Spec) -> Point:
 def pack(algorithm: str, cache) -> tuple[list[PackMember], list]:
     spec = tiny_spec(algorithm)
     trials = build_pack(spec, point_of(spec), HPARAMS[algorithm], torch.device("cpu"), cache, cache)
-    return [PackMember(t.algo, t.train) for t in trials], trials
+    return [t.pack_member() for t in trials], trials
 
 
 def fit_members(members: list[PackMember], trials: list, execution: str, **kw) -> list[PackMember]:
-    """``fit_pack`` of ``pack``'s members over ``EPOCHS`` with their trials' validation split and labels."""
-    fit_pack(
-        members,
-        trials[0].val,
-        EPOCHS,
-        clean_train_labels=trials[0].clean,
-        noisy_train_labels=trials[0].labels,
-        execution=execution,
-        **kw,
-    )
+    """``fit_pack`` of ``pack``'s members over ``EPOCHS`` (each with its trial's validation split and labels)."""
+    fit_pack(members, EPOCHS, execution=execution, **kw)
     return members
 
 
@@ -160,9 +152,9 @@ def test_members_with_different_batch_sizes_train_on_their_own_loaders(cache):
     hparams = [{"lr": 0.05, "batch_size": 16}, {"lr": 0.05}, {"lr": 0.02, "batch_size": 16}]
     trials = build_pack(spec, point_of(spec), hparams, torch.device("cpu"), cache, cache)
     assert trials[0].train is trials[2].train and trials[0].train is not trials[1].train
-    members = [PackMember(t.algo, t.train) for t in trials]
+    members = [t.pack_member() for t in trials]
     # loop: exact (vmap's float reassociation, amplified over twice the steps, parts val_loss by ~1e-4 here)
-    fit_pack(members, trials[0].val, EPOCHS, execution="loop")
+    fit_pack(members, EPOCHS, execution="loop")
     for m, hp in zip(members, hparams):
         want = build_trial(spec, point_of(spec), hp, torch.device("cpu"), cache, cache).fit()
         assert_same(m.result, want, TOLERANCE["loop"])
@@ -276,7 +268,7 @@ def test_bad_packs_are_refused():
         PackStep(tiny_members("ce", 2), "fused")
     shared = TensorLoader(torch.zeros(8, 16, 16, 3, dtype=torch.uint8).numpy(), torch.zeros(8).long().numpy(), 4)
     with pytest.raises(ValueError, match="give each of its members its own loader"):
-        fit_pack([PackMember(a, shared) for a in tiny_members("dividemix", 2)], shared, 1, execution="loop")
+        fit_pack([PackMember(a, shared, shared) for a in tiny_members("dividemix", 2)], 1, execution="loop")
     packable = ("ce", "gce", "sce", "elr", "co_teaching", "co_teaching_plus", "linear_probe")
     assert {ALGORITHMS[n].packable for n in packable} == {True}
     assert not ALGORITHMS["dividemix"].packable

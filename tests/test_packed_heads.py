@@ -11,7 +11,7 @@ import torch
 
 from study import packing
 from study.experiment import build_pack, build_trial
-from study.train import FitResult, PackMember, fit_pack
+from study.train import FitResult, fit_pack
 from study.tuning.plan import Member, Point, TrialConfig, final_pack_size, pack_finals
 from study.tuning.spec import Spec, parse_spec
 from tests.test_packed_fit import one_thread  # noqa: F401  (autouse: one intra-op thread)
@@ -91,8 +91,8 @@ def test_final_seeds_packed_equal_their_own_trials(execution, patience, cache, b
     points = [point(spec, s) for s in (0, 1, 2)]
     trials = [build_trial(spec, p, HPARAMS, torch.device("cpu"), cache, cache) for p in points]
     assert len({id(t.train) for t in trials}) == 3  # each seed its own split, labels and batches
-    members = [PackMember(t.algo, t.train, val=t.val, clean_labels=t.clean, noisy_labels=t.labels) for t in trials]
-    fit_pack(members, None, EPOCHS, stopping=trials[0].stopping, execution=execution)
+    members = [t.pack_member() for t in trials]
+    fit_pack(members, EPOCHS, stopping=trials[0].stopping, execution=execution)
     assert (batched_calls["n"] > 0) == (execution == "vmap")
     for m, t, p in zip(members, trials, points):
         want, want_f1 = alone(spec, p, HPARAMS, cache)
@@ -108,8 +108,8 @@ def test_tuning_members_with_feature_noise_packed_equal_their_own_trials(cache, 
     samples = [HPARAMS, {**HPARAMS, "lr": 0.02, "feature_noise": 0.0}, {**HPARAMS, "feature_noise": 0.1}]
     trials = build_pack(spec, p, samples, torch.device("cpu"), cache, cache)
     assert len({id(t.train) for t in trials}) == 1  # one point: one loader, one batch for all
-    members = [PackMember(t.algo, t.train) for t in trials]
-    fit_pack(members, trials[0].val, EPOCHS, trials[0].clean, trials[0].labels, execution="vmap")
+    members = [t.pack_member() for t in trials]
+    fit_pack(members, EPOCHS, execution="vmap")
     assert batched_calls["n"] > 0
     for m, hp in zip(members, samples):
         assert_same(m.result, alone(spec, p, hp, cache)[0], TOLERANCE["vmap"])

@@ -267,9 +267,13 @@ def pack_size(spec: Spec, lnl_key: str, gpu: bool) -> int:
     get a GPU (``gpu``), else 1), at most the cell's samples; 1 for an algorithm that cannot be packed."""
     if not ALGORITHMS[spec.lnl_map[lnl_key].algorithm].packable:
         return 1
+    return max(1, min(_resolved_pack(spec, gpu), spec.tuning.samples_per_cell))
+
+
+def _resolved_pack(spec: Spec, gpu: bool) -> int:
+    """``resources.pack`` as a number: ``auto`` is 8 where trials get a GPU (``gpu``), else 1."""
     pack = spec.resources.pack
-    size = (AUTO_PACK_GPU if gpu else 1) if pack == "auto" else pack
-    return max(1, min(size, spec.tuning.samples_per_cell))
+    return (AUTO_PACK_GPU if gpu else 1) if pack == "auto" else pack
 
 
 def final_pack_size(spec: Spec, lnl_key: str, gpu: bool) -> int:
@@ -280,8 +284,7 @@ def final_pack_size(spec: Spec, lnl_key: str, gpu: bool) -> int:
     algorithm = ALGORITHMS[spec.lnl_map[lnl_key].algorithm]
     if not (algorithm.packable and algorithm.on_embeddings):
         return 1
-    pack = spec.resources.pack
-    return max(1, (AUTO_PACK_GPU if gpu else 1) if pack == "auto" else pack)
+    return max(1, _resolved_pack(spec, gpu))
 
 
 def pack_finals(spec: Spec, finals: list[TrialConfig], gpu: bool) -> list[TrialConfig]:

@@ -213,20 +213,25 @@ def _packed_trial(
     (a tuning trial's samples) share its data and batches (``build_pack``); members at points of their own (a
     cell's final seeds) each have theirs, and are stepped together on their own batches."""
     points = cfg.member_points()
-    trials: list[Trial | None] = [None] * len(points)
-    for point in dict.fromkeys(points):
-        mine = [i for i, p in enumerate(points) if p == point]
-        built = build_pack(
-            spec, point, [cfg.members[i].hparams for i in mine], _device(), cache_dir, data_cache, owner=trial_id
+    built = {
+        point: iter(
+            build_pack(
+                spec,
+                point,
+                [m.hparams for m, p in zip(cfg.members, points) if p == point],
+                _device(),
+                cache_dir,
+                data_cache,
+                owner=trial_id,
+            )
         )
-        for i, t in zip(mine, built):
-            trials[i] = t
+        for point in dict.fromkeys(points)
+    }
     pack = _Pack(
-        spec, [t for t in trials if t is not None], trial_id, data_cache, artifacts_root, artifacts_uri, prune_board
+        spec, [next(built[p]) for p in points], trial_id, data_cache, artifacts_root, artifacts_uri, prune_board
     )
     fit_pack(
         pack.members,
-        None,
         pack.trials[0].entry.epochs,
         start_epoch=pack.start,
         on_epoch=pack.on_epoch,
@@ -252,9 +257,7 @@ class _Pack:
         self.spec, self.trials, self.trial_id = spec, trials, trial_id
         self.data_cache, self.artifacts_root, self.artifacts_uri = data_cache, artifacts_root, artifacts_uri
         self.board = prune_board
-        self.members = [
-            PackMember(t.algo, t.train, val=t.val, clean_labels=t.clean, noisy_labels=t.labels) for t in trials
-        ]
+        self.members = [t.pack_member() for t in trials]
         self.loaders = list({id(t.train): t.train for t in trials}.values())
         #: members whose end has been reported (or is pending), and ends to report with the next report
         self.start, self.ended = _restore_pack(self.members, self.loaders)
